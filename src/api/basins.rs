@@ -1,0 +1,130 @@
+//! Account-level basin operations.
+
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, StatusCode};
+use s2_api::v1::{
+    basin::{BasinInfo, BasinState, CreateBasinRequest, EnsureBasinRequest, ListBasinsRequest, ListBasinsResponse},
+    config::{BasinConfig as ApiBasinConfig, BasinReconfiguration as ApiBasinReconfiguration},
+};
+use s2_common::{
+    basin::{BasinName, ListBasinsRequest as CommonListRequest},
+    config::BasinConfig,
+    resources::{PROVISION_RESULT_HEADER, RequestToken},
+};
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{BasinPath, JsonBody, OptionalJsonBody, QueryOf, optional_header},
+};
+use crate::engine::{BasinEntry, Provisioned};
+
+pub fn basin_info(entry: BasinEntry) -> Result<BasinInfo, ApiError> {
+    let name: BasinName = entry
+        .name
+        .parse()
+        .map_err(|e: s2_common::ValidationError| ApiError::invalid(e.to_string()))?;
+    Ok(BasinInfo {
+        name,
+        location: None,
+        created_at: entry.created_at,
+        state: if entry.deleted_at.is_some() {
+            BasinState::Deleting
+        } else {
+            BasinState::Active
+        },
+        deleted_at: entry.deleted_at,
+    })
+}
+
+fn provisioned_response(status: StatusCode, result: Provisioned<BasinEntry>) -> Result<Response, ApiError> {
+    let (outcome, entry) = match result {
+        Provisioned::Created(e) => ("created", e),
+        Provisioned::Updated(e) => ("updated", e),
+        Provisioned::Unchanged(e) => ("noop", e),
+    };
+    Ok((
+        status,
+        [(PROVISION_RESULT_HEADER.clone(), outcome)],
+        axum::Json(basin_info(entry)?),
+    )
+        .into_response())
+}
+
+fn config_from(config: Option<ApiBasinConfig>) -> Result<BasinConfig, ApiError> {
+    Ok(config.map(TryInto::try_into).transpose()?.unwrap_or_default())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    QueryOf(request): QueryOf<ListBasinsRequest>,
+) -> Result<axum::Json<ListBasinsResponse>, ApiError> {
+    let request: CommonListRequest = request.try_into()?;
+    let (entries, has_more) = state
+        .engine
+        .list_basins(&request.prefix, &request.start_after, request.limit.as_usize())
+        .await?;
+    Ok(axum::Json(ListBasinsResponse {
+        basins: entries.into_iter().map(basin_info).collect::<Result<_, _>>()?,
+        has_more,
+    }))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<CreateBasinRequest>,
+) -> Result<Response, ApiError> {
+    let token = optional_header::<RequestToken>(&headers)?.map(|t| t.to_string());
+    let config = config_from(request.config)?;
+    let result = state
+        .engine
+        .create_basin(&request.basin, config, token)
+        .await?;
+    provisioned_response(StatusCode::CREATED, result)
+}
+
+pub async fn get_config(
+    State(state): State<AppState>,
+    BasinPath(basin): BasinPath,
+) -> Result<axum::Json<ApiBasinConfig>, ApiError> {
+    let entry = state.engine.basin_entry(&basin).await?;
+    Ok(axum::Json(entry.config))
+}
+
+pub async fn ensure(
+    State(state): State<AppState>,
+    BasinPath(basin): BasinPath,
+    OptionalJsonBody(request): OptionalJsonBody<EnsureBasinRequest>,
+) -> Result<Response, ApiError> {
+    let config = config_from(request.and_then(|r| r.config))?;
+    let result = state.engine.ensure_basin(&basin, config).await?;
+    let status = match result {
+        Provisioned::Created(_) => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    provisioned_response(status, result)
+}
+
+pub async fn reconfigure(
+    State(state): State<AppState>,
+    BasinPath(basin): BasinPath,
+    JsonBody(request): JsonBody<ApiBasinReconfiguration>,
+) -> Result<axum::Json<ApiBasinConfig>, ApiError> {
+    let entry = state
+        .engine
+        .reconfigure_basin(&basin, request.try_into()?)
+        .await?;
+    Ok(axum::Json(entry.config))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    BasinPath(basin): BasinPath,
+) -> Result<StatusCode, ApiError> {
+    state.engine.delete_basin(&basin).await?;
+    Ok(StatusCode::ACCEPTED)
+}

@@ -1,0 +1,147 @@
+//! S2 errors on the wire: every non-2xx is JSON `{code, message}` with the status its
+//! code implies, except 412 (append condition) and 416 (read beyond the tail), which have
+//! bodies of their own.
+
+use axum::response::{IntoResponse, Response};
+use s2_api::v1::{
+    error::{ErrorCode, ErrorInfo, ErrorResponse, StandardError},
+    stream::{AppendConditionFailed, StreamPosition, TailResponse, s2s::TerminalMessage},
+};
+
+use crate::engine::{ConditionFailed, EngineError, Position, record::InputError};
+
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    Standard { code: ErrorCode, message: String },
+    ConditionFailed(ConditionFailed),
+    Unwritten(Position),
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Standard {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_header(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadHeader, message)
+    }
+
+    pub fn bad_path(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadPath, message)
+    }
+
+    pub fn bad_query(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadQuery, message)
+    }
+
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadJson, message)
+    }
+
+    pub fn bad_proto(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadProto, message)
+    }
+
+    pub fn bad_frame(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadFrame, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Invalid, message)
+    }
+
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotImplemented, message)
+    }
+
+    pub fn to_error_response(&self) -> ErrorResponse {
+        match self {
+            Self::Standard { code, message } => ErrorResponse::Standard(StandardError {
+                status: code.status(),
+                info: ErrorInfo {
+                    code: (*code).into(),
+                    message: message.clone(),
+                },
+            }),
+            Self::ConditionFailed(ConditionFailed::FencingTokenMismatch(token)) => {
+                ErrorResponse::AppendConditionFailed(AppendConditionFailed::FencingTokenMismatch(
+                    token.parse().expect("stored fencing tokens are valid"),
+                ))
+            }
+            Self::ConditionFailed(ConditionFailed::SeqNumMismatch(seq)) => {
+                ErrorResponse::AppendConditionFailed(AppendConditionFailed::SeqNumMismatch(*seq))
+            }
+            Self::Unwritten(tail) => ErrorResponse::Unwritten(TailResponse {
+                tail: StreamPosition {
+                    seq_num: tail.seq_num,
+                    timestamp: tail.timestamp,
+                },
+            }),
+        }
+    }
+
+    /// Status and JSON body, as an S2S terminal frame or SSE `error` event carries them.
+    pub fn to_parts(&self) -> (http::StatusCode, String) {
+        self.to_error_response().to_parts()
+    }
+
+    pub fn to_terminal(&self) -> TerminalMessage {
+        let (status, body) = self.to_parts();
+        TerminalMessage {
+            status: status.as_u16(),
+            body,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.to_error_response().into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        match e {
+            EngineError::BasinNotFound(_) => Self::new(ErrorCode::BasinNotFound, message),
+            EngineError::StreamNotFound(_) => Self::new(ErrorCode::StreamNotFound, message),
+            EngineError::BasinDeletionPending(_) => {
+                Self::new(ErrorCode::BasinDeletionPending, message)
+            }
+            EngineError::StreamDeletionPending(_) => {
+                Self::new(ErrorCode::StreamDeletionPending, message)
+            }
+            EngineError::AlreadyExists(_) => Self::new(ErrorCode::ResourceAlreadyExists, message),
+            EngineError::Invalid(_) => Self::new(ErrorCode::Invalid, message),
+            EngineError::ConditionFailed(c) => Self::ConditionFailed(c),
+            EngineError::Unwritten(tail) => Self::Unwritten(tail),
+            EngineError::TransactionConflict(_) => {
+                Self::new(ErrorCode::TransactionConflict, message)
+            }
+            EngineError::Storage(_) | EngineError::Corrupt(_) => {
+                Self::new(ErrorCode::Storage, message)
+            }
+            EngineError::SessionAborted => Self::new(ErrorCode::Other, message),
+            EngineError::Draining => Self::new(ErrorCode::ServerDraining, message),
+        }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        match e {
+            InputError::Malformed(m) => Self::bad_proto(m),
+            InputError::Invalid(m) => Self::invalid(m),
+        }
+    }
+}
+
+impl From<s2_common::ValidationError> for ApiError {
+    fn from(e: s2_common::ValidationError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}

@@ -1,0 +1,116 @@
+//! Request extraction with S2's error codes: a bad `s2-basin` header is `bad_header`, a
+//! bad path segment `bad_path`, a bad query `bad_query`, bad JSON `bad_json`.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use http::{HeaderMap, request::Parts};
+use s2_common::{
+    basin::BasinName,
+    http::{ParseableHeader, extract::HeaderRejection},
+    stream::StreamName,
+};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// The basin of a stream-level request, from the `s2-basin` header.
+pub struct BasinHeader(pub BasinName);
+
+impl<S: Send + Sync> FromRequestParts<S> for BasinHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        s2_common::http::extract::parse_header::<BasinName>(&parts.headers)
+            .map(Self)
+            .map_err(|e| ApiError::bad_header(e.to_string()))
+    }
+}
+
+/// The single path parameter, percent-decoded, parsed as `T`.
+async fn path_param<S: Send + Sync, T>(parts: &mut Parts, state: &S) -> Result<T, ApiError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let Path(raw) = Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::bad_path(e.body_text()))?;
+    raw.parse::<T>()
+        .map_err(|e| ApiError::bad_path(e.to_string()))
+}
+
+/// The stream named by the path (`/streams/{stream}…`).
+pub struct StreamPath(pub StreamName);
+
+impl<S: Send + Sync> FromRequestParts<S> for StreamPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_param(parts, state).await.map(Self)
+    }
+}
+
+/// The basin named by the path (`/basins/{basin}`).
+pub struct BasinPath(pub BasinName);
+
+impl<S: Send + Sync> FromRequestParts<S> for BasinPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_param(parts, state).await.map(Self)
+    }
+}
+
+/// Query parameters.
+pub struct QueryOf<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Self(q))
+            .map_err(|e| ApiError::bad_query(e.body_text()))
+    }
+}
+
+/// A JSON body (`Content-Type: application/json` required).
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        s2_api::data::Json::<T>::from_request(req, state)
+            .await
+            .map(|s2_api::data::Json(v)| Self(v))
+            .map_err(|e| ApiError::bad_json(e.body_text()))
+    }
+}
+
+/// An optional JSON body: absent, empty, or `null` all mean `None`.
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        s2_api::data::extract::JsonOpt::<Option<T>>::from_request(req, state)
+            .await
+            .map(|s2_api::data::extract::JsonOpt(v)| Self(v.flatten()))
+            .map_err(|e| ApiError::bad_json(e.body_text()))
+    }
+}
+
+/// An optional header of a type S2 defines; present but malformed is `bad_header`.
+pub fn optional_header<T>(headers: &HeaderMap) -> Result<Option<T>, ApiError>
+where
+    T: ParseableHeader,
+    T::Err: std::fmt::Display,
+{
+    match s2_common::http::extract::parse_header::<T>(headers) {
+        Ok(v) => Ok(Some(v)),
+        Err(HeaderRejection::MissingHeader(_)) => Ok(None),
+        Err(e) => Err(ApiError::bad_header(e.to_string())),
+    }
+}

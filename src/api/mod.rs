@@ -1,0 +1,168 @@
+//! The S2 HTTP surface: routing, extraction with S2's error codes, content negotiation.
+//! Knows nothing about objects; every operation is parse, call the engine, shape the
+//! response.
+
+mod basins;
+pub mod error;
+mod extract;
+mod records;
+mod s2s;
+mod sse;
+mod streams;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    response::{IntoResponse, Response},
+    routing::{any, get},
+};
+use http::{HeaderValue, StatusCode, header};
+use tokio::sync::watch;
+use tower_http::{
+    compression::{
+        CompressionLayer,
+        predicate::{NotForContentType, Predicate, SizeAbove},
+    },
+    cors::CorsLayer,
+    decompression::RequestDecompressionLayer,
+};
+
+pub use self::error::ApiError;
+use crate::{engine::Engine, storage::counting::StoreCounters};
+
+/// Set when the node begins shutting down: sessions end with `server_draining` so that
+/// clients reconnect elsewhere.
+#[derive(Clone, Debug)]
+pub struct Draining(Arc<watch::Sender<bool>>);
+
+impl Default for Draining {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(false)))
+    }
+}
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once draining has started.
+    pub async fn started(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub counters: Arc<StoreCounters>,
+    pub draining: Draining,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, counters: Arc<StoreCounters>, draining: Draining) -> Self {
+        Self {
+            engine,
+            counters,
+            draining,
+        }
+    }
+}
+
+/// Unary append bodies can be 1 MiB metered, which base64 JSON inflates; allow headroom.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/basins", get(basins::list).post(basins::create))
+        .route(
+            "/basins/{basin}",
+            get(basins::get_config)
+                .put(basins::ensure)
+                .patch(basins::reconfigure)
+                .delete(basins::delete),
+        )
+        .route("/streams", get(streams::list).post(streams::create))
+        .route(
+            "/streams/{stream}",
+            get(streams::get_config)
+                .put(streams::ensure)
+                .patch(streams::reconfigure)
+                .delete(streams::delete),
+        )
+        .route("/streams/{stream}/records/tail", get(records::check_tail))
+        .route(
+            "/streams/{stream}/records",
+            get(records::read).post(records::append),
+        )
+        .route("/access-tokens", any(not_implemented))
+        .route("/access-tokens/{id}", any(not_implemented))
+        .route("/metrics", any(not_implemented))
+        .route("/metrics/{*rest}", any(not_implemented))
+        .route("/locations", any(not_implemented))
+        .route("/locations/{*rest}", any(not_implemented));
+
+    let compress_when = SizeAbove::new(1024)
+        .and(NotForContentType::SSE)
+        .and(NotForContentType::const_new("s2s/proto"));
+
+    Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(health))
+        .route("/ping", get(health))
+        .route("/metrics", get(prometheus_metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CompressionLayer::new().compress_when(compress_when))
+        .layer(RequestDecompressionLayer::new())
+        .layer(CorsLayer::very_permissive())
+        .with_state(state)
+}
+
+async fn not_implemented() -> ApiError {
+    ApiError::not_implemented("not implemented by Sluice yet")
+}
+
+async fn not_found() -> Response {
+    ApiError::bad_path("no such route").into_response()
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.engine.health().await {
+        Ok(()) => (StatusCode::OK, "OK").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}")).into_response(),
+    }
+}
+
+/// Prometheus text exposition of this node's counters.
+async fn prometheus_metrics(State(state): State<AppState>) -> Response {
+    let c = state.counters.snapshot();
+    let body = format!(
+        "# HELP sluice_store_requests_total Object-store requests made by this node.\n\
+         # TYPE sluice_store_requests_total counter\n\
+         sluice_store_requests_total{{op=\"get\"}} {}\n\
+         sluice_store_requests_total{{op=\"put\"}} {}\n\
+         sluice_store_requests_total{{op=\"list\"}} {}\n\
+         sluice_store_requests_total{{op=\"delete\"}} {}\n\
+         # HELP sluice_store_bytes_total Object-store payload bytes moved by this node.\n\
+         # TYPE sluice_store_bytes_total counter\n\
+         sluice_store_bytes_total{{direction=\"read\"}} {}\n\
+         sluice_store_bytes_total{{direction=\"written\"}} {}\n",
+        c.gets, c.puts, c.lists, c.deletes, c.bytes_read, c.bytes_written
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}

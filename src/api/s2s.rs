@@ -1,0 +1,373 @@
+//! S2S sessions: length-prefixed protobuf frames over a streaming HTTP body.
+//!
+//! Frame: 3-byte big-endian length L (flag byte + payload, 1 ≤ L ≤ 2 MiB), a flag byte
+//! (bit 7 terminal; bits 6–5 compression: none, zstd, gzip), the payload. A terminal
+//! frame carries a 2-byte HTTP status and a JSON error body and ends the session.
+//!
+//! The codec is written here rather than taken from `s2-api` because that one decodes
+//! straight into owned protobuf messages; Sluice scans append input in place and writes
+//! read batches from cached chunk bytes.
+
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    io::{Read, Write},
+    sync::Arc,
+};
+
+use axum::{body::Body, response::Response};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
+use prost::Message;
+use s2_api::v1::{
+    error::ErrorCode,
+    stream::{
+        proto,
+        s2s::{CompressionAlgorithm, SessionMessage},
+    },
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{
+    AppState,
+    error::ApiError,
+    records::{encode_proto_batch, proto_ack, proto_position},
+};
+use crate::engine::{
+    Ack, EngineResult, ReadOutput, ReadSession, SessionGate,
+    record::{InputError, parse_append_input},
+    stream::StreamHandle,
+};
+
+/// Largest value of the length field.
+pub const MAX_FRAME_LEN: usize = 2 * 1024 * 1024;
+const MAX_PAYLOAD_LEN: usize = MAX_FRAME_LEN - 1;
+const COMPRESSION_THRESHOLD: usize = 1024;
+const FLAG_TERMINAL: u8 = 0x80;
+const FLAG_COMPRESSION_MASK: u8 = 0x60;
+const FLAG_COMPRESSION_SHIFT: u8 = 5;
+
+/// Unacknowledged input an append session accepts before it stops reading.
+const MAX_UNACKED_BYTES: usize = 32 * 1024 * 1024;
+const MAX_UNACKED_INPUTS: usize = 1024;
+
+fn session_response(body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("s2s/proto"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// A regular frame carrying `payload`, compressed with `compression` if it is large
+/// enough to be worth it.
+pub fn regular_frame(payload: &[u8], compression: CompressionAlgorithm) -> Bytes {
+    let compressed = if payload.len() >= COMPRESSION_THRESHOLD {
+        match compression {
+            CompressionAlgorithm::None => None,
+            CompressionAlgorithm::Zstd => zstd::bulk::compress(payload, 1)
+                .ok()
+                .map(|c| (c, CompressionAlgorithm::Zstd)),
+            CompressionAlgorithm::Gzip => {
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(payload.len() / 2),
+                    flate2::Compression::fast(),
+                );
+                enc.write_all(payload)
+                    .and_then(|()| enc.finish())
+                    .ok()
+                    .map(|c| (c, CompressionAlgorithm::Gzip))
+            }
+        }
+    } else {
+        None
+    };
+    let (body, algo): (&[u8], CompressionAlgorithm) = match &compressed {
+        Some((c, a)) if c.len() < payload.len() => (c, *a),
+        _ => (payload, CompressionAlgorithm::None),
+    };
+    assert!(body.len() <= MAX_PAYLOAD_LEN, "frame payload over 2 MiB");
+    let mut buf = BytesMut::with_capacity(4 + body.len());
+    buf.put_uint((body.len() + 1) as u64, 3);
+    buf.put_u8(((algo as u8) << FLAG_COMPRESSION_SHIFT) & FLAG_COMPRESSION_MASK);
+    buf.put_slice(body);
+    buf.freeze()
+}
+
+pub fn terminal_frame(error: &ApiError) -> Bytes {
+    SessionMessage::Terminal(error.to_terminal()).encode()
+}
+
+#[derive(Debug)]
+enum FrameError {
+    /// The peer sent something that is not a valid frame.
+    Bad(String),
+    /// The request body failed (the peer went away).
+    Transport,
+}
+
+/// Reads frames from a request body.
+struct FrameReader {
+    body: Body,
+    buf: BytesMut,
+    ended: bool,
+}
+
+impl FrameReader {
+    fn new(body: Body) -> Self {
+        Self {
+            body,
+            buf: BytesMut::new(),
+            ended: false,
+        }
+    }
+
+    /// The next regular frame's decompressed payload; `None` at a clean end of input.
+    async fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if let Some(payload) = self.try_decode()? {
+                return Ok(Some(payload));
+            }
+            if self.ended {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Bad("input ended inside a frame".into()))
+                };
+            }
+            match self.body.frame().await {
+                None => self.ended = true,
+                Some(Err(_)) => return Err(FrameError::Transport),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_decode(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if self.buf.len() < 3 {
+            return Ok(None);
+        }
+        let len = (usize::from(self.buf[0]) << 16) | (usize::from(self.buf[1]) << 8) | usize::from(self.buf[2]);
+        if len == 0 {
+            return Err(FrameError::Bad("zero-length frame".into()));
+        }
+        if len > MAX_FRAME_LEN {
+            return Err(FrameError::Bad(format!(
+                "frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit"
+            )));
+        }
+        if self.buf.len() < 3 + len {
+            return Ok(None);
+        }
+        self.buf.advance(3);
+        let mut frame = self.buf.split_to(len).freeze();
+        let flag = frame.get_u8();
+        if flag & FLAG_TERMINAL != 0 {
+            return Err(FrameError::Bad("terminal frame from the client".into()));
+        }
+        let payload = match (flag & FLAG_COMPRESSION_MASK) >> FLAG_COMPRESSION_SHIFT {
+            0 => frame,
+            1 => zstd::bulk::decompress(&frame, MAX_PAYLOAD_LEN)
+                .map(Bytes::from)
+                .map_err(|e| FrameError::Bad(format!("zstd: {e}")))?,
+            2 => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&frame[..])
+                    .take(MAX_PAYLOAD_LEN as u64 + 1)
+                    .read_to_end(&mut out)
+                    .map_err(|e| FrameError::Bad(format!("gzip: {e}")))?;
+                if out.len() > MAX_PAYLOAD_LEN {
+                    return Err(FrameError::Bad("decompressed payload over 2 MiB".into()));
+                }
+                Bytes::from(out)
+            }
+            _ => return Err(FrameError::Bad("invalid compression bits".into())),
+        };
+        Ok(Some(payload))
+    }
+}
+
+/// Starts an append session: answers 200 at once, then acks each input frame in order.
+pub fn append_session(state: AppState, handle: Arc<StreamHandle>, headers: &HeaderMap, body: Body) -> Response {
+    let compression = CompressionAlgorithm::from_accept_encoding(headers);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+    tokio::spawn(run_append_session(state, handle, body, tx, compression));
+    session_response(Body::from_stream(ReceiverStream::new(rx)))
+}
+
+type PendingAck = (oneshot::Receiver<EngineResult<Ack>>, usize);
+
+async fn run_append_session(
+    state: AppState,
+    handle: Arc<StreamHandle>,
+    body: Body,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    compression: CompressionAlgorithm,
+) {
+    let gate = Arc::new(SessionGate::default());
+    let mut reader = FrameReader::new(body);
+    let mut pending: VecDeque<PendingAck> = VecDeque::new();
+    let mut unacked_bytes = 0usize;
+    let mut input_done = false;
+    // Set when the session must end after the acks already owed are sent.
+    let mut closing: Option<ApiError> = None;
+    let draining = state.draining.clone();
+
+    loop {
+        if pending.is_empty() && (input_done || closing.is_some()) {
+            if let Some(e) = closing {
+                let _ = tx.send(Ok(terminal_frame(&e))).await;
+            }
+            return;
+        }
+        let reading = !input_done
+            && closing.is_none()
+            && unacked_bytes < MAX_UNACKED_BYTES
+            && pending.len() < MAX_UNACKED_INPUTS;
+        let event = tokio::select! {
+            biased;
+            ack = async { (&mut pending.front_mut().expect("guarded").0).await }, if !pending.is_empty() => {
+                SessionEvent::Ack(ack)
+            }
+            frame = reader.next(), if reading => SessionEvent::Input(frame),
+            () = draining.started(), if closing.is_none() && !input_done => SessionEvent::Draining,
+            () = tx.closed() => SessionEvent::ClientGone,
+        };
+        match event {
+            SessionEvent::Ack(ack) => {
+                let (_, size) = pending.pop_front().expect("non-empty");
+                unacked_bytes -= size;
+                let frame = match ack {
+                    Ok(Ok(ack)) => regular_frame(&proto_ack(&ack).encode_to_vec(), compression),
+                    Ok(Err(e)) => terminal_frame(&e.into()),
+                    Err(_) => terminal_frame(&ApiError::new(ErrorCode::Other, "append outcome unknown")),
+                };
+                let terminal = frame[3] & FLAG_TERMINAL != 0;
+                if tx.send(Ok(frame)).await.is_err() || terminal {
+                    return;
+                }
+            }
+            SessionEvent::Input(Ok(Some(payload))) => match parse_append_input(&payload) {
+                Ok(input) => {
+                    let size = payload.len();
+                    match state.engine.submit(&handle, input, Some(gate.clone())).await {
+                        Ok(rx) => {
+                            unacked_bytes += size;
+                            pending.push_back((rx, size));
+                        }
+                        Err(e) => closing = Some(e.into()),
+                    }
+                }
+                Err(InputError::Malformed(m)) => {
+                    closing = Some(ApiError::bad_frame(format!("undecodable AppendInput: {m}")));
+                }
+                Err(InputError::Invalid(m)) => closing = Some(ApiError::invalid(m)),
+            },
+            SessionEvent::Input(Ok(None)) | SessionEvent::Input(Err(FrameError::Transport)) => {
+                input_done = true;
+            }
+            SessionEvent::Input(Err(FrameError::Bad(m))) => closing = Some(ApiError::bad_frame(m)),
+            SessionEvent::Draining => {
+                closing = Some(ApiError::new(
+                    ErrorCode::ServerDraining,
+                    "server is shutting down; reconnect",
+                ));
+            }
+            SessionEvent::ClientGone => return,
+        }
+    }
+}
+
+enum SessionEvent {
+    Ack(Result<EngineResult<Ack>, oneshot::error::RecvError>),
+    Input(Result<Option<Bytes>, FrameError>),
+    Draining,
+    ClientGone,
+}
+
+/// Serves a read session as S2S frames: batches, heartbeats, and a terminal frame if it
+/// fails.
+pub fn read_session(
+    state: AppState,
+    handle: Arc<StreamHandle>,
+    session: ReadSession,
+    headers: &HeaderMap,
+) -> Response {
+    let compression = CompressionAlgorithm::from_accept_encoding(headers);
+    let draining = state.draining.clone();
+    let frames = futures::stream::unfold(
+        (Some(session), handle, draining),
+        move |(session, handle, draining)| async move {
+            let mut session = session?;
+            let output = tokio::select! {
+                out = session.next() => out,
+                () = draining.started() => Some(Err(crate::engine::EngineError::Draining)),
+            };
+            let frame = match output? {
+                Ok(ReadOutput::Batch(batch)) => regular_frame(&encode_proto_batch(&batch), compression),
+                Ok(ReadOutput::Heartbeat(tail)) => {
+                    let hb = proto::ReadBatch {
+                        records: vec![],
+                        tail: Some(proto_position(tail)),
+                    };
+                    regular_frame(&hb.encode_to_vec(), compression)
+                }
+                Err(e) => {
+                    return Some((Ok::<_, Infallible>(terminal_frame(&e.into())), (None, handle, draining)));
+                }
+            };
+            Some((Ok(frame), (Some(session), handle, draining)))
+        },
+    );
+    session_response(Body::from_stream(frames.boxed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader_over(bytes: Vec<u8>) -> FrameReader {
+        FrameReader::new(Body::from(bytes))
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_with_every_compression() {
+        let payload: Vec<u8> = (0..5000u32).flat_map(|i| (i % 7).to_be_bytes()).collect();
+        for algo in [
+            CompressionAlgorithm::None,
+            CompressionAlgorithm::Zstd,
+            CompressionAlgorithm::Gzip,
+        ] {
+            let frame = regular_frame(&payload, algo);
+            let mut r = reader_over(frame.to_vec());
+            assert_eq!(r.next().await.unwrap().unwrap(), Bytes::from(payload.clone()));
+            assert!(r.next().await.unwrap().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_frames() {
+        for bytes in [
+            vec![0, 0, 0],                  // zero length
+            vec![0, 0, 2, 0x60, 1],         // compression bits 11
+            vec![0, 0, 3, 0x80, 1, 144],    // terminal from client
+            vec![0x20, 0, 1, 0],            // over 2 MiB
+            vec![0, 0, 5, 0, 1],            // truncated
+        ] {
+            let mut r = reader_over(bytes.clone());
+            assert!(matches!(r.next().await, Err(FrameError::Bad(_))), "{bytes:?}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Server-sent events: `batch` events with `id: <last seq>,<count>,<bytes>` (cumulative
+//! over the session and any sessions it resumes), `ping` events with the tail, an `error`
+//! event if the read fails, and a final `data: [DONE]` when it ends normally.
+
+use std::{convert::Infallible, sync::Arc, time::SystemTime};
+
+use axum::response::{
+    IntoResponse, Response,
+    sse::{Event, Sse},
+};
+use futures::StreamExt;
+use http::{HeaderValue, header};
+use s2_api::{
+    data::Format,
+    v1::stream::sse::{LastEventId, PingEventData},
+};
+
+use super::{
+    AppState,
+    error::ApiError,
+    records::{json_batch, position},
+};
+use crate::engine::{EngineError, ReadOutput, ReadSession, stream::StreamHandle};
+
+struct SseState {
+    session: Option<ReadSession>,
+    _handle: Arc<StreamHandle>,
+    delivered_count: usize,
+    delivered_bytes: usize,
+    format: Format,
+    draining: super::Draining,
+    done_sent: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+pub fn read_events(
+    state: AppState,
+    handle: Arc<StreamHandle>,
+    session: ReadSession,
+    format: Format,
+    resumed_from: Option<LastEventId>,
+) -> Response {
+    let init = SseState {
+        session: Some(session),
+        _handle: handle,
+        delivered_count: resumed_from.map_or(0, |id| id.count),
+        delivered_bytes: resumed_from.map_or(0, |id| id.bytes),
+        format,
+        draining: state.draining.clone(),
+        done_sent: false,
+    };
+    let events = futures::stream::unfold(init, |mut st| async move {
+        let Some(session) = st.session.as_mut() else {
+            if st.done_sent {
+                return None;
+            }
+            st.done_sent = true;
+            return Some((Ok::<_, Infallible>(Event::default().data("[DONE]")), st));
+        };
+        let output = tokio::select! {
+            out = session.next() => out,
+            () = st.draining.started() => Some(Err(EngineError::Draining)),
+        };
+        let event = match output {
+            None => {
+                st.session = None;
+                st.done_sent = true;
+                Event::default().data("[DONE]")
+            }
+            Some(Ok(ReadOutput::Batch(batch))) => {
+                st.delivered_count += batch.count;
+                st.delivered_bytes += batch.metered_bytes;
+                let id = LastEventId {
+                    seq_num: batch.last_seq_num().unwrap_or_default(),
+                    count: st.delivered_count,
+                    bytes: st.delivered_bytes,
+                };
+                Event::default()
+                    .event("batch")
+                    .id(id.to_string())
+                    .json_data(json_batch(&batch, st.format))
+                    .expect("batches serialize")
+            }
+            Some(Ok(ReadOutput::Heartbeat(tail))) => Event::default()
+                .event("ping")
+                .json_data(PingEventData {
+                    timestamp: now_ms(),
+                    tail: position(tail),
+                })
+                .expect("pings serialize"),
+            Some(Err(e)) => {
+                st.session = None;
+                st.done_sent = true;
+                let (_, body) = ApiError::from(e).to_parts();
+                Event::default().event("error").data(body)
+            }
+        };
+        Some((Ok(event), st))
+    });
+    let mut response = Sse::new(events.boxed()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

@@ -1,0 +1,477 @@
+//! The per-stream appender: one task per stream per node that group-commits appends.
+//!
+//! While a commit is in flight, new requests queue; the next commit takes everything
+//! queued (up to a size cap), so under load each manifest write carries many batches.
+//! A commit writes one chunk, then the manifest with `If-Match` on the version the
+//! commit was planned against; success is durability, and only then are requests acked.
+//!
+//! On a precondition failure another writer got there first: re-read the manifest,
+//! re-check every request's conditions against it, re-number, and retry. On an
+//! ambiguous failure (timeout, lost response) the write may have landed: re-read and
+//! look for one of this commit's attempts in the manifest before trying again, so an
+//! append is never applied twice. Conditions that fail are only reported against a
+//! manifest read fresh for the purpose, so a 412 never reflects stale state.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use s2_common::config::TimestampingMode;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::{
+    chunk::{Chunk, ChunkBuilder},
+    error::{ConditionFailed, EngineError, EngineResult, Position},
+    layout,
+    manifest::{ChunkRef, IndexSegment, Manifest, SegmentRef},
+    record::{AppendInput, Command},
+    stream::{StreamCore, StreamState},
+};
+use crate::storage::PutOutcome;
+
+/// How long to wait for more requests before committing, per storage class, and how
+/// big a commit may get.
+#[derive(Debug, Clone, Copy)]
+pub struct AppenderSettings {
+    pub express_linger: Duration,
+    pub standard_linger: Duration,
+    pub max_commit_bytes: usize,
+    pub queue_depth: usize,
+}
+
+impl Default for AppenderSettings {
+    fn default() -> Self {
+        Self {
+            express_linger: Duration::ZERO,
+            standard_linger: Duration::from_millis(50),
+            max_commit_bytes: 8 * 1024 * 1024,
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// Retries after precondition failures before giving up with `transaction_conflict`.
+const MAX_CONFLICTS: usize = 16;
+/// Attempts to write (or resolve) a commit through storage errors.
+const MAX_STORAGE_ATTEMPTS: usize = 6;
+
+/// The acknowledgement of one applied batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub start: Position,
+    pub end: Position,
+    pub tail: Position,
+}
+
+/// Shared by the requests of one append session: once one fails, the rest are refused
+/// unapplied, so nothing is applied after a failed input.
+#[derive(Debug, Default)]
+pub struct SessionGate {
+    failed: AtomicBool,
+}
+
+impl SessionGate {
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+}
+
+pub struct AppendRequest {
+    pub input: AppendInput,
+    /// Wall-clock milliseconds when the request arrived; its records' arrival time.
+    pub arrival_ms: u64,
+    pub session: Option<Arc<SessionGate>>,
+    pub reply: oneshot::Sender<EngineResult<Ack>>,
+}
+
+pub fn spawn(core: Arc<StreamCore>, settings: AppenderSettings) -> mpsc::Sender<AppendRequest> {
+    let (tx, rx) = mpsc::channel(settings.queue_depth);
+    tokio::spawn(run(core, rx, settings));
+    tx
+}
+
+async fn run(core: Arc<StreamCore>, mut rx: mpsc::Receiver<AppendRequest>, settings: AppenderSettings) {
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.input.batch.metered_bytes();
+        let mut pending = vec![first];
+        while bytes < settings.max_commit_bytes {
+            match rx.try_recv() {
+                Ok(req) => {
+                    bytes += req.input.batch.metered_bytes();
+                    pending.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        let linger = match core.current().config.storage_class.as_deref() {
+            Some("standard") => settings.standard_linger,
+            _ => settings.express_linger,
+        };
+        if !linger.is_zero() && bytes < settings.max_commit_bytes {
+            let deadline = tokio::time::Instant::now() + linger;
+            while bytes < settings.max_commit_bytes {
+                tokio::select! {
+                    req = rx.recv() => match req {
+                        Some(req) => {
+                            bytes += req.input.batch.metered_bytes();
+                            pending.push(req);
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        commit(&core, pending).await;
+    }
+}
+
+/// What became of one request in a planned commit.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Applied { start: Position, end: Position },
+    Rejected(EngineError),
+}
+
+/// A commit worked out against one manifest version.
+struct Plan {
+    commit: u64,
+    manifest: Manifest,
+    chunk: Option<(ChunkRef, Chunk)>,
+    segment: Option<(SegmentRef, IndexSegment)>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Plan {
+    fn build(state: &StreamState, pending: &[AppendRequest], commit: u64, now_ms: u64) -> Self {
+        let mut manifest = state.manifest.next_version();
+        let ts_config = state.config.timestamping;
+        let capacity: usize = pending.iter().map(|r| r.input.batch.payload_len() + r.input.batch.len() * 24).sum();
+        let mut chunk = ChunkBuilder::new(manifest.next_seq, capacity);
+        let mut last_ts = manifest.last_timestamp;
+        let mut fencing_token = manifest.fencing_token.clone();
+        let mut trim_point = manifest.trim_point;
+        let mut metered_total = 0u64;
+        let mut failed_sessions: Vec<*const SessionGate> = Vec::new();
+        let mut outcomes = Vec::with_capacity(pending.len());
+
+        for req in pending {
+            let gate = req.session.as_ref().map(Arc::as_ptr);
+            if req.session.as_ref().is_some_and(|g| g.has_failed())
+                || gate.is_some_and(|g| failed_sessions.contains(&g))
+            {
+                outcomes.push(Outcome::Rejected(EngineError::SessionAborted));
+                continue;
+            }
+            let input = &req.input;
+            let rejection = if let Some(token) = &input.fencing_token
+                && *token != fencing_token
+            {
+                Some(EngineError::ConditionFailed(ConditionFailed::FencingTokenMismatch(
+                    fencing_token.clone(),
+                )))
+            } else if let Some(expected) = input.match_seq_num
+                && expected != chunk.next_seq()
+            {
+                Some(EngineError::ConditionFailed(ConditionFailed::SeqNumMismatch(
+                    chunk.next_seq(),
+                )))
+            } else if ts_config.mode == TimestampingMode::ClientRequire
+                && input.batch.records().iter().any(|r| r.timestamp.is_none())
+            {
+                Some(EngineError::Invalid(
+                    "record timestamp is required by the stream's timestamping mode".into(),
+                ))
+            } else {
+                None
+            };
+            if let Some(e) = rejection {
+                if let Some(g) = gate {
+                    failed_sessions.push(g);
+                }
+                outcomes.push(Outcome::Rejected(e));
+                continue;
+            }
+
+            let arrival = req.arrival_ms;
+            let mut start = None;
+            for (meta, fields) in input.batch.encoded_records() {
+                let ts = match ts_config.mode {
+                    TimestampingMode::Arrival => arrival,
+                    TimestampingMode::ClientPrefer | TimestampingMode::ClientRequire => {
+                        meta.timestamp.unwrap_or(arrival)
+                    }
+                };
+                let ts = if ts_config.uncapped { ts } else { ts.min(arrival) };
+                let ts = ts.max(last_ts);
+                last_ts = ts;
+                let seq = chunk.next_seq();
+                start.get_or_insert(Position {
+                    seq_num: seq,
+                    timestamp: ts,
+                });
+                match &meta.command {
+                    Some(Command::Fence(token)) => fencing_token.clone_from(token),
+                    Some(Command::Trim(point)) => {
+                        trim_point = trim_point.max((*point).min(seq + 1));
+                    }
+                    None => {}
+                }
+                chunk.push(ts, meta.metered as usize, fields);
+            }
+            metered_total += input.batch.metered_bytes() as u64;
+            outcomes.push(Outcome::Applied {
+                start: start.expect("batches are non-empty"),
+                end: Position {
+                    seq_num: chunk.next_seq(),
+                    timestamp: last_ts,
+                },
+            });
+        }
+
+        let chunk = (!chunk.is_empty()).then(|| {
+            let chunk = chunk.finish();
+            let first = chunk.record(0).timestamp;
+            let r = ChunkRef {
+                first_seq: chunk.first_seq(),
+                count: chunk.len() as u32,
+                first_timestamp: first,
+                last_timestamp: last_ts,
+                metered_bytes: metered_total,
+                size: chunk.bytes().len() as u64,
+                commit,
+                committed_at_ms: now_ms,
+            };
+            (r, chunk)
+        });
+        let mut segment = None;
+        if let Some((r, _)) = &chunk {
+            manifest.push_chunk(r.clone());
+            manifest.fencing_token = fencing_token;
+            manifest.trim_point = trim_point;
+            segment = manifest.fold_if_needed(commit);
+        }
+        Plan {
+            commit,
+            manifest,
+            chunk,
+            segment,
+            outcomes,
+        }
+    }
+
+    fn has_rejections(&self) -> bool {
+        self.outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Rejected(e) if !matches!(e, EngineError::SessionAborted)))
+    }
+}
+
+/// A written-or-maybe-written attempt of the current commit.
+struct Attempt {
+    first_seq: u64,
+    commit: u64,
+    outcomes: Vec<Outcome>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+fn reply(pending: Vec<AppendRequest>, outcomes: Vec<Outcome>, tail: Position) {
+    for (req, outcome) in pending.into_iter().zip(outcomes) {
+        let result = match outcome {
+            Outcome::Applied { start, end } => Ok(Ack { start, end, tail }),
+            Outcome::Rejected(e) => {
+                if let Some(gate) = &req.session {
+                    gate.fail();
+                }
+                Err(e)
+            }
+        };
+        let _ = req.reply.send(result);
+    }
+}
+
+fn fail_all(pending: Vec<AppendRequest>, error: EngineError) {
+    for req in pending {
+        if let Some(gate) = &req.session {
+            gate.fail();
+        }
+        let _ = req.reply.send(Err(error.clone()));
+    }
+}
+
+/// Which of `attempts`, if any, the manifest shows landed.
+fn landed(attempts: &mut Vec<Attempt>, manifest: &Manifest) -> Option<Attempt> {
+    let i = attempts
+        .iter()
+        .position(|a| manifest.contains_commit(a.first_seq, a.commit))?;
+    Some(attempts.swap_remove(i))
+}
+
+async fn backoff(attempt: usize, base: Duration) {
+    let factor = 1u32 << attempt.min(6);
+    let max = base * factor;
+    let jitter = rand::random_range(0..=max.as_micros() as u64);
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
+}
+
+/// Re-reads the manifest after a failed or unknown write, with retries.
+async fn reload(core: &StreamCore) -> EngineResult<Arc<StreamState>> {
+    let mut last_error = None;
+    for attempt in 0..MAX_STORAGE_ATTEMPTS {
+        match core.refresh().await {
+            Ok(state) => return Ok(state),
+            Err(EngineError::Storage(e)) => {
+                last_error = Some(EngineError::Storage(e));
+                backoff(attempt, Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.expect("at least one attempt"))
+}
+
+async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut conflicts = 0;
+    let mut storage_failures = 0;
+    let mut state = core.current();
+    let mut fresh = false;
+    loop {
+        if state.manifest.is_deleted() {
+            core.mark_stale();
+            return fail_all(pending, EngineError::StreamDeletionPending(core.name.clone()));
+        }
+        let plan = Plan::build(&state, &pending, rand::random(), now_ms());
+        if plan.has_rejections() && !fresh {
+            match core.refresh().await {
+                Ok(s) => {
+                    state = s;
+                    fresh = true;
+                    continue;
+                }
+                Err(e) => return fail_all(pending, e),
+            }
+        }
+        let Some((chunk_ref, chunk)) = plan.chunk else {
+            let tail = state.tail();
+            return reply(pending, plan.outcomes, tail);
+        };
+
+        let written = write_objects(core, &chunk_ref, &chunk, plan.segment.as_ref()).await;
+        if let Err(e) = written {
+            storage_failures += 1;
+            warn!(stream = %core.name, error = %e, "writing chunk failed");
+            if storage_failures >= MAX_STORAGE_ATTEMPTS {
+                return fail_all(pending, e);
+            }
+            backoff(storage_failures, Duration::from_millis(20)).await;
+            continue;
+        }
+
+        attempts.push(Attempt {
+            first_seq: chunk_ref.first_seq,
+            commit: plan.commit,
+            outcomes: plan.outcomes.clone(),
+        });
+        let bytes = plan.manifest.encode_object();
+        let key = layout::manifest_key(&core.id);
+        let result = core.store.put_if_match(&key, bytes, &state.etag).await;
+        match result {
+            Ok(PutOutcome::Written(etag)) => {
+                let chunk = Arc::new(chunk);
+                core.cache
+                    .insert_chunk(chunk_ref.key(&core.id), chunk)
+                    .await;
+                let new_state = match StreamState::new(plan.manifest, etag) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => return fail_all(pending, e),
+                };
+                let tail = new_state.tail();
+                core.publish(new_state);
+                return reply(pending, plan.outcomes, tail);
+            }
+            Ok(PutOutcome::PreconditionFailed) => {
+                conflicts += 1;
+                debug!(stream = %core.name, conflicts, "manifest changed underneath a commit");
+            }
+            Err(e) => {
+                storage_failures += 1;
+                warn!(stream = %core.name, error = %e, "manifest write failed; resolving");
+            }
+        }
+
+        // The write failed or its outcome is unknown: find out where the stream stands.
+        state = match reload(core).await {
+            Ok(s) => s,
+            Err(e) => return fail_all(pending, e),
+        };
+        fresh = true;
+        if let Some(attempt) = landed(&mut attempts, &state.manifest) {
+            let tail = state.tail();
+            cache_landed(core, &chunk_ref, attempt.commit, chunk).await;
+            return reply(pending, attempt.outcomes, tail);
+        }
+        if conflicts > MAX_CONFLICTS {
+            return fail_all(
+                pending,
+                EngineError::TransactionConflict(
+                    "too many concurrent writers on this stream; retry".into(),
+                ),
+            );
+        }
+        if storage_failures >= MAX_STORAGE_ATTEMPTS {
+            return fail_all(
+                pending,
+                EngineError::Storage("object storage keeps failing; the append may or may not have been applied".into()),
+            );
+        }
+        backoff(conflicts + storage_failures, Duration::from_millis(2)).await;
+    }
+}
+
+/// After a commit turned out to have landed, caches its chunk if it is the one in hand.
+async fn cache_landed(core: &StreamCore, chunk_ref: &ChunkRef, commit: u64, chunk: Chunk) {
+    if chunk_ref.commit == commit {
+        core.cache
+            .insert_chunk(chunk_ref.key(&core.id), Arc::new(chunk))
+            .await;
+    }
+}
+
+async fn write_objects(
+    core: &StreamCore,
+    chunk_ref: &ChunkRef,
+    chunk: &Chunk,
+    segment: Option<&(SegmentRef, IndexSegment)>,
+) -> EngineResult<()> {
+    let chunk_key = chunk_ref.key(&core.id);
+    let chunk_write = core.store.put(&chunk_key, chunk.bytes().clone());
+    match segment {
+        None => {
+            chunk_write.await?;
+        }
+        Some((seg_ref, seg)) => {
+            let seg_key = seg_ref.key(&core.id);
+            let seg_write = core.store.put(&seg_key, seg.encode_object());
+            let (a, b) = tokio::join!(chunk_write, seg_write);
+            a?;
+            b?;
+        }
+    }
+    Ok(())
+}

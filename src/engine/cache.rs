@@ -1,0 +1,89 @@
+//! Caches over immutable objects. Chunk and index-segment keys are never reused, so a
+//! cached object is valid for as long as it is cached; only capacity evicts.
+
+use std::sync::Arc;
+
+use moka::future::Cache;
+
+use super::{
+    chunk::Chunk,
+    error::{EngineError, EngineResult},
+    manifest::{ChunkRef, IndexSegment, SegmentRef},
+};
+use crate::storage::DynStore;
+
+#[derive(Clone)]
+pub struct ObjectCache {
+    store: DynStore,
+    chunks: Cache<String, Arc<Chunk>>,
+    segments: Cache<String, Arc<IndexSegment>>,
+}
+
+impl ObjectCache {
+    /// `capacity_bytes` bounds the chunk bytes held in memory.
+    pub fn new(store: DynStore, capacity_bytes: u64) -> Self {
+        Self {
+            store,
+            chunks: Cache::builder()
+                .max_capacity(capacity_bytes)
+                .weigher(|_k: &String, v: &Arc<Chunk>| v.weight().try_into().unwrap_or(u32::MAX))
+                .build(),
+            segments: Cache::builder()
+                .max_capacity(64 * 1024 * 1024)
+                .weigher(|_k: &String, v: &Arc<IndexSegment>| {
+                    (v.chunks.len() * 64).try_into().unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
+    }
+
+    /// Makes a just-written chunk readable without a round trip.
+    pub async fn insert_chunk(&self, key: String, chunk: Arc<Chunk>) {
+        self.chunks.insert(key, chunk).await;
+    }
+
+    pub async fn chunk(&self, stream_id: &str, r: &ChunkRef) -> EngineResult<Arc<Chunk>> {
+        let key = r.key(stream_id);
+        let store = self.store.clone();
+        let expected = r.clone();
+        self.chunks
+            .try_get_with(key.clone(), async move {
+                let obj = store
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| EngineError::Corrupt(format!("missing chunk {key}")))?;
+                let chunk = Chunk::decode(obj.bytes)
+                    .map_err(|e| EngineError::Corrupt(format!("{key}: {e}")))?;
+                if chunk.first_seq() != expected.first_seq || chunk.len() != expected.count as usize
+                {
+                    return Err(EngineError::Corrupt(format!(
+                        "{key}: holds {}..{}, index says {}..{}",
+                        chunk.first_seq(),
+                        chunk.end_seq(),
+                        expected.first_seq,
+                        expected.end_seq()
+                    )));
+                }
+                Ok(Arc::new(chunk))
+            })
+            .await
+            .map_err(|e: Arc<EngineError>| (*e).clone())
+    }
+
+    pub async fn segment(&self, stream_id: &str, r: &SegmentRef) -> EngineResult<Arc<IndexSegment>> {
+        let key = r.key(stream_id);
+        let store = self.store.clone();
+        self.segments
+            .try_get_with(key.clone(), async move {
+                let obj = store
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| EngineError::Corrupt(format!("missing index segment {key}")))?;
+                IndexSegment::decode_object(&obj.bytes)
+                    .map(Arc::new)
+                    .map_err(|e| EngineError::Corrupt(format!("{key}: {e}")))
+            })
+            .await
+            .map_err(|e: Arc<EngineError>| (*e).clone())
+    }
+}

@@ -1,0 +1,170 @@
+//! The bucket, one page: every kind of object Sluice writes, its key, who writes it,
+//! whether it ever changes, and how it is encoded. Anyone debugging a bucket starts here.
+//!
+//! | key | kind | written by | mutability | encoding |
+//! |---|---|---|---|---|
+//! | `basins/<encoded name>` | basin catalog entry | control plane | replaced with `If-Match`, created with `If-None-Match` | JSON [`catalog::BasinEntry`](super::catalog::BasinEntry), `version` bumps on every write |
+//! | `streams/<basin>/<encoded name>` | stream catalog entry | control plane | as above | JSON [`catalog::StreamEntry`](super::catalog::StreamEntry) |
+//! | `data/<stream-id>/manifest` | stream manifest: tail, fencing token, trim point, config, chunk index | the stream's appender; reconfigure, delete | replaced with `If-Match`, created with `If-None-Match` | [`manifest`](super::manifest) format 1 |
+//! | `data/<stream-id>/chunks/<first-seq>-<commit>` | records of one commit | the stream's appender | immutable, key never reused | [`chunk`](super::chunk) format 1 |
+//! | `data/<stream-id>/index/<first-seq>-<commit>` | chunk references folded out of the manifest | the stream's appender | immutable | [`manifest`](super::manifest) index segment |
+//!
+//! Names in catalog keys use an order-preserving encoding ([`encode_name`]) so that a LIST
+//! with `start-after` returns basins and streams in the byte order S2 promises. Stream data
+//! lives under an immutable random id, never the name, so a deleted stream's data can be
+//! removed while a new stream of the same name is already in use.
+//!
+//! `<first-seq>` is zero-padded to 20 digits and `<commit>` is 16 hex digits, so chunk and
+//! segment keys sort by sequence number.
+
+const BASINS: &str = "basins/";
+const STREAMS: &str = "streams/";
+const DATA: &str = "data/";
+
+/// Characters per path segment of an encoded name: keeps file names short on local disks.
+const SEGMENT_CHARS: usize = 128;
+const TERMINATOR: char = '.';
+const BASE32HEX: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+
+/// Order-preserving encoding of a name into key characters: lowercase base32hex without
+/// padding (whose alphabet is in ASCII order), split into segments of 128 characters by
+/// `/`, terminated by `.`. For names `a < b` (bytewise), `encode_name(a) < encode_name(b)`,
+/// and no encoded name is a prefix of another, so a file never shares its path with a
+/// directory on a local disk.
+pub fn encode_name(name: &str) -> String {
+    let mut out = encode_determined(name.as_bytes(), true);
+    out.push(TERMINATOR);
+    out
+}
+
+/// The longest key-character prefix shared by the encodings of all names that start with
+/// `prefix`.
+pub fn encode_name_prefix(prefix: &str) -> String {
+    encode_determined(prefix.as_bytes(), false)
+}
+
+/// Inverse of [`encode_name`]; `None` for text that no name encodes to.
+pub fn decode_name(encoded: &str) -> Option<String> {
+    let body = encoded.strip_suffix(TERMINATOR)?;
+    let mut bytes = Vec::with_capacity(body.len() * 5 / 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in body.bytes().filter(|&c| c != b'/') {
+        let v = BASE32HEX.iter().position(|&a| a == c)? as u32;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// Base32hex of `bytes`; with `pad_last`, a final partial character is emitted with zero
+/// bits, otherwise only characters fully determined by `bytes` are.
+fn encode_determined(bytes: &[u8], pad_last: bool) -> String {
+    let mut chars = Vec::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            chars.push(BASE32HEX[((acc >> bits) & 31) as usize]);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if pad_last && bits > 0 {
+        chars.push(BASE32HEX[((acc << (5 - bits)) & 31) as usize]);
+    }
+    let mut out = String::with_capacity(chars.len() + chars.len() / SEGMENT_CHARS + 1);
+    for (i, segment) in chars.chunks(SEGMENT_CHARS).enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(std::str::from_utf8(segment).expect("ascii"));
+    }
+    out
+}
+
+pub fn basins_dir() -> &'static str {
+    BASINS
+}
+
+pub fn basin_key(basin: &str) -> String {
+    format!("{BASINS}{}", encode_name(basin))
+}
+
+pub fn streams_dir(basin: &str) -> String {
+    format!("{STREAMS}{basin}/")
+}
+
+pub fn stream_key(basin: &str, stream: &str) -> String {
+    format!("{STREAMS}{basin}/{}", encode_name(stream))
+}
+
+pub fn stream_data_dir(stream_id: &str) -> String {
+    format!("{DATA}{stream_id}/")
+}
+
+pub fn manifest_key(stream_id: &str) -> String {
+    format!("{DATA}{stream_id}/manifest")
+}
+
+pub fn chunk_key(stream_id: &str, first_seq: u64, commit: u64) -> String {
+    format!("{DATA}{stream_id}/chunks/{first_seq:020}-{commit:016x}")
+}
+
+pub fn segment_key(stream_id: &str, first_seq: u64, commit: u64) -> String {
+    format!("{DATA}{stream_id}/index/{first_seq:020}-{commit:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn encodes_names_readably_enough() {
+        assert_eq!(encode_name("a"), "c4.");
+        assert_eq!(decode_name("c4.").as_deref(), Some("a"));
+        assert_eq!(decode_name("c4"), None);
+        assert_eq!(decode_name("zz."), None);
+    }
+
+    #[test]
+    fn long_names_are_split_into_segments() {
+        let name = "x".repeat(512);
+        let key = encode_name(&name);
+        assert!(key.split('/').all(|s| s.len() <= SEGMENT_CHARS + 1));
+        assert_eq!(decode_name(&key).unwrap(), name);
+        assert!(stream_key("my-basin-1", &name).len() < 1024);
+    }
+
+    proptest! {
+        #[test]
+        fn encoding_preserves_byte_order(a in "\\PC{1,200}", b in "\\PC{1,200}") {
+            let (ea, eb) = (encode_name(&a), encode_name(&b));
+            prop_assert_eq!(a.as_bytes().cmp(b.as_bytes()), ea.cmp(&eb));
+            prop_assert_eq!(decode_name(&ea).unwrap(), a);
+        }
+
+        #[test]
+        fn prefix_encoding_is_a_prefix_of_every_match(p in "\\PC{0,150}", rest in "\\PC{0,150}") {
+            let name = format!("{p}{rest}");
+            prop_assume!(!name.is_empty());
+            prop_assert!(encode_name(&name).starts_with(&encode_name_prefix(&p)));
+        }
+
+        #[test]
+        fn no_encoding_is_a_path_prefix_of_another(a in "[a-z]{1,300}", b in "[a-z]{1,300}") {
+            prop_assume!(a != b);
+            let (ea, eb) = (encode_name(&a), encode_name(&b));
+            prop_assert!(!eb.starts_with(&ea));
+            let dir = format!("{}/", ea);
+            prop_assert!(!eb.starts_with(&dir));
+        }
+    }
+}

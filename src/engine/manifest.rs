@@ -1,0 +1,416 @@
+//! The manifest: a stream's one serialization point.
+//!
+//! Every change to a stream's state (an append, a fence, a trim, a reconfiguration, the
+//! start of its deletion) is a new manifest written with `If-Match` on the previous one's
+//! ETag, so concurrent writers from any node are ordered by the object store. The manifest
+//! holds the tail, fencing token, trim point, resolved config, and the index of the chunks
+//! that hold the records; older index entries are folded into immutable index segments.
+//!
+//! Invariants, checked by [`Manifest::check_invariants`] after every transition in tests:
+//! - `version` increases by one with every write, so no two writes have equal bytes;
+//! - the index (segments, then chunks) covers one gap-free run of seq_nums that ends at
+//!   `next_seq`, or is empty (everything trimmed or nothing written);
+//! - timestamps never decrease along the index, and the newest entry's last timestamp is
+//!   `last_timestamp`;
+//! - `trim_point <= next_seq`;
+//! - every chunk and segment referenced exists and is never rewritten (keys are unique per
+//!   commit).
+//!
+//! Encoding, format 1: magic `SLMF`, format byte, protobuf `Manifest`, xxh3-64 of the
+//! preceding bytes (big-endian).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message;
+
+use super::layout;
+
+const MAGIC: &[u8; 4] = b"SLMF";
+const SEGMENT_MAGIC: &[u8; 4] = b"SLIX";
+const FORMAT: u8 = 1;
+
+/// Chunk references kept in the manifest before the oldest are folded into a segment.
+pub const MAX_MANIFEST_CHUNKS: usize = 256;
+/// How many of the oldest chunk references one fold moves into a segment.
+pub const FOLD_CHUNKS: usize = 128;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Manifest {
+    #[prost(uint64, tag = "1")]
+    pub version: u64,
+    #[prost(string, tag = "2")]
+    pub stream_id: String,
+    /// Seq_num the next record will get.
+    #[prost(uint64, tag = "3")]
+    pub next_seq: u64,
+    /// Timestamp of the last record ever appended (0 if none).
+    #[prost(uint64, tag = "4")]
+    pub last_timestamp: u64,
+    #[prost(string, tag = "5")]
+    pub fencing_token: String,
+    /// Records below this seq_num are unreadable.
+    #[prost(uint64, tag = "6")]
+    pub trim_point: u64,
+    /// Set once deletion has started; no write may follow except by the deleter.
+    #[prost(uint64, optional, tag = "7")]
+    pub deleted_at_ms: Option<u64>,
+    /// The stream's resolved configuration, as S2 `StreamConfig` JSON.
+    #[prost(string, tag = "8")]
+    pub config_json: String,
+    #[prost(uint64, tag = "9")]
+    pub created_at_ms: u64,
+    /// Wall-clock time of the last append (for `delete_on_empty`).
+    #[prost(uint64, tag = "10")]
+    pub last_append_ms: u64,
+    #[prost(message, repeated, tag = "11")]
+    pub segments: Vec<SegmentRef>,
+    #[prost(message, repeated, tag = "12")]
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// Where one commit's records are.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChunkRef {
+    #[prost(uint64, tag = "1")]
+    pub first_seq: u64,
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+    #[prost(uint64, tag = "3")]
+    pub first_timestamp: u64,
+    #[prost(uint64, tag = "4")]
+    pub last_timestamp: u64,
+    #[prost(uint64, tag = "5")]
+    pub metered_bytes: u64,
+    /// Size of the chunk object.
+    #[prost(uint64, tag = "6")]
+    pub size: u64,
+    /// The commit that wrote it; part of the key, and how a writer whose response was lost
+    /// recognises its own commit.
+    #[prost(fixed64, tag = "7")]
+    pub commit: u64,
+    /// Wall-clock time of the commit, for age-based retention (record timestamps may be
+    /// anything a client chose).
+    #[prost(uint64, tag = "8")]
+    pub committed_at_ms: u64,
+}
+
+impl ChunkRef {
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + u64::from(self.count)
+    }
+
+    pub fn key(&self, stream_id: &str) -> String {
+        layout::chunk_key(stream_id, self.first_seq, self.commit)
+    }
+}
+
+/// Where a run of folded chunk references is.
+#[derive(Clone, PartialEq, Message)]
+pub struct SegmentRef {
+    #[prost(uint64, tag = "1")]
+    pub first_seq: u64,
+    #[prost(uint64, tag = "2")]
+    pub end_seq: u64,
+    #[prost(uint64, tag = "3")]
+    pub first_timestamp: u64,
+    #[prost(uint64, tag = "4")]
+    pub last_timestamp: u64,
+    #[prost(fixed64, tag = "5")]
+    pub commit: u64,
+    #[prost(uint64, tag = "6")]
+    pub newest_committed_at_ms: u64,
+    #[prost(uint64, tag = "7")]
+    pub metered_bytes: u64,
+}
+
+impl SegmentRef {
+    pub fn key(&self, stream_id: &str) -> String {
+        layout::segment_key(stream_id, self.first_seq, self.commit)
+    }
+}
+
+/// An index segment object: chunk references in seq_num order.
+#[derive(Clone, PartialEq, Message)]
+pub struct IndexSegment {
+    #[prost(message, repeated, tag = "1")]
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt manifest: {0}")]
+pub struct CorruptManifest(pub String);
+
+fn encode_framed(magic: &[u8; 4], msg: &impl Message) -> Bytes {
+    let mut buf = BytesMut::with_capacity(5 + msg.encoded_len() + 8);
+    buf.put_slice(magic);
+    buf.put_u8(FORMAT);
+    msg.encode(&mut buf).expect("BytesMut grows");
+    let checksum = xxhash_rust::xxh3::xxh3_64(&buf);
+    buf.put_u64(checksum);
+    buf.freeze()
+}
+
+fn decode_framed<M: Message + Default>(magic: &[u8; 4], bytes: &[u8]) -> Result<M, CorruptManifest> {
+    if bytes.len() < 13 || &bytes[..4] != magic {
+        return Err(CorruptManifest("bad magic or too short".into()));
+    }
+    if bytes[4] != FORMAT {
+        return Err(CorruptManifest(format!("unknown format {}", bytes[4])));
+    }
+    let body_end = bytes.len() - 8;
+    let checksum = u64::from_be_bytes(bytes[body_end..].try_into().expect("8 bytes"));
+    if xxhash_rust::xxh3::xxh3_64(&bytes[..body_end]) != checksum {
+        return Err(CorruptManifest("checksum mismatch".into()));
+    }
+    M::decode(&bytes[5..body_end]).map_err(|e| CorruptManifest(e.to_string()))
+}
+
+impl IndexSegment {
+    pub fn encode_object(&self) -> Bytes {
+        encode_framed(SEGMENT_MAGIC, self)
+    }
+
+    pub fn decode_object(bytes: &[u8]) -> Result<Self, CorruptManifest> {
+        decode_framed(SEGMENT_MAGIC, bytes)
+    }
+}
+
+/// Where to find the first record at or after a position.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Located<'a> {
+    Chunk(&'a ChunkRef),
+    Segment(&'a SegmentRef),
+    /// Nothing at or after the position below the tail.
+    Tail,
+}
+
+impl Manifest {
+    pub fn new(stream_id: String, config_json: String, now_ms: u64) -> Self {
+        Self {
+            version: 1,
+            stream_id,
+            config_json,
+            created_at_ms: now_ms,
+            ..Default::default()
+        }
+    }
+
+    pub fn encode_object(&self) -> Bytes {
+        encode_framed(MAGIC, self)
+    }
+
+    pub fn decode_object(bytes: &[u8]) -> Result<Self, CorruptManifest> {
+        decode_framed(MAGIC, bytes)
+    }
+
+    /// The successor state every write starts from.
+    pub fn next_version(&self) -> Self {
+        let mut next = self.clone();
+        next.version += 1;
+        next
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at_ms.is_some()
+    }
+
+    /// First seq_num still covered by the index (`next_seq` if none is).
+    pub fn index_start(&self) -> u64 {
+        self.segments
+            .first()
+            .map(|s| s.first_seq)
+            .or_else(|| self.chunks.first().map(|c| c.first_seq))
+            .unwrap_or(self.next_seq)
+    }
+
+    /// First readable seq_num.
+    pub fn first_readable(&self) -> u64 {
+        self.trim_point.max(self.index_start()).min(self.next_seq)
+    }
+
+    /// Adds the chunk of a commit at the tail.
+    pub fn push_chunk(&mut self, chunk: ChunkRef) {
+        debug_assert_eq!(chunk.first_seq, self.next_seq);
+        self.next_seq = chunk.end_seq();
+        self.last_timestamp = chunk.last_timestamp;
+        self.last_append_ms = self.last_append_ms.max(chunk.committed_at_ms);
+        self.chunks.push(chunk);
+    }
+
+    /// If the manifest holds too many chunk references, moves the oldest into a segment
+    /// written under `commit`'s key, and returns that segment for the caller to store
+    /// before the manifest.
+    pub fn fold_if_needed(&mut self, commit: u64) -> Option<(SegmentRef, IndexSegment)> {
+        if self.chunks.len() <= MAX_MANIFEST_CHUNKS {
+            return None;
+        }
+        let folded: Vec<ChunkRef> = self.chunks.drain(..FOLD_CHUNKS).collect();
+        let first = folded.first().expect("non-empty");
+        let last = folded.last().expect("non-empty");
+        let seg = SegmentRef {
+            first_seq: first.first_seq,
+            end_seq: last.end_seq(),
+            first_timestamp: first.first_timestamp,
+            last_timestamp: last.last_timestamp,
+            commit,
+            newest_committed_at_ms: folded.iter().map(|c| c.committed_at_ms).max().unwrap_or(0),
+            metered_bytes: folded.iter().map(|c| c.metered_bytes).sum(),
+        };
+        self.segments.push(seg.clone());
+        Some((seg, IndexSegment { chunks: folded }))
+    }
+
+    /// The chunk or segment holding the first record with seq_num ≥ `seq`.
+    pub fn locate_seq(&self, seq: u64) -> Located<'_> {
+        if seq >= self.next_seq {
+            return Located::Tail;
+        }
+        let i = self.segments.partition_point(|s| s.end_seq <= seq);
+        if let Some(seg) = self.segments.get(i) {
+            return Located::Segment(seg);
+        }
+        let i = self.chunks.partition_point(|c| c.end_seq() <= seq);
+        self.chunks.get(i).map_or(Located::Tail, Located::Chunk)
+    }
+
+    /// The chunk or segment holding the first record with timestamp ≥ `ts`.
+    pub fn locate_timestamp(&self, ts: u64) -> Located<'_> {
+        let i = self.segments.partition_point(|s| s.last_timestamp < ts);
+        if let Some(seg) = self.segments.get(i) {
+            return Located::Segment(seg);
+        }
+        let i = self.chunks.partition_point(|c| c.last_timestamp < ts);
+        self.chunks.get(i).map_or(Located::Tail, Located::Chunk)
+    }
+
+    /// Whether a commit's chunk is in the in-manifest index; how a writer whose response
+    /// was lost learns that its commit landed.
+    pub fn contains_commit(&self, first_seq: u64, commit: u64) -> bool {
+        let i = self.chunks.partition_point(|c| c.first_seq < first_seq);
+        self.chunks
+            .get(i)
+            .is_some_and(|c| c.first_seq == first_seq && c.commit == commit)
+    }
+
+    /// Checks the invariants listed in the module documentation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.trim_point > self.next_seq {
+            return Err(format!(
+                "trim point {} beyond tail {}",
+                self.trim_point, self.next_seq
+            ));
+        }
+        let mut expected: Option<u64> = None;
+        let mut last_ts = 0u64;
+        let mut check = |first: u64, end: u64, first_ts: u64, last_ts_entry: u64| {
+            if let Some(e) = expected
+                && e != first
+            {
+                return Err(format!("gap or overlap: {first} where {e} was expected"));
+            }
+            if end <= first {
+                return Err(format!("empty or inverted range {first}..{end}"));
+            }
+            if first_ts < last_ts || last_ts_entry < first_ts {
+                return Err(format!("timestamps go backwards at seq {first}"));
+            }
+            expected = Some(end);
+            last_ts = last_ts_entry;
+            Ok(())
+        };
+        for s in &self.segments {
+            check(s.first_seq, s.end_seq, s.first_timestamp, s.last_timestamp)?;
+        }
+        for c in &self.chunks {
+            check(c.first_seq, c.end_seq(), c.first_timestamp, c.last_timestamp)?;
+        }
+        if let Some(end) = expected {
+            if end != self.next_seq {
+                return Err(format!("index ends at {end}, tail is {}", self.next_seq));
+            }
+            if last_ts != self.last_timestamp {
+                return Err(format!(
+                    "newest timestamp {last_ts}, manifest says {}",
+                    self.last_timestamp
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn chunk(first_seq: u64, count: u32, ts: u64, commit: u64) -> ChunkRef {
+        ChunkRef {
+            first_seq,
+            count,
+            first_timestamp: ts,
+            last_timestamp: ts + 1,
+            metered_bytes: 10 * u64::from(count),
+            size: 100,
+            commit,
+            committed_at_ms: ts,
+        }
+    }
+
+    #[test]
+    fn encodes_and_detects_corruption() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 5);
+        m.push_chunk(chunk(0, 3, 10, 1));
+        let bytes = m.encode_object();
+        assert_eq!(Manifest::decode_object(&bytes).unwrap(), m);
+        let mut bad = bytes.to_vec();
+        bad[8] ^= 0xff;
+        assert!(Manifest::decode_object(&bad).is_err());
+    }
+
+    #[test]
+    fn locates_positions() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 0);
+        m.push_chunk(chunk(0, 3, 10, 1));
+        m.push_chunk(chunk(3, 2, 20, 2));
+        assert_eq!(m.locate_seq(0), Located::Chunk(&m.chunks[0]));
+        assert_eq!(m.locate_seq(4), Located::Chunk(&m.chunks[1]));
+        assert_eq!(m.locate_seq(5), Located::Tail);
+        assert_eq!(m.locate_timestamp(11), Located::Chunk(&m.chunks[0]));
+        assert_eq!(m.locate_timestamp(12), Located::Chunk(&m.chunks[1]));
+        assert_eq!(m.locate_timestamp(22), Located::Tail);
+        assert!(m.contains_commit(3, 2));
+        assert!(!m.contains_commit(3, 9));
+    }
+
+    proptest! {
+        /// Any sequence of commits, with folding, keeps every invariant and every record
+        /// locatable.
+        #[test]
+        fn invariants_hold_through_commits_and_folds(counts in prop::collection::vec(1u32..50, 1..700)) {
+            let mut m = Manifest::new("id".into(), "{}".into(), 0);
+            let mut ts = 0;
+            for (i, count) in counts.iter().enumerate() {
+                let mut next = m.next_version();
+                next.push_chunk(chunk(next.next_seq, *count, ts, i as u64));
+                ts += 2;
+                if let Some((seg, idx)) = next.fold_if_needed(i as u64) {
+                    prop_assert_eq!(idx.chunks.len(), FOLD_CHUNKS);
+                    prop_assert_eq!(seg.first_seq, idx.chunks[0].first_seq);
+                }
+                prop_assert_eq!(next.version, m.version + 1);
+                next.check_invariants().map_err(TestCaseError::fail)?;
+                m = next;
+            }
+            prop_assert!(m.chunks.len() <= MAX_MANIFEST_CHUNKS);
+            for seq in (0..m.next_seq).step_by(97) {
+                let found = match m.locate_seq(seq) {
+                    Located::Chunk(c) => c.first_seq <= seq && seq < c.end_seq(),
+                    Located::Segment(s) => s.first_seq <= seq && seq < s.end_seq,
+                    Located::Tail => false,
+                };
+                prop_assert!(found, "seq {} not located", seq);
+            }
+        }
+    }
+}

@@ -1,0 +1,934 @@
+//! The log: catalog, per-stream appenders, readers and followers, caches and background
+//! work, over object storage. Knows nothing about HTTP.
+
+pub mod appender;
+pub mod cache;
+pub mod catalog;
+pub mod chunk;
+pub mod error;
+pub mod layout;
+pub mod manifest;
+pub mod reader;
+pub mod record;
+pub mod stream;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
+use s2_common::{
+    config::{BasinConfig, BasinReconfiguration, OptionalStreamConfig, StreamConfig, StreamReconfiguration},
+    read_extent::{CountOrBytes, ReadLimit},
+    stream::{ReadEnd, ReadFrom, ReadStart},
+};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+pub use self::{
+    appender::{Ack, AppenderSettings, SessionGate},
+    catalog::{BasinEntry, StreamEntry},
+    error::{ConditionFailed, EngineError, EngineResult, Position},
+    reader::{ReadBatch, ReadOutput, ReadSession},
+    record::AppendInput,
+};
+use self::{
+    appender::AppendRequest,
+    cache::ObjectCache,
+    catalog::{Catalog, Versioned, Written},
+    manifest::Manifest,
+    reader::ReadPlan,
+    stream::{StreamCore, StreamHandle, StreamState, config_json},
+};
+use crate::storage::{DynStore, PutOutcome};
+
+/// How often followers re-read a manifest to see other nodes' commits, per storage class.
+#[derive(Debug, Clone, Copy)]
+pub struct PollIntervals {
+    pub express: Duration,
+    pub standard: Duration,
+}
+
+impl Default for PollIntervals {
+    fn default() -> Self {
+        Self {
+            express: Duration::from_millis(50),
+            standard: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Bytes of chunks kept in memory.
+    pub cache_bytes: u64,
+    pub appender: AppenderSettings,
+    /// `None` when this node is the only one writing to its storage.
+    pub poll: Option<PollIntervals>,
+    /// Delay between marking a resource deleted and removing its objects, so that
+    /// requests already in flight on other nodes finish first.
+    pub deletion_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 512 * 1024 * 1024,
+            appender: AppenderSettings::default(),
+            poll: Some(PollIntervals::default()),
+            deletion_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Whether the result of an idempotent control-plane write created, changed or kept.
+#[derive(Debug, Clone)]
+pub enum Provisioned<T> {
+    Created(T),
+    Updated(T),
+    Unchanged(T),
+}
+
+impl<T> Provisioned<T> {
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Created(t) | Self::Updated(t) | Self::Unchanged(t) => t,
+        }
+    }
+}
+
+/// May a data-plane request create the stream it names?
+#[derive(Debug, Clone)]
+pub enum AutoCreate {
+    No,
+    /// If the basin creates streams on append; with the `s2-stream-config` patch.
+    OnAppend(OptionalStreamConfig),
+    /// If the basin creates streams on read (and check-tail).
+    OnRead(OptionalStreamConfig),
+}
+
+type StreamKey = (String, String);
+
+struct Inner {
+    store: DynStore,
+    catalog: Catalog,
+    cache: ObjectCache,
+    config: EngineConfig,
+    streams: Mutex<HashMap<StreamKey, Arc<StreamHandle>>>,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Retries of a control-plane read-modify-write that keeps losing races.
+const MAX_CATALOG_RACES: usize = 32;
+
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t)
+}
+
+fn now_ms() -> u64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
+}
+
+fn new_stream_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn too_many_races(what: &str) -> EngineError {
+    EngineError::TransactionConflict(format!("{what} kept changing concurrently; retry"))
+}
+
+/// A stream config with every field resolved: the request's fields, else the basin's
+/// defaults, else S2's defaults (storage class `express`).
+pub fn resolve_stream_config(requested: OptionalStreamConfig, basin: &BasinConfig) -> StreamConfig {
+    let mut resolved = requested.merge(basin.default_stream_config.clone());
+    if resolved.storage_class.is_none() {
+        resolved.storage_class = Some("express".into());
+    }
+    resolved
+}
+
+fn basin_config_of(entry: &BasinEntry) -> EngineResult<BasinConfig> {
+    entry
+        .config
+        .clone()
+        .try_into()
+        .map_err(|e: s2_common::ValidationError| EngineError::Corrupt(e.to_string()))
+}
+
+impl Engine {
+    pub fn new(store: DynStore, config: EngineConfig) -> Self {
+        let engine = Self {
+            inner: Arc::new(Inner {
+                catalog: Catalog::new(store.clone()),
+                cache: ObjectCache::new(store.clone(), config.cache_bytes),
+                store,
+                config,
+                streams: Mutex::new(HashMap::new()),
+            }),
+        };
+        engine.spawn_background();
+        engine
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.inner.store
+    }
+
+    pub async fn health(&self) -> EngineResult<()> {
+        Ok(self.inner.store.health().await?)
+    }
+
+    // ---- basins ----
+
+    pub async fn list_basins(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> EngineResult<(Vec<BasinEntry>, bool)> {
+        self.inner
+            .catalog
+            .list_basins(prefix, start_after, limit)
+            .await
+    }
+
+    async fn basin(&self, name: &str) -> EngineResult<Versioned<BasinEntry>> {
+        self.inner
+            .catalog
+            .basin(name)
+            .await?
+            .ok_or_else(|| EngineError::BasinNotFound(name.to_owned()))
+    }
+
+    /// The basin, which must exist and not be being deleted.
+    async fn live_basin(&self, name: &str) -> EngineResult<Versioned<BasinEntry>> {
+        let basin = self.basin(name).await?;
+        if basin.entry.deleted_at.is_some() {
+            return Err(EngineError::BasinDeletionPending(name.to_owned()));
+        }
+        Ok(basin)
+    }
+
+    pub async fn create_basin(
+        &self,
+        name: &str,
+        config: BasinConfig,
+        request_token: Option<String>,
+    ) -> EngineResult<Provisioned<BasinEntry>> {
+        config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let api_config = s2_api::v1::config::BasinConfig::from(config);
+        let entry = BasinEntry {
+            version: 1,
+            name: name.to_owned(),
+            created_at: now(),
+            deleted_at: None,
+            config: api_config,
+            request_token: request_token.clone(),
+        };
+        for _ in 0..MAX_CATALOG_RACES {
+            if let Written::Done(v) = self.inner.catalog.create_basin(&entry).await? {
+                return Ok(Provisioned::Created(v.entry));
+            }
+            let Some(existing) = self.inner.catalog.basin(name).await? else {
+                continue;
+            };
+            let existing = existing.entry;
+            if existing.deleted_at.is_some() {
+                return Err(EngineError::BasinDeletionPending(name.to_owned()));
+            }
+            if request_token.is_some()
+                && existing.request_token == request_token
+                && existing.config == entry.config
+            {
+                return Ok(Provisioned::Unchanged(existing));
+            }
+            return Err(EngineError::AlreadyExists("basin already exists".into()));
+        }
+        Err(too_many_races("basin"))
+    }
+
+    pub async fn ensure_basin(
+        &self,
+        name: &str,
+        config: BasinConfig,
+    ) -> EngineResult<Provisioned<BasinEntry>> {
+        config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let api_config = s2_api::v1::config::BasinConfig::from(config);
+        for _ in 0..MAX_CATALOG_RACES {
+            match self.inner.catalog.basin(name).await? {
+                None => {
+                    let entry = BasinEntry {
+                        version: 1,
+                        name: name.to_owned(),
+                        created_at: now(),
+                        deleted_at: None,
+                        config: api_config.clone(),
+                        request_token: None,
+                    };
+                    if let Written::Done(v) = self.inner.catalog.create_basin(&entry).await? {
+                        return Ok(Provisioned::Created(v.entry));
+                    }
+                }
+                Some(v) if v.entry.deleted_at.is_some() => {
+                    return Err(EngineError::BasinDeletionPending(name.to_owned()));
+                }
+                Some(v) if v.entry.config == api_config => {
+                    return Ok(Provisioned::Unchanged(v.entry));
+                }
+                Some(v) => {
+                    let mut entry = v.entry;
+                    entry.version += 1;
+                    entry.config = api_config.clone();
+                    if let Written::Done(v) = self.inner.catalog.replace_basin(&entry, &v.etag).await? {
+                        return Ok(Provisioned::Updated(v.entry));
+                    }
+                }
+            }
+        }
+        Err(too_many_races("basin"))
+    }
+
+    pub async fn basin_entry(&self, name: &str) -> EngineResult<BasinEntry> {
+        Ok(self.basin(name).await?.entry)
+    }
+
+    pub async fn reconfigure_basin(
+        &self,
+        name: &str,
+        reconfiguration: BasinReconfiguration,
+    ) -> EngineResult<BasinEntry> {
+        for _ in 0..MAX_CATALOG_RACES {
+            let v = self.live_basin(name).await?;
+            let config = basin_config_of(&v.entry)?.reconfigure(reconfiguration.clone());
+            config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let mut entry = v.entry;
+            entry.version += 1;
+            entry.config = config.into();
+            if let Written::Done(v) = self.inner.catalog.replace_basin(&entry, &v.etag).await? {
+                return Ok(v.entry);
+            }
+        }
+        Err(too_many_races("basin"))
+    }
+
+    /// Marks the basin deleted and removes its streams and then the basin in the
+    /// background.
+    pub async fn delete_basin(&self, name: &str) -> EngineResult<()> {
+        for _ in 0..MAX_CATALOG_RACES {
+            let v = self.basin(name).await?;
+            if v.entry.deleted_at.is_some() {
+                return Ok(());
+            }
+            let mut entry = v.entry;
+            entry.version += 1;
+            entry.deleted_at = Some(now());
+            if let Written::Done(_) = self.inner.catalog.replace_basin(&entry, &v.etag).await? {
+                let engine = self.clone();
+                let name = name.to_owned();
+                tokio::spawn(async move { engine.finish_basin_deletion(&name).await });
+                return Ok(());
+            }
+        }
+        Err(too_many_races("basin"))
+    }
+
+    async fn finish_basin_deletion(&self, basin: &str) {
+        tokio::time::sleep(self.inner.config.deletion_grace).await;
+        loop {
+            let result: EngineResult<bool> = async {
+                let streams = self.inner.catalog.all_streams(basin).await?;
+                if streams.is_empty() {
+                    return Ok(true);
+                }
+                for s in streams {
+                    self.mark_stream_deleted(basin, &s.name).await.ok();
+                    self.finish_stream_deletion(basin, &s).await?;
+                }
+                Ok(false)
+            }
+            .await;
+            match result {
+                Ok(true) => break,
+                Ok(false) => continue,
+                Err(e) => {
+                    warn!(basin, error = %e, "basin deletion stalled; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        // Streams created concurrently with the deletion mark have had a grace period to
+        // appear; check once more before the basin goes.
+        tokio::time::sleep(self.inner.config.deletion_grace).await;
+        match self.inner.catalog.all_streams(basin).await {
+            Ok(s) if s.is_empty() => {
+                if let Err(e) = self.inner.catalog.remove_basin(basin).await {
+                    warn!(basin, error = %e, "removing basin entry failed");
+                } else {
+                    info!(basin, "basin deleted");
+                }
+            }
+            _ => Box::pin(self.finish_basin_deletion(basin)).await,
+        }
+    }
+
+    // ---- streams: control plane ----
+
+    pub async fn list_streams(
+        &self,
+        basin: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> EngineResult<(Vec<StreamEntry>, bool)> {
+        self.basin(basin).await?;
+        self.inner
+            .catalog
+            .list_streams(basin, prefix, start_after, limit)
+            .await
+    }
+
+    pub async fn create_stream(
+        &self,
+        basin: &str,
+        name: &str,
+        config: OptionalStreamConfig,
+        request_token: Option<String>,
+    ) -> EngineResult<Provisioned<StreamEntry>> {
+        config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let basin_entry = self.live_basin(basin).await?.entry;
+        let requested = serde_json::to_value(s2_api::v1::config::StreamConfig::from(
+            StreamConfig::from(config.clone()),
+        ))
+        .expect("config serializes");
+        let resolved = resolve_stream_config(config, &basin_config_of(&basin_entry)?);
+        for _ in 0..MAX_CATALOG_RACES {
+            if let Some(existing) = self.inner.catalog.stream(basin, name).await? {
+                let existing = existing.entry;
+                if existing.deleted_at.is_some() {
+                    return Err(EngineError::StreamDeletionPending(name.to_owned()));
+                }
+                if request_token.is_some()
+                    && existing.request_token == request_token
+                    && existing.requested_config.as_ref() == Some(&requested)
+                {
+                    return Ok(Provisioned::Unchanged(existing));
+                }
+                return Err(EngineError::AlreadyExists("stream already exists".into()));
+            }
+            let entry = StreamEntry {
+                version: 1,
+                name: name.to_owned(),
+                id: new_stream_id(),
+                created_at: now(),
+                deleted_at: None,
+                request_token: request_token.clone(),
+                requested_config: Some(requested.clone()),
+            };
+            if let Some(v) = self.create_stream_objects(basin, entry, &resolved).await? {
+                return Ok(Provisioned::Created(v));
+            }
+        }
+        Err(too_many_races("stream"))
+    }
+
+    /// Writes a new stream's manifest, then its catalog entry. `None` if another request
+    /// created the stream first (its manifest is then removed again).
+    async fn create_stream_objects(
+        &self,
+        basin: &str,
+        entry: StreamEntry,
+        config: &StreamConfig,
+    ) -> EngineResult<Option<StreamEntry>> {
+        let manifest = Manifest::new(entry.id.clone(), config_json(config), now_ms());
+        let key = layout::manifest_key(&entry.id);
+        match self
+            .inner
+            .store
+            .put_if_absent(&key, manifest.encode_object())
+            .await?
+        {
+            PutOutcome::Written(_) => {}
+            PutOutcome::PreconditionFailed => {
+                return Err(EngineError::Corrupt(format!("stream id collision at {key}")));
+            }
+        }
+        match self.inner.catalog.create_stream(basin, &entry).await {
+            Ok(Written::Done(v)) => Ok(Some(v.entry)),
+            Ok(Written::Raced) => {
+                self.inner.store.delete(&key).await.ok();
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn ensure_stream(
+        &self,
+        basin: &str,
+        name: &str,
+        config: OptionalStreamConfig,
+    ) -> EngineResult<Provisioned<StreamEntry>> {
+        config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let basin_entry = self.live_basin(basin).await?.entry;
+        let resolved = resolve_stream_config(config.clone(), &basin_config_of(&basin_entry)?);
+        for _ in 0..MAX_CATALOG_RACES {
+            match self.inner.catalog.stream(basin, name).await? {
+                None => {
+                    let requested = serde_json::to_value(s2_api::v1::config::StreamConfig::from(
+                        StreamConfig::from(config.clone()),
+                    ))
+                    .expect("config serializes");
+                    let entry = StreamEntry {
+                        version: 1,
+                        name: name.to_owned(),
+                        id: new_stream_id(),
+                        created_at: now(),
+                        deleted_at: None,
+                        request_token: None,
+                        requested_config: Some(requested),
+                    };
+                    if let Some(v) = self.create_stream_objects(basin, entry, &resolved).await? {
+                        return Ok(Provisioned::Created(v));
+                    }
+                }
+                Some(v) if v.entry.deleted_at.is_some() => {
+                    return Err(EngineError::StreamDeletionPending(name.to_owned()));
+                }
+                Some(v) => {
+                    let handle = self.open(basin, name, AutoCreate::No).await?;
+                    let mut changed = false;
+                    let target = config_json(&resolved);
+                    self.modify_manifest(&handle.core, |m| {
+                        changed = m.config_json != target;
+                        if changed {
+                            m.config_json.clone_from(&target);
+                        }
+                        Ok(changed)
+                    })
+                    .await?;
+                    return Ok(if changed {
+                        Provisioned::Updated(v.entry)
+                    } else {
+                        Provisioned::Unchanged(v.entry)
+                    });
+                }
+            }
+        }
+        Err(too_many_races("stream"))
+    }
+
+    pub async fn stream_config(&self, basin: &str, name: &str) -> EngineResult<StreamConfig> {
+        let handle = self.open(basin, name, AutoCreate::No).await?;
+        let state = handle.core.refresh().await?;
+        if state.manifest.is_deleted() {
+            return Err(EngineError::StreamDeletionPending(name.to_owned()));
+        }
+        Ok(state.config.clone())
+    }
+
+    pub async fn reconfigure_stream(
+        &self,
+        basin: &str,
+        name: &str,
+        reconfiguration: StreamReconfiguration,
+    ) -> EngineResult<StreamConfig> {
+        let basin_entry = self.live_basin(basin).await?.entry;
+        let basin_config = basin_config_of(&basin_entry)?;
+        let handle = self.open(basin, name, AutoCreate::No).await?;
+        let state = self
+            .modify_manifest(&handle.core, |m| {
+                let current = stream::parse_config(&m.config_json)?;
+                let requested = OptionalStreamConfig::from(current).reconfigure(reconfiguration.clone());
+                requested
+                    .validate()
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                m.config_json = config_json(&resolve_stream_config(requested, &basin_config));
+                Ok(true)
+            })
+            .await?;
+        Ok(state.config.clone())
+    }
+
+    /// Applies `change` to the latest manifest and writes it with `If-Match`, retrying
+    /// on races. `change` returns whether there is anything to write.
+    async fn modify_manifest(
+        &self,
+        core: &StreamCore,
+        mut change: impl FnMut(&mut Manifest) -> EngineResult<bool>,
+    ) -> EngineResult<Arc<StreamState>> {
+        for _ in 0..MAX_CATALOG_RACES {
+            let state = core.refresh().await?;
+            if state.manifest.is_deleted() {
+                return Err(EngineError::StreamDeletionPending(core.name.clone()));
+            }
+            let mut next = state.manifest.next_version();
+            if !change(&mut next)? {
+                return Ok(state);
+            }
+            let key = layout::manifest_key(&core.id);
+            if let PutOutcome::Written(etag) = self
+                .inner
+                .store
+                .put_if_match(&key, next.encode_object(), &state.etag)
+                .await?
+            {
+                let state = Arc::new(StreamState::new(next, etag)?);
+                core.publish(state.clone());
+                return Ok(state);
+            }
+        }
+        Err(too_many_races("stream"))
+    }
+
+    pub async fn delete_stream(&self, basin: &str, name: &str) -> EngineResult<()> {
+        let entry = self.mark_stream_deleted(basin, name).await?;
+        let engine = self.clone();
+        let basin = basin.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(engine.inner.config.deletion_grace).await;
+            if let Err(e) = engine.finish_stream_deletion(&basin, &entry).await {
+                warn!(basin, stream = %entry.name, error = %e, "stream deletion stalled");
+            }
+        });
+        Ok(())
+    }
+
+    /// Sets the deletion time on the catalog entry and the manifest, after which no
+    /// append can succeed. Idempotent.
+    async fn mark_stream_deleted(&self, basin: &str, name: &str) -> EngineResult<StreamEntry> {
+        let mut marked = None;
+        for _ in 0..MAX_CATALOG_RACES {
+            let v = self
+                .inner
+                .catalog
+                .stream(basin, name)
+                .await?
+                .ok_or_else(|| EngineError::StreamNotFound(name.to_owned()))?;
+            if v.entry.deleted_at.is_some() {
+                marked = Some(v.entry);
+                break;
+            }
+            let mut entry = v.entry;
+            entry.version += 1;
+            entry.deleted_at = Some(now());
+            if let Written::Done(v) = self.inner.catalog.replace_stream(basin, &entry, &v.etag).await? {
+                marked = Some(v.entry);
+                break;
+            }
+        }
+        let entry = marked.ok_or_else(|| too_many_races("stream"))?;
+        let key = layout::manifest_key(&entry.id);
+        for _ in 0..MAX_CATALOG_RACES {
+            let Some(obj) = self.inner.store.get(&key).await? else {
+                break;
+            };
+            let manifest = Manifest::decode_object(&obj.bytes)
+                .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            if manifest.is_deleted() {
+                break;
+            }
+            let mut next = manifest.next_version();
+            next.deleted_at_ms = Some(now_ms());
+            if let PutOutcome::Written(etag) = self
+                .inner
+                .store
+                .put_if_match(&key, next.encode_object(), &obj.etag)
+                .await?
+            {
+                if let Some(h) = self.cached_handle(basin, name)
+                    && h.core.id == entry.id
+                {
+                    h.core.publish(Arc::new(StreamState::new(next, etag)?));
+                }
+                break;
+            }
+        }
+        self.forget_stream(basin, name);
+        Ok(entry)
+    }
+
+    /// Removes a deletion-marked stream's objects, then its catalog entry.
+    async fn finish_stream_deletion(&self, basin: &str, entry: &StreamEntry) -> EngineResult<()> {
+        let dir = layout::stream_data_dir(&entry.id);
+        let manifest_key = layout::manifest_key(&entry.id);
+        loop {
+            let page = self.inner.store.list(&dir, None, 1000).await?;
+            for key in page.keys.iter().filter(|k| **k != manifest_key) {
+                self.inner.store.delete(key).await?;
+            }
+            if !page.truncated {
+                break;
+            }
+        }
+        self.inner.store.delete(&manifest_key).await?;
+        // Only remove the entry that was deleted, never a successor of the same name.
+        if let Some(v) = self.inner.catalog.stream(basin, &entry.name).await?
+            && v.entry.id == entry.id
+        {
+            self.inner.catalog.remove_stream(basin, &entry.name).await?;
+        }
+        Ok(())
+    }
+
+    // ---- streams: data plane ----
+
+    fn cached_handle(&self, basin: &str, name: &str) -> Option<Arc<StreamHandle>> {
+        let streams = self.inner.streams.lock();
+        streams
+            .get(&(basin.to_owned(), name.to_owned()))
+            .filter(|h| !h.core.is_stale())
+            .cloned()
+    }
+
+    fn forget_stream(&self, basin: &str, name: &str) {
+        self.inner
+            .streams
+            .lock()
+            .remove(&(basin.to_owned(), name.to_owned()));
+    }
+
+    /// The stream, opened on this node; created first if `auto_create` and the basin
+    /// allow it.
+    pub async fn open(
+        &self,
+        basin: &str,
+        name: &str,
+        auto_create: AutoCreate,
+    ) -> EngineResult<Arc<StreamHandle>> {
+        if let Some(h) = self.cached_handle(basin, name) {
+            return Ok(h);
+        }
+        let basin_entry = self.live_basin(basin).await?.entry;
+        let entry = match self.inner.catalog.stream(basin, name).await? {
+            Some(v) => v.entry,
+            None => {
+                let basin_config = basin_config_of(&basin_entry)?;
+                let patch = match auto_create {
+                    AutoCreate::OnAppend(patch) if basin_config.create_stream_on_append => patch,
+                    AutoCreate::OnRead(patch) if basin_config.create_stream_on_read => patch,
+                    _ => return Err(EngineError::StreamNotFound(name.to_owned())),
+                };
+                match self.create_stream(basin, name, patch, None).await {
+                    Ok(p) => p.into_inner(),
+                    Err(EngineError::AlreadyExists(_)) => self
+                        .inner
+                        .catalog
+                        .stream(basin, name)
+                        .await?
+                        .ok_or_else(|| EngineError::StreamNotFound(name.to_owned()))?
+                        .entry,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if entry.deleted_at.is_some() {
+            return Err(EngineError::StreamDeletionPending(name.to_owned()));
+        }
+        let obj = self
+            .inner
+            .store
+            .get(&layout::manifest_key(&entry.id))
+            .await?
+            .ok_or_else(|| EngineError::StreamNotFound(name.to_owned()))?;
+        let manifest =
+            Manifest::decode_object(&obj.bytes).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        if manifest.is_deleted() {
+            return Err(EngineError::StreamDeletionPending(name.to_owned()));
+        }
+        let state = StreamState::new(manifest, obj.etag)?;
+        let poll = self.inner.config.poll.map(|p| match state.config.storage_class.as_deref() {
+            Some("standard") => p.standard,
+            _ => p.express,
+        });
+        let core = StreamCore::new(
+            basin.to_owned(),
+            name.to_owned(),
+            self.inner.store.clone(),
+            self.inner.cache.clone(),
+            state,
+            poll,
+        );
+        let handle = Arc::new(StreamHandle::new(core));
+        let mut streams = self.inner.streams.lock();
+        let slot = streams
+            .entry((basin.to_owned(), name.to_owned()))
+            .or_insert_with(|| handle.clone());
+        if slot.core.is_stale() {
+            *slot = handle;
+        }
+        Ok(slot.clone())
+    }
+
+    /// Appends one batch; resolves when it is durable (or refused).
+    pub async fn append(
+        &self,
+        handle: &StreamHandle,
+        input: AppendInput,
+        session: Option<Arc<SessionGate>>,
+    ) -> EngineResult<Ack> {
+        self.submit(handle, input, session).await?.await.map_err(|_| {
+            EngineError::Storage("appender stopped before answering".into())
+        })?
+    }
+
+    /// Queues one batch and returns where its outcome will arrive; batches submitted in
+    /// order are applied in order.
+    pub async fn submit(
+        &self,
+        handle: &StreamHandle,
+        input: AppendInput,
+        session: Option<Arc<SessionGate>>,
+    ) -> EngineResult<oneshot::Receiver<EngineResult<Ack>>> {
+        let settings = self.inner.config.appender;
+        let mailbox = handle.appender(|core| appender::spawn(core, settings));
+        let (reply, rx) = oneshot::channel();
+        mailbox
+            .send(AppendRequest {
+                input,
+                arrival_ms: now_ms(),
+                session,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Storage("appender stopped".into()))?;
+        Ok(rx)
+    }
+
+    pub async fn check_tail(&self, handle: &StreamHandle) -> EngineResult<Position> {
+        let state = handle.core.refresh().await?;
+        if state.manifest.is_deleted() {
+            return Err(EngineError::StreamDeletionPending(handle.core.name.clone()));
+        }
+        Ok(state.tail())
+    }
+
+    /// Starts a read. `unary` reads are capped at one batch and 60 s of waiting.
+    pub async fn read(
+        &self,
+        handle: &StreamHandle,
+        start: ReadStart,
+        mut end: ReadEnd,
+        unary: bool,
+    ) -> EngineResult<ReadSession> {
+        if unary {
+            end.limit = ReadLimit::CountOrBytes(end.limit.into_allowance(CountOrBytes {
+                count: reader::MAX_BATCH_RECORDS,
+                bytes: reader::MAX_BATCH_BYTES,
+            }));
+            end.wait = end.wait.map(|w| w.min(Duration::from_secs(60)));
+        }
+        if let ReadFrom::Timestamp(ts) = start.from
+            && end.until.deny(ts)
+        {
+            return Err(EngineError::Invalid(
+                "start `timestamp` exceeds or equal to `until`".into(),
+            ));
+        }
+        let core = handle.core.clone();
+        if matches!(
+            end.limit.remaining(0, 0),
+            s2_common::read_extent::EvaluatedReadLimit::Exhausted
+        ) {
+            return Ok(ReadSession::empty(core));
+        }
+        let state = core.refresh().await?;
+        if state.manifest.is_deleted() {
+            return Err(EngineError::StreamDeletionPending(core.name.clone()));
+        }
+        let tail = state.tail();
+        let plan = ReadPlan {
+            start_seq: 0,
+            limit: end.limit,
+            until: end.until,
+            wait: end.wait,
+        };
+        let beyond = match start.from {
+            ReadFrom::SeqNum(seq) => seq > tail.seq_num,
+            ReadFrom::Timestamp(ts) => ts > tail.timestamp,
+            ReadFrom::TailOffset(_) => false,
+        };
+        let start_seq = if beyond {
+            if !start.clamp {
+                return Err(EngineError::Unwritten(tail));
+            }
+            tail.seq_num
+        } else {
+            match start.from {
+                ReadFrom::SeqNum(seq) => seq,
+                ReadFrom::TailOffset(k) => tail.seq_num.saturating_sub(k),
+                ReadFrom::Timestamp(ts) => reader::seq_for_timestamp(&core, &state, ts).await?,
+            }
+        };
+        let start_seq = start_seq.max(state.manifest.first_readable());
+        let plan = ReadPlan { start_seq, ..plan };
+        if start_seq >= tail.seq_num && !plan.may_follow() {
+            return Err(EngineError::Unwritten(tail));
+        }
+        Ok(ReadSession::new(core, plan))
+    }
+
+    // ---- background ----
+
+    fn spawn_background(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            // Finish deletions a previous process of this deployment left pending.
+            if let Some(inner) = weak.upgrade() {
+                let engine = Engine { inner };
+                if let Err(e) = engine.resume_deletions().await {
+                    warn!(error = %e, "resuming pending deletions failed");
+                }
+            }
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                Engine { inner }.evict_idle_streams();
+            }
+        });
+    }
+
+    /// Drops opened streams nothing on this node uses.
+    fn evict_idle_streams(&self) {
+        self.inner.streams.lock().retain(|_, h| {
+            !h.core.is_stale() && (Arc::strong_count(h) > 1 || h.core.follower_count() > 0)
+        });
+    }
+
+    async fn resume_deletions(&self) -> EngineResult<()> {
+        let mut after = String::new();
+        loop {
+            let (basins, more) = self.inner.catalog.list_basins("", &after, 1000).await?;
+            for b in &basins {
+                if b.deleted_at.is_some() {
+                    let engine = self.clone();
+                    let name = b.name.clone();
+                    tokio::spawn(async move { engine.finish_basin_deletion(&name).await });
+                    continue;
+                }
+                for s in self.inner.catalog.all_streams(&b.name).await? {
+                    if s.deleted_at.is_some() {
+                        let engine = self.clone();
+                        let basin = b.name.clone();
+                        tokio::spawn(async move {
+                            engine.mark_stream_deleted(&basin, &s.name).await.ok();
+                            if let Err(e) = engine.finish_stream_deletion(&basin, &s).await {
+                                warn!(basin, stream = %s.name, error = %e, "stream deletion stalled");
+                            }
+                        });
+                    }
+                }
+            }
+            match (more, basins.last()) {
+                (true, Some(last)) => after = last.name.clone(),
+                _ => return Ok(()),
+            }
+        }
+    }
+}

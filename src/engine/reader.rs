@@ -1,0 +1,350 @@
+//! Reading: catch-up from chunks, then following the tail.
+//!
+//! A [`ReadSession`] is pulled by its consumer (an HTTP body), so a slow reader simply
+//! stops pulling and holds nothing but its position: there is no buffer to grow. Batches
+//! are slices of cached chunks, so serving protobuf copies record bytes once at most.
+//! Followers wake on this node's commits through the stream's watch channel, and, when
+//! other nodes may write, re-read the manifest at most once per poll interval per stream.
+
+use std::{ops::Range, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use s2_common::read_extent::{EvaluatedReadLimit, ReadLimit, ReadUntil};
+use tokio::{sync::watch, time::Instant};
+
+use super::{
+    chunk::{Chunk, ChunkRecord},
+    error::{EngineError, EngineResult, Position},
+    manifest::{ChunkRef, Located},
+    stream::{StreamCore, StreamState},
+};
+
+/// Records per batch and metered bytes per batch, at most.
+pub const MAX_BATCH_RECORDS: usize = 1000;
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Consecutive records of one chunk.
+#[derive(Debug, Clone)]
+pub struct ChunkSlice {
+    chunk: Arc<Chunk>,
+    range: Range<usize>,
+}
+
+impl ChunkSlice {
+    pub fn records(&self) -> impl Iterator<Item = ChunkRecord<'_>> {
+        self.range.clone().map(|i| self.chunk.record(i))
+    }
+
+    /// The records as encoded `ReadBatch.records` entries.
+    pub fn encoded(&self) -> Bytes {
+        self.chunk.entries_bytes(self.range.clone())
+    }
+}
+
+/// Records in seq_num order, at most 1000 and 1 MiB metered.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBatch {
+    pub slices: Vec<ChunkSlice>,
+    pub count: usize,
+    pub metered_bytes: usize,
+    /// The tail, when the batch reaches it.
+    pub tail: Option<Position>,
+}
+
+impl ReadBatch {
+    pub fn records(&self) -> impl Iterator<Item = ChunkRecord<'_>> {
+        self.slices.iter().flat_map(|s| s.records())
+    }
+
+    pub fn last_seq_num(&self) -> Option<u64> {
+        self.slices
+            .last()
+            .map(|s| s.chunk.first_seq() + s.range.end as u64 - 1)
+    }
+
+    fn append(&mut self, other: ReadBatch) {
+        self.slices.extend(other.slices);
+        self.count += other.count;
+        self.metered_bytes += other.metered_bytes;
+        self.tail = other.tail;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ReadOutput {
+    Batch(ReadBatch),
+    /// Nothing new; the session is following and this is the tail.
+    Heartbeat(Position),
+}
+
+/// Where a session starts and when it ends, after defaults and caps were applied.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadPlan {
+    pub start_seq: u64,
+    pub limit: ReadLimit,
+    pub until: ReadUntil,
+    pub wait: Option<Duration>,
+}
+
+impl ReadPlan {
+    /// Whether the session may wait at the tail for more records.
+    pub fn may_follow(&self) -> bool {
+        (self.limit.is_unbounded() && self.until.is_unbounded())
+            || self.wait.is_some_and(|d| !d.is_zero())
+    }
+}
+
+/// Heartbeats arrive after a random 5–15 s gap without records.
+fn heartbeat_gap() -> Duration {
+    Duration::from_millis(rand::random_range(5_000..15_000))
+}
+
+pub struct ReadSession {
+    core: Arc<StreamCore>,
+    rx: watch::Receiver<Arc<StreamState>>,
+    next_seq: u64,
+    limit: EvaluatedReadLimit,
+    until: ReadUntil,
+    wait: Option<Duration>,
+    may_follow: bool,
+    wait_deadline: Option<Instant>,
+    following: bool,
+    next_heartbeat: Instant,
+    done: bool,
+}
+
+impl ReadSession {
+    pub fn new(core: Arc<StreamCore>, plan: ReadPlan) -> Self {
+        let rx = core.subscribe();
+        Self {
+            core,
+            rx,
+            next_seq: plan.start_seq,
+            limit: EvaluatedReadLimit::Remaining(plan.limit),
+            until: plan.until,
+            wait: plan.wait,
+            may_follow: plan.may_follow(),
+            wait_deadline: None,
+            following: false,
+            next_heartbeat: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// A session that yields nothing (a read whose limit is already exhausted).
+    pub fn empty(core: Arc<StreamCore>) -> Self {
+        let mut s = Self::new(
+            core,
+            ReadPlan {
+                start_seq: 0,
+                limit: ReadLimit::Count(0),
+                until: ReadUntil::Unbounded,
+                wait: None,
+            },
+        );
+        s.done = true;
+        s
+    }
+
+    /// The next output, or `None` when the session has ended normally.
+    pub async fn next(&mut self) -> Option<EngineResult<ReadOutput>> {
+        match self.advance().await {
+            Ok(Some(out)) => Some(Ok(out)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    async fn advance(&mut self) -> EngineResult<Option<ReadOutput>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let EvaluatedReadLimit::Remaining(limit) = self.limit else {
+                return Ok(None);
+            };
+            let state = self.rx.borrow_and_update().clone();
+            if state.manifest.is_deleted() {
+                return Err(EngineError::StreamDeletionPending(self.core.name.clone()));
+            }
+            let tail = state.tail();
+            let start = self.next_seq.max(state.manifest.first_readable());
+            if start < tail.seq_num {
+                let batch = collect(&self.core, &state, start, limit, self.until).await?;
+                if batch.count == 0 {
+                    // `until` or the limit stops the session before any record.
+                    return Ok(None);
+                }
+                self.next_seq = batch.last_seq_num().expect("non-empty") + 1;
+                self.limit = limit.remaining(batch.count, batch.metered_bytes);
+                self.wait_deadline = self.wait.map(|w| Instant::now() + w);
+                self.next_heartbeat = Instant::now() + heartbeat_gap();
+                return Ok(Some(ReadOutput::Batch(batch)));
+            }
+            self.next_seq = self.next_seq.max(tail.seq_num);
+            if !self.may_follow {
+                return Ok(None);
+            }
+            if !self.following {
+                self.following = true;
+                if self.wait_deadline.is_none() {
+                    self.wait_deadline = self.wait.map(|w| Instant::now() + w);
+                }
+                if self.wait_deadline.is_some_and(|d| d <= Instant::now()) {
+                    return Ok(None);
+                }
+                self.next_heartbeat = Instant::now() + heartbeat_gap();
+                return Ok(Some(ReadOutput::Heartbeat(tail)));
+            }
+            let poll = self.core.poll_interval;
+            let wait_deadline = self.wait_deadline;
+            tokio::select! {
+                changed = self.rx.changed() => {
+                    if changed.is_err() {
+                        return Err(EngineError::Draining);
+                    }
+                }
+                _ = tokio::time::sleep_until(self.next_heartbeat) => {
+                    self.next_heartbeat = Instant::now() + heartbeat_gap();
+                    return Ok(Some(ReadOutput::Heartbeat(tail)));
+                }
+                _ = sleep_until_opt(wait_deadline) => return Ok(None),
+                _ = sleep_opt(poll) => {
+                    self.core.refresh_if_older(poll.unwrap_or_default()).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The chunk holding the first record at or after `seq`, which must be below the tail.
+pub async fn chunk_at(core: &StreamCore, state: &StreamState, seq: u64) -> EngineResult<Arc<Chunk>> {
+    let chunk_ref: ChunkRef = match state.manifest.locate_seq(seq) {
+        Located::Chunk(c) => c.clone(),
+        Located::Segment(s) => {
+            let seg = core.cache.segment(&core.id, s).await?;
+            let i = seg.chunks.partition_point(|c| c.end_seq() <= seq);
+            seg.chunks
+                .get(i)
+                .cloned()
+                .ok_or_else(|| EngineError::Corrupt(format!("segment lacks seq {seq}")))?
+        }
+        Located::Tail => {
+            return Err(EngineError::Corrupt(format!(
+                "no chunk holds seq {seq} below tail {}",
+                state.manifest.next_seq
+            )));
+        }
+    };
+    core.cache.chunk(&core.id, &chunk_ref).await
+}
+
+/// The seq_num of the first record with timestamp ≥ `ts`, or the tail if none.
+pub async fn seq_for_timestamp(core: &StreamCore, state: &StreamState, ts: u64) -> EngineResult<u64> {
+    let chunk_ref: ChunkRef = match state.manifest.locate_timestamp(ts) {
+        Located::Chunk(c) => c.clone(),
+        Located::Segment(s) => {
+            let seg = core.cache.segment(&core.id, s).await?;
+            let i = seg.chunks.partition_point(|c| c.last_timestamp < ts);
+            match seg.chunks.get(i) {
+                Some(c) => c.clone(),
+                None => return Ok(s.end_seq),
+            }
+        }
+        Located::Tail => return Ok(state.manifest.next_seq),
+    };
+    let chunk = core.cache.chunk(&core.id, &chunk_ref).await?;
+    let i = chunk.index_of_timestamp(ts);
+    Ok(chunk.first_seq() + i as u64)
+}
+
+/// Up to one batch of records from `start`, within `limit` and before `until`.
+async fn collect(
+    core: &StreamCore,
+    state: &StreamState,
+    start: u64,
+    limit: ReadLimit,
+    until: ReadUntil,
+) -> EngineResult<ReadBatch> {
+    let tail = state.tail();
+    let mut batch = ReadBatch::default();
+    let mut seq = start;
+    'chunks: while seq < tail.seq_num {
+        let chunk = chunk_at(core, state, seq).await?;
+        let begin = chunk.index_of_seq(seq);
+        let mut i = begin;
+        let mut stop = false;
+        while i < chunk.len() {
+            let r = chunk.record(i);
+            if until.deny(r.timestamp)
+                || limit.deny(batch.count + 1, batch.metered_bytes + r.metered)
+                || batch.count + 1 > MAX_BATCH_RECORDS
+                || batch.metered_bytes + r.metered > MAX_BATCH_BYTES
+            {
+                stop = true;
+                break;
+            }
+            batch.count += 1;
+            batch.metered_bytes += r.metered;
+            i += 1;
+        }
+        if i > begin {
+            batch.slices.push(ChunkSlice {
+                chunk: chunk.clone(),
+                range: begin..i,
+            });
+        }
+        seq = chunk.first_seq() + i as u64;
+        if stop {
+            break 'chunks;
+        }
+    }
+    if seq >= tail.seq_num {
+        batch.tail = Some(tail);
+    }
+    Ok(batch)
+}
+
+/// Gathers a unary read's result from a session: everything available up to the limits,
+/// or, when the read may wait, the first records to arrive before the wait ends.
+pub async fn read_unary(mut session: ReadSession) -> EngineResult<ReadBatch> {
+    let mut acc = ReadBatch::default();
+    let mut waiting = false;
+    while let Some(out) = session.next().await {
+        match out? {
+            ReadOutput::Batch(batch) => {
+                acc.append(batch);
+                if waiting {
+                    break;
+                }
+            }
+            ReadOutput::Heartbeat(_) => {
+                if acc.count > 0 {
+                    break;
+                }
+                waiting = true;
+            }
+        }
+    }
+    Ok(acc)
+}

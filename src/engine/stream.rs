@@ -1,0 +1,207 @@
+//! A stream opened on this node: its identity, the latest manifest this node knows, and
+//! the channel that wakes followers when that changes.
+
+use std::{
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use s2_common::config::StreamConfig;
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    appender::AppendRequest,
+    cache::ObjectCache,
+    error::{EngineError, EngineResult, Position},
+    layout,
+    manifest::Manifest,
+};
+use crate::storage::{DynStore, ETag, Revalidated};
+
+/// A manifest as of some version, with what is derived from it.
+#[derive(Debug)]
+pub struct StreamState {
+    pub manifest: Manifest,
+    pub etag: ETag,
+    pub config: StreamConfig,
+}
+
+impl StreamState {
+    pub fn new(manifest: Manifest, etag: ETag) -> EngineResult<Self> {
+        let config = parse_config(&manifest.config_json)?;
+        Ok(Self {
+            manifest,
+            etag,
+            config,
+        })
+    }
+
+    pub fn tail(&self) -> Position {
+        Position {
+            seq_num: self.manifest.next_seq,
+            timestamp: self.manifest.last_timestamp,
+        }
+    }
+}
+
+/// The stored JSON of a resolved stream config.
+pub fn parse_config(json: &str) -> EngineResult<StreamConfig> {
+    let api: s2_api::v1::config::StreamConfig = serde_json::from_str(json)
+        .map_err(|e| EngineError::Corrupt(format!("stream config: {e}")))?;
+    let optional: s2_common::config::OptionalStreamConfig = api
+        .try_into()
+        .map_err(|e: s2_common::ValidationError| EngineError::Corrupt(e.to_string()))?;
+    Ok(optional.into())
+}
+
+/// JSON of a resolved stream config, for the manifest.
+pub fn config_json(config: &StreamConfig) -> String {
+    let api = s2_api::v1::config::StreamConfig::from(config.clone());
+    serde_json::to_string(&api).expect("config serializes")
+}
+
+/// Shared by everything on this node that works with one stream.
+pub struct StreamCore {
+    pub basin: String,
+    pub name: String,
+    pub id: String,
+    pub(super) store: DynStore,
+    pub(super) cache: ObjectCache,
+    state: watch::Sender<Arc<StreamState>>,
+    /// When the manifest was last read from storage; serializes refreshes so that any
+    /// number of followers cause at most one read per poll interval.
+    last_refresh: tokio::sync::Mutex<Instant>,
+    /// Set when the stream turned out to be deleted or replaced; the registry then
+    /// resolves the name afresh.
+    stale: AtomicBool,
+    /// How often followers look for commits made by other nodes; `None` when this node is
+    /// the only writer (the local directory is locked to one process).
+    pub(super) poll_interval: Option<Duration>,
+}
+
+impl StreamCore {
+    pub fn new(
+        basin: String,
+        name: String,
+        store: DynStore,
+        cache: ObjectCache,
+        state: StreamState,
+        poll_interval: Option<Duration>,
+    ) -> Self {
+        Self {
+            basin,
+            name,
+            id: state.manifest.stream_id.clone(),
+            store,
+            cache,
+            state: watch::Sender::new(Arc::new(state)),
+            last_refresh: tokio::sync::Mutex::new(Instant::now()),
+            stale: AtomicBool::new(false),
+            poll_interval,
+        }
+    }
+
+    pub fn current(&self) -> Arc<StreamState> {
+        self.state.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<StreamState>> {
+        self.state.subscribe()
+    }
+
+    pub fn follower_count(&self) -> usize {
+        self.state.receiver_count()
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Relaxed);
+    }
+
+    fn manifest_key(&self) -> String {
+        layout::manifest_key(&self.id)
+    }
+
+    /// Makes `state` current unless a newer version is already known; wakes followers.
+    pub fn publish(&self, state: Arc<StreamState>) {
+        if state.manifest.is_deleted() {
+            self.mark_stale();
+        }
+        self.state.send_if_modified(|current| {
+            if state.manifest.version > current.manifest.version {
+                *current = state;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Reads the manifest if it changed since the version this node knows, and returns
+    /// the latest state.
+    pub async fn refresh(&self) -> EngineResult<Arc<StreamState>> {
+        let last = self.last_refresh.lock().await;
+        self.refresh_locked(last).await
+    }
+
+    /// [`refresh`](Self::refresh), unless some caller refreshed within `max_age`.
+    pub async fn refresh_if_older(&self, max_age: Duration) -> EngineResult<Arc<StreamState>> {
+        let last = self.last_refresh.lock().await;
+        if last.elapsed() < max_age {
+            return Ok(self.current());
+        }
+        self.refresh_locked(last).await
+    }
+
+    async fn refresh_locked(
+        &self,
+        mut last: tokio::sync::MutexGuard<'_, Instant>,
+    ) -> EngineResult<Arc<StreamState>> {
+        let known = self.current();
+        let result = self.store.revalidate(&self.manifest_key(), &known.etag).await?;
+        *last = Instant::now();
+        drop(last);
+        match result {
+            Revalidated::Unchanged => Ok(self.current()),
+            Revalidated::Changed(obj) => {
+                let manifest = Manifest::decode_object(&obj.bytes)
+                    .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+                self.publish(Arc::new(StreamState::new(manifest, obj.etag)?));
+                Ok(self.current())
+            }
+            Revalidated::Missing => {
+                self.mark_stale();
+                Err(EngineError::StreamNotFound(self.name.clone()))
+            }
+        }
+    }
+}
+
+/// A [`StreamCore`] plus, once something appends, its appender.
+pub struct StreamHandle {
+    pub core: Arc<StreamCore>,
+    appender: OnceLock<mpsc::Sender<AppendRequest>>,
+}
+
+impl StreamHandle {
+    pub fn new(core: StreamCore) -> Self {
+        Self {
+            core: Arc::new(core),
+            appender: OnceLock::new(),
+        }
+    }
+
+    /// The appender's mailbox, starting the appender on first use. The appender ends
+    /// when this handle is dropped.
+    pub fn appender(&self, start: impl FnOnce(Arc<StreamCore>) -> mpsc::Sender<AppendRequest>) -> mpsc::Sender<AppendRequest> {
+        self.appender
+            .get_or_init(|| start(self.core.clone()))
+            .clone()
+    }
+}

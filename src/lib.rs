@@ -1,0 +1,11 @@
+//! Sluice: durable streams with the S2 API, kept entirely in object storage.
+//!
+//! Layers, top to bottom (nothing below reaches up):
+//! - [`api`]: the S2 HTTP surface (routing, content negotiation, S2 error codes);
+//! - [`engine`]: the log (catalog, appenders, readers, manifests, chunks, caches);
+//! - [`storage`]: object storage behind one small trait.
+
+pub mod api;
+pub mod engine;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,124 @@
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+use sluice::{
+    engine::PollIntervals,
+    server::{self, Backend, ServerConfig},
+    storage::S3Settings,
+};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Durable streams with the S2 API, kept in object storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the S2 API.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Port to listen on (all interfaces unless --host is given).
+    #[arg(long, default_value_t = 8080, env = "SLUICE_PORT")]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "0.0.0.0", env = "SLUICE_HOST")]
+    host: std::net::IpAddr,
+    /// S3 bucket to keep data in (endpoint, region and credentials from the standard AWS
+    /// environment variables). Without it, data goes to --local-root.
+    #[arg(long, env = "SLUICE_BUCKET", conflicts_with = "local_root")]
+    bucket: Option<String>,
+    /// Key prefix inside the bucket.
+    #[arg(long, env = "SLUICE_PATH", requires = "bucket")]
+    path: Option<String>,
+    /// Local data directory (the default backend).
+    #[arg(long, env = "SLUICE_LOCAL_ROOT")]
+    local_root: Option<PathBuf>,
+    /// Memory for cached chunks, in MiB.
+    #[arg(long, default_value_t = 512, env = "SLUICE_CACHE_MIB")]
+    cache_mib: u64,
+    /// How long a `standard` stream's appender gathers appends before committing.
+    #[arg(long, default_value_t = 50, env = "SLUICE_STANDARD_LINGER_MS")]
+    standard_linger_ms: u64,
+    /// How often followers look for other nodes' commits on `express` streams (S3 only).
+    #[arg(long, default_value_t = 50, env = "SLUICE_POLL_EXPRESS_MS")]
+    poll_express_ms: u64,
+    /// The same for `standard` streams.
+    #[arg(long, default_value_t = 500, env = "SLUICE_POLL_STANDARD_MS")]
+    poll_standard_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow_free::Result {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let Command::Serve(args) = Cli::parse().command;
+    let backend = match &args.bucket {
+        Some(bucket) => Backend::S3 {
+            settings: S3Settings::from_env(bucket),
+            prefix: args.path.clone(),
+        },
+        None => Backend::Local(
+            args.local_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("sluice-data")),
+        ),
+    };
+    let mut config = ServerConfig::new(backend.clone());
+    config.engine.cache_bytes = args.cache_mib * 1024 * 1024;
+    config.engine.appender.standard_linger = Duration::from_millis(args.standard_linger_ms);
+    if config.engine.poll.is_some() {
+        config.engine.poll = Some(PollIntervals {
+            express: Duration::from_millis(args.poll_express_ms),
+            standard: Duration::from_millis(args.poll_standard_ms),
+        });
+    }
+    let node = server::build_node(&config).map_err(|e| e.to_string())?;
+    node.engine.health().await.map_err(|e| format!("storage is not reachable: {e}"))?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = server::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    match &backend {
+        Backend::Local(root) => info!(%addr, root = %root.display(), "serving from a local directory"),
+        Backend::S3 { settings, prefix } => info!(%addr, bucket = %settings.bucket, prefix = ?prefix, endpoint = ?settings.endpoint, "serving from S3"),
+        Backend::Memory => info!(%addr, "serving from memory"),
+    }
+    server::serve(
+        listener,
+        node.app,
+        server::shutdown_signal(),
+        config.shutdown_grace,
+        node.draining,
+    )
+    .await;
+    Ok(())
+}
+
+/// `main`'s error: printed as a plain message, exit code 1.
+mod anyhow_free {
+    pub type Result = std::result::Result<(), Error>;
+
+    pub struct Error(String);
+
+    impl std::fmt::Debug for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl From<String> for Error {
+        fn from(s: String) -> Self {
+            Self(s)
+        }
+    }
+}

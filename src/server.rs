@@ -1,0 +1,179 @@
+//! Process wiring: storage backend from flags and environment, the engine, and an HTTP
+//! listener that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tracing::{info, warn};
+
+use crate::{
+    api,
+    engine::{Engine, EngineConfig, PollIntervals},
+    storage::{
+        DynStore, LocalStore, RemoteStore, S3Settings, StorageError,
+        counting::{CountingStore, StoreCounters},
+    },
+};
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A local directory, locked to this process (the embedded default).
+    Local(PathBuf),
+    /// An S3-compatible bucket, optionally under a key prefix.
+    S3 {
+        settings: S3Settings,
+        prefix: Option<String>,
+    },
+    /// Memory; for tests.
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub backend: Backend,
+    pub engine: EngineConfig,
+    /// How long shutdown waits for open connections before closing them.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(backend: Backend) -> Self {
+        let mut engine = EngineConfig::default();
+        // A locked local directory has exactly one writer: no one else's commits to poll for.
+        engine.poll = match backend {
+            Backend::S3 { .. } => Some(PollIntervals::default()),
+            Backend::Local(_) | Backend::Memory => None,
+        };
+        Self {
+            backend,
+            engine,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+pub fn open_store(backend: &Backend) -> Result<DynStore, StorageError> {
+    Ok(match backend {
+        Backend::Local(root) => Arc::new(LocalStore::open(root)?),
+        Backend::S3 { settings, prefix } => Arc::new(RemoteStore::s3(settings, prefix.as_deref())?),
+        Backend::Memory => crate::storage::memory(),
+    })
+}
+
+/// A node's parts: engine, the counters of its object-store requests, its HTTP app, and
+/// the switch that tells sessions the node is shutting down.
+pub struct Node {
+    pub engine: Engine,
+    pub counters: Arc<StoreCounters>,
+    pub app: axum::Router,
+    pub draining: api::Draining,
+}
+
+pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
+    let counters = Arc::new(StoreCounters::default());
+    let store: DynStore = Arc::new(CountingStore::new(open_store(&config.backend)?, counters.clone()));
+    let engine = Engine::new(store, config.engine.clone());
+    let draining = api::Draining::default();
+    let app = api::router(api::AppState::new(
+        engine.clone(),
+        counters.clone(),
+        draining.clone(),
+    ));
+    Ok(Node {
+        engine,
+        counters,
+        app,
+        draining,
+    })
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains connections for up
+/// to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    draining: api::Draining,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .max_frame_size(256 * 1024)
+        .max_send_buf_size(4 * 1024 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    info!("shutting down: draining sessions and connections");
+    draining.start();
+    tokio::select! {
+        () = graceful.shutdown() => info!("all connections closed"),
+        () = tokio::time::sleep(grace) => warn!("closing connections still open after {grace:?}"),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Binds `addr`; a clear error if the port is taken.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,276 @@
+//! The embedded default: objects as files under a local directory.
+//!
+//! `object_store`'s `LocalFileSystem` writes atomically (temp file + rename) and creates
+//! exclusively, but has no conditional replace and its ETags derive from inode and mtime,
+//! which can repeat. This backend therefore
+//! - versions objects by a hash of their content (like S3's MD5 ETags),
+//! - performs every write under a per-key lock, so check-then-write is atomic for this
+//!   process, and
+//! - holds an exclusive lock file on the directory, so no second process can write to it.
+
+use std::{
+    fs::{File, OpenOptions},
+    ops::Range,
+    path::{Path as FsPath, PathBuf},
+    sync::Arc,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    local::LocalFileSystem,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{
+    ETag, ListPage, Object, PutOutcome, Revalidated, StorageError, StorageResult, Store,
+    content_etag,
+    remote::{path, unavailable},
+};
+
+const LOCK_FILE: &str = ".sluice.lock";
+const KEY_LOCK_STRIPES: usize = 256;
+
+#[derive(Debug)]
+pub struct LocalStore {
+    fs: LocalFileSystem,
+    root: PathBuf,
+    key_locks: Vec<Arc<Mutex<()>>>,
+    /// Held for the life of the store; the OS releases it when the process exits.
+    _lock_file: File,
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) the directory `root`. Fails if another process holds it.
+    pub fn open(root: impl AsRef<FsPath>) -> StorageResult<Self> {
+        let root = root.as_ref();
+        std::fs::create_dir_all(root).map_err(|e| {
+            StorageError::Config(format!("cannot create data directory {}: {e}", root.display()))
+        })?;
+        let root = root.canonicalize().map_err(|e| {
+            StorageError::Config(format!("cannot open data directory {}: {e}", root.display()))
+        })?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                StorageError::Config(format!("cannot open lock file {}: {e}", lock_path.display()))
+            })?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::Config(format!(
+                    "data directory {} is in use by another Sluice process (lock file {}); \
+                     run several nodes on an S3 bucket instead",
+                    root.display(),
+                    lock_path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StorageError::Config(format!(
+                    "cannot lock {}: {e}",
+                    lock_path.display()
+                )));
+            }
+        }
+        let fs = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| StorageError::Config(e.to_string()))?
+            .with_automatic_cleanup(true);
+        Ok(Self {
+            fs,
+            root,
+            key_locks: (0..KEY_LOCK_STRIPES)
+                .map(|_| Arc::new(Mutex::new(())))
+                .collect(),
+            _lock_file: lock_file,
+        })
+    }
+
+    pub fn root(&self) -> &FsPath {
+        &self.root
+    }
+
+    async fn lock_key(&self, key: &str) -> OwnedMutexGuard<()> {
+        let stripe = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize % KEY_LOCK_STRIPES;
+        self.key_locks[stripe].clone().lock_owned().await
+    }
+
+    async fn read(&self, key: &str) -> StorageResult<Option<Object>> {
+        match self.fs.get(&path(key)?).await {
+            Ok(res) => {
+                let bytes = res.bytes().await.map_err(unavailable)?;
+                let etag = content_etag(&bytes);
+                Ok(Some(Object { bytes, etag }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn write(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, object_store::Error> {
+        let etag = content_etag(&bytes);
+        let p = path(key).map_err(|e| object_store::Error::Generic {
+            store: "local",
+            source: Box::new(e),
+        })?;
+        self.fs
+            .put_opts(&p, PutPayload::from_bytes(bytes), PutOptions::from(mode))
+            .await?;
+        Ok(etag)
+    }
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    async fn get(&self, key: &str) -> StorageResult<Option<Object>> {
+        self.read(key).await
+    }
+
+    async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated> {
+        Ok(match self.read(key).await? {
+            None => Revalidated::Missing,
+            Some(obj) if &obj.etag == etag => Revalidated::Unchanged,
+            Some(obj) => Revalidated::Changed(obj),
+        })
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let res = self
+            .fs
+            .get_opts(&path(key)?, opts)
+            .await
+            .map_err(unavailable)?;
+        res.bytes().await.map_err(unavailable)
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag> {
+        let _guard = self.lock_key(key).await;
+        self.write(key, bytes, PutMode::Overwrite)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> StorageResult<PutOutcome> {
+        let _guard = self.lock_key(key).await;
+        match self.write(key, bytes, PutMode::Create).await {
+            Ok(etag) => Ok(PutOutcome::Written(etag)),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::PreconditionFailed),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        etag: &ETag,
+    ) -> StorageResult<PutOutcome> {
+        let _guard = self.lock_key(key).await;
+        match self.read(key).await? {
+            Some(current) if &current.etag == etag => self
+                .write(key, bytes, PutMode::Overwrite)
+                .await
+                .map(PutOutcome::Written)
+                .map_err(unavailable),
+            _ => Ok(PutOutcome::PreconditionFailed),
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<ListPage> {
+        let dir = path(prefix.trim_end_matches('/'))?;
+        // The directory walk is unordered, so gather everything under the prefix and sort.
+        let mut keys: Vec<String> = self
+            .fs
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        keys.retain(|k| start_after.is_none_or(|after| k.as_str() > after));
+        keys.sort_unstable();
+        let truncated = keys.len() > limit;
+        keys.truncate(limit);
+        Ok(ListPage { keys, truncated })
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        let _guard = self.lock_key(key).await;
+        match self.fs.delete(&path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn health(&self) -> StorageResult<()> {
+        tokio::fs::metadata(self.root.join(LOCK_FILE))
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError::Unavailable(format!("data directory: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_honours_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        super::super::contract::check(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_second_open_of_the_same_directory_fails_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = LocalStore::open(dir.path()).unwrap();
+        let err = LocalStore::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("in use by another Sluice process"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_conditional_replaces_admit_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::open(dir.path()).unwrap());
+        let PutOutcome::Written(etag) = store
+            .put_if_absent("k", Bytes::from_static(b"0"))
+            .await
+            .unwrap()
+        else {
+            panic!("create failed")
+        };
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                let etag = etag.clone();
+                tokio::spawn(async move {
+                    store
+                        .put_if_match("k", Bytes::from(format!("v{i}")), &etag)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), PutOutcome::Written(_)) {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1);
+    }
+}

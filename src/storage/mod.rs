@@ -1,0 +1,229 @@
+//! Object storage behind one small trait.
+//!
+//! Everything Sluice persists goes through [`Store`]: whole-object gets and ranged gets,
+//! unconditional puts for immutable objects, conditional create (`If-None-Match: *`) and
+//! conditional replace (`If-Match: <etag>`) for the objects that serialize state, sorted
+//! listing and deletion. Backends: any S3-compatible bucket, a local directory (the
+//! embedded default) and memory (unit tests). Wrappers add request accounting
+//! ([`counting::CountingStore`]) and seeded faults for tests ([`faulty::FaultyStore`]).
+
+pub mod counting;
+pub mod faulty;
+mod local;
+mod remote;
+
+use std::{fmt, ops::Range, sync::Arc};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use local::LocalStore;
+pub use remote::{RemoteStore, S3Settings};
+
+/// Version tag of a stored object: the HTTP ETag on S3, a content hash elsewhere.
+///
+/// Equal bytes may give equal tags, so objects that are conditionally replaced carry a
+/// version number of their own to make every write distinct.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ETag(Arc<str>);
+
+impl ETag {
+    pub fn new(tag: impl Into<Arc<str>>) -> Self {
+        Self(tag.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ETag({})", self.0)
+    }
+}
+
+/// An object's bytes with the version they were read at.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub bytes: Bytes,
+    pub etag: ETag,
+}
+
+/// Result of a conditional read against a known version.
+#[derive(Debug)]
+pub enum Revalidated {
+    /// The object still has the given version.
+    Unchanged,
+    Changed(Object),
+    Missing,
+}
+
+/// Result of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Written(ETag),
+    /// The precondition did not hold: the object exists (create) or has another version
+    /// or is gone (replace). Nothing was written by this request.
+    PreconditionFailed,
+}
+
+/// One page of a listing, in byte order of keys.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    pub keys: Vec<String>,
+    /// More keys matched than were returned.
+    pub truncated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object not found: {0}")]
+    NotFound(String),
+    /// The request may or may not have taken effect (timeout, lost response, 5xx).
+    #[error("object storage: {0}")]
+    Unavailable(String),
+    #[error("object storage misconfigured: {0}")]
+    Config(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// The operations Sluice needs from an object store. Keys are `/`-separated UTF-8 paths
+/// relative to the store's root; every implementation must be safe for concurrent use.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The whole object, or `None` if it does not exist.
+    async fn get(&self, key: &str) -> StorageResult<Option<Object>>;
+
+    /// Re-read `key` only if its version differs from `etag`.
+    async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated>;
+
+    /// Bytes `range` of an existing object.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes>;
+
+    /// Unconditional write, for objects that are written once under a fresh key.
+    async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag>;
+
+    /// Write only if no object exists at `key`.
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> StorageResult<PutOutcome>;
+
+    /// Write only if the object at `key` currently has version `etag`.
+    async fn put_if_match(&self, key: &str, bytes: Bytes, etag: &ETag)
+    -> StorageResult<PutOutcome>;
+
+    /// Keys under `prefix` strictly greater than `start_after`, sorted by bytes, at most
+    /// `limit` of them.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<ListPage>;
+
+    /// Delete `key`; deleting a missing key succeeds.
+    async fn delete(&self, key: &str) -> StorageResult<()>;
+
+    /// Cheap round trip that proves the store is reachable.
+    async fn health(&self) -> StorageResult<()>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// In-memory store for unit tests: `object_store`'s memory backend with S3-like
+/// conditional semantics.
+pub fn memory() -> DynStore {
+    Arc::new(RemoteStore::memory())
+}
+
+/// Content hash used as the version tag where the backend has no usable ETag.
+pub(crate) fn content_etag(bytes: &[u8]) -> ETag {
+    let hash = xxhash_rust::xxh3::xxh3_128(bytes);
+    ETag::new(format!("{hash:032x}"))
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! Behaviour every backend must show; run against each backend's tests.
+    use super::*;
+
+    pub async fn check(store: &dyn Store) {
+        let k = "contract/a";
+        assert!(store.get(k).await.unwrap().is_none());
+        let e1 = match store.put_if_absent(k, Bytes::from_static(b"one")).await.unwrap() {
+            PutOutcome::Written(e) => e,
+            other => panic!("create failed: {other:?}"),
+        };
+        assert_eq!(
+            store.put_if_absent(k, Bytes::from_static(b"two")).await.unwrap(),
+            PutOutcome::PreconditionFailed
+        );
+        let got = store.get(k).await.unwrap().unwrap();
+        assert_eq!(got.bytes, Bytes::from_static(b"one"));
+        assert_eq!(got.etag, e1);
+        assert!(matches!(
+            store.revalidate(k, &e1).await.unwrap(),
+            Revalidated::Unchanged
+        ));
+
+        let e2 = match store
+            .put_if_match(k, Bytes::from_static(b"three"), &e1)
+            .await
+            .unwrap()
+        {
+            PutOutcome::Written(e) => e,
+            other => panic!("replace failed: {other:?}"),
+        };
+        assert_ne!(e1, e2);
+        assert_eq!(
+            store
+                .put_if_match(k, Bytes::from_static(b"four"), &e1)
+                .await
+                .unwrap(),
+            PutOutcome::PreconditionFailed
+        );
+        match store.revalidate(k, &e1).await.unwrap() {
+            Revalidated::Changed(o) => {
+                assert_eq!(o.bytes, Bytes::from_static(b"three"));
+                assert_eq!(o.etag, e2);
+            }
+            other => panic!("expected change, got {other:?}"),
+        }
+        assert_eq!(
+            store
+                .put_if_match("contract/missing", Bytes::from_static(b"x"), &e1)
+                .await
+                .unwrap(),
+            PutOutcome::PreconditionFailed
+        );
+        assert_eq!(
+            store.get_range(k, 1..4).await.unwrap(),
+            Bytes::from_static(b"hre")
+        );
+
+        for name in ["contract/l/b", "contract/l/a", "contract/l/c/d", "contract/l/a-"] {
+            store.put(name, Bytes::from_static(b"v")).await.unwrap();
+        }
+        let all = store.list("contract/l/", None, 100).await.unwrap();
+        assert_eq!(
+            all.keys,
+            vec!["contract/l/a", "contract/l/a-", "contract/l/b", "contract/l/c/d"]
+        );
+        assert!(!all.truncated);
+        let page = store
+            .list("contract/l/", Some("contract/l/a"), 2)
+            .await
+            .unwrap();
+        assert_eq!(page.keys, vec!["contract/l/a-", "contract/l/b"]);
+        assert!(page.truncated);
+
+        store.delete("contract/l/b").await.unwrap();
+        store.delete("contract/l/b").await.unwrap();
+        assert!(store.get("contract/l/b").await.unwrap().is_none());
+        assert!(matches!(
+            store.revalidate("contract/l/b", &e2).await.unwrap(),
+            Revalidated::Missing
+        ));
+        store.health().await.unwrap();
+    }
+}
