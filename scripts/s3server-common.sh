@@ -101,6 +101,13 @@ s3s_alive() {
   [[ -n "$st" && "$st" != "Z" && "$st" != "X" ]]
 }
 
+# True if PID is alive and is one of our servers (guards against a stale pid
+# file whose pid was reused by an unrelated process).
+s3s_ours() {
+  s3s_alive "$1" || return 1
+  tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$S3S_VENV/"
+}
+
 s3s_free_port() {
   "$S3S_PYTHON" - <<'EOF'
 import socket
@@ -135,7 +142,7 @@ s3s_start() {
   mkdir -p -- "$state"
 
   # Already running for this data dir? Report it (idempotent start).
-  if [[ -f "$state/pid" ]] && s3s_alive "$(cat "$state/pid")"; then
+  if [[ -f "$state/pid" ]] && s3s_ours "$(cat "$state/pid")"; then
     local p b; p="$(cat "$state/port")"
     s3s_log "already running (pid $(cat "$state/pid"), port $p)"
     for b in "${@:2}"; do s3s_mkbucket "http://127.0.0.1:$p" "$b" || s3s_die "could not create bucket $b"; done
@@ -230,16 +237,20 @@ s3s_stop() {
     return 0
   fi
   local pid; pid="$(cat "$state/pid")"
-  s3s_stop_pid "$pid"
+  if s3s_ours "$pid"; then
+    s3s_stop_pid "$pid"
+    s3s_log "stopped (pid $pid)"
+  else
+    s3s_log "not running (stale pid file for pid $pid removed)"
+  fi
   rm -f -- "$state/pid" "$state/port"
-  s3s_log "stopped (pid $pid)"
 }
 
 s3s_status() {
   local data_dir="${1:-}"
   [[ -n "$data_dir" ]] || s3s_usage
   local state; state="$(s3s_state_dir "$data_dir")"
-  if [[ -f "$state/pid" ]] && s3s_alive "$(cat "$state/pid")"; then
+  if [[ -f "$state/pid" ]] && s3s_ours "$(cat "$state/pid")"; then
     printf '%s=http://127.0.0.1:%s\n' "$S3S_ENDPOINT_VAR" "$(cat "$state/port")"
     return 0
   fi
