@@ -9,7 +9,11 @@ use sluice::{
 use tracing::info;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Durable streams with the S2 API, kept in object storage")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Durable streams with the S2 API, kept in object storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,8 +61,7 @@ struct ServeArgs {
 async fn main() -> anyhow_free::Result {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let Command::Serve(args) = Cli::parse().command;
@@ -83,14 +86,21 @@ async fn main() -> anyhow_free::Result {
         });
     }
     let node = server::build_node(&config).map_err(|e| e.to_string())?;
-    node.engine.health().await.map_err(|e| format!("storage is not reachable: {e}"))?;
+    node.engine
+        .health()
+        .await
+        .map_err(|e| format!("storage is not reachable: {e}"))?;
     let addr = SocketAddr::new(args.host, args.port);
     let listener = server::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     match &backend {
-        Backend::Local(root) => info!(%addr, root = %root.display(), "serving from a local directory"),
-        Backend::S3 { settings, prefix } => info!(%addr, bucket = %settings.bucket, prefix = ?prefix, endpoint = ?settings.endpoint, "serving from S3"),
+        Backend::Local(root) => {
+            info!(%addr, root = %root.display(), "serving from a local directory")
+        }
+        Backend::S3 { settings, prefix } => {
+            info!(%addr, bucket = %settings.bucket, prefix = ?prefix, endpoint = ?settings.endpoint, "serving from S3")
+        }
         Backend::Memory => info!(%addr, "serving from memory"),
     }
     server::serve(

@@ -77,7 +77,10 @@ pub struct Node {
 
 pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
     let counters = Arc::new(StoreCounters::default());
-    let store: DynStore = Arc::new(CountingStore::new(open_store(&config.backend)?, counters.clone()));
+    let store: DynStore = Arc::new(CountingStore::new(
+        open_store(&config.backend)?,
+        counters.clone(),
+    ));
     let engine = Engine::new(store, config.engine.clone());
     let draining = api::Draining::default();
     let app = api::router(api::AppState::new(

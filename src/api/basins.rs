@@ -6,7 +6,10 @@ use axum::{
 };
 use http::{HeaderMap, StatusCode};
 use s2_api::v1::{
-    basin::{BasinInfo, BasinState, CreateBasinRequest, EnsureBasinRequest, ListBasinsRequest, ListBasinsResponse},
+    basin::{
+        BasinInfo, BasinState, CreateBasinRequest, EnsureBasinRequest, ListBasinsRequest,
+        ListBasinsResponse,
+    },
     config::{BasinConfig as ApiBasinConfig, BasinReconfiguration as ApiBasinReconfiguration},
 };
 use s2_common::{
@@ -40,7 +43,10 @@ pub fn basin_info(entry: BasinEntry) -> Result<BasinInfo, ApiError> {
     })
 }
 
-fn provisioned_response(status: StatusCode, result: Provisioned<BasinEntry>) -> Result<Response, ApiError> {
+fn provisioned_response(
+    status: StatusCode,
+    result: Provisioned<BasinEntry>,
+) -> Result<Response, ApiError> {
     let (outcome, entry) = match result {
         Provisioned::Created(e) => ("created", e),
         Provisioned::Updated(e) => ("updated", e),
@@ -55,7 +61,10 @@ fn provisioned_response(status: StatusCode, result: Provisioned<BasinEntry>) -> 
 }
 
 fn config_from(config: Option<ApiBasinConfig>) -> Result<BasinConfig, ApiError> {
-    Ok(config.map(TryInto::try_into).transpose()?.unwrap_or_default())
+    Ok(config
+        .map(TryInto::try_into)
+        .transpose()?
+        .unwrap_or_default())
 }
 
 pub async fn list(
@@ -65,10 +74,17 @@ pub async fn list(
     let request: CommonListRequest = request.try_into()?;
     let (entries, has_more) = state
         .engine
-        .list_basins(&request.prefix, &request.start_after, request.limit.as_usize())
+        .list_basins(
+            &request.prefix,
+            &request.start_after,
+            request.limit.as_usize(),
+        )
         .await?;
     Ok(axum::Json(ListBasinsResponse {
-        basins: entries.into_iter().map(basin_info).collect::<Result<_, _>>()?,
+        basins: entries
+            .into_iter()
+            .map(basin_info)
+            .collect::<Result<_, _>>()?,
         has_more,
     }))
 }

@@ -137,7 +137,11 @@ async fn not_found() -> Response {
 async fn health(State(state): State<AppState>) -> Response {
     match state.engine.health().await {
         Ok(()) => (StatusCode::OK, "OK").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage unavailable: {e}"),
+        )
+            .into_response(),
     }
 }
 

@@ -84,7 +84,11 @@ pub async fn check_tail(
 ) -> Result<axum::Json<TailResponse>, ApiError> {
     let handle = state
         .engine
-        .open(&basin, &stream, AutoCreate::OnRead(OptionalStreamConfig::default()))
+        .open(
+            &basin,
+            &stream,
+            AutoCreate::OnRead(OptionalStreamConfig::default()),
+        )
         .await?;
     let tail = state.engine.check_tail(&handle).await?;
     Ok(axum::Json(TailResponse {
@@ -131,7 +135,12 @@ pub async fn append(
             .engine
             .open(&basin, &stream, AutoCreate::OnAppend(patch))
             .await?;
-        return Ok(s2s::append_session(state, handle, &headers, request.into_body()));
+        return Ok(s2s::append_session(
+            state,
+            handle,
+            &headers,
+            request.into_body(),
+        ));
     }
     let is_proto = content_type
         .as_ref()
@@ -256,7 +265,13 @@ pub async fn read(
             .open(&basin, &stream, AutoCreate::OnRead(patch))
             .await?;
         let session = state.engine.read(&handle, start, end, false).await?;
-        return Ok(sse::read_events(state, handle, session, format, last_event_id));
+        return Ok(sse::read_events(
+            state,
+            handle,
+            session,
+            format,
+            last_event_id,
+        ));
     }
 
     let end: ReadEnd = end_api.into();

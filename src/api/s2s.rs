@@ -159,7 +159,9 @@ impl FrameReader {
         if self.buf.len() < 3 {
             return Ok(None);
         }
-        let len = (usize::from(self.buf[0]) << 16) | (usize::from(self.buf[1]) << 8) | usize::from(self.buf[2]);
+        let len = (usize::from(self.buf[0]) << 16)
+            | (usize::from(self.buf[1]) << 8)
+            | usize::from(self.buf[2]);
         if len == 0 {
             return Err(FrameError::Bad("zero-length frame".into()));
         }
@@ -200,7 +202,12 @@ impl FrameReader {
 }
 
 /// Starts an append session: answers 200 at once, then acks each input frame in order.
-pub fn append_session(state: AppState, handle: Arc<StreamHandle>, headers: &HeaderMap, body: Body) -> Response {
+pub fn append_session(
+    state: AppState,
+    handle: Arc<StreamHandle>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
     let compression = CompressionAlgorithm::from_accept_encoding(headers);
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(run_append_session(state, handle, body, tx, compression));
@@ -252,7 +259,9 @@ async fn run_append_session(
                 let frame = match ack {
                     Ok(Ok(ack)) => regular_frame(&proto_ack(&ack).encode_to_vec(), compression),
                     Ok(Err(e)) => terminal_frame(&e.into()),
-                    Err(_) => terminal_frame(&ApiError::new(ErrorCode::Other, "append outcome unknown")),
+                    Err(_) => {
+                        terminal_frame(&ApiError::new(ErrorCode::Other, "append outcome unknown"))
+                    }
                 };
                 let terminal = frame[3] & FLAG_TERMINAL != 0;
                 if tx.send(Ok(frame)).await.is_err() || terminal {
@@ -262,7 +271,11 @@ async fn run_append_session(
             SessionEvent::Input(Ok(Some(payload))) => match parse_append_input(&payload) {
                 Ok(input) => {
                     let size = payload.len();
-                    match state.engine.submit(&handle, input, Some(gate.clone())).await {
+                    match state
+                        .engine
+                        .submit(&handle, input, Some(gate.clone()))
+                        .await
+                    {
                         Ok(rx) => {
                             unacked_bytes += size;
                             pending.push_back((rx, size));
@@ -316,7 +329,9 @@ pub fn read_session(
                 () = draining.started() => Some(Err(crate::engine::EngineError::Draining)),
             };
             let frame = match output? {
-                Ok(ReadOutput::Batch(batch)) => regular_frame(&encode_proto_batch(&batch), compression),
+                Ok(ReadOutput::Batch(batch)) => {
+                    regular_frame(&encode_proto_batch(&batch), compression)
+                }
                 Ok(ReadOutput::Heartbeat(tail)) => {
                     let hb = proto::ReadBatch {
                         records: vec![],
@@ -325,7 +340,10 @@ pub fn read_session(
                     regular_frame(&hb.encode_to_vec(), compression)
                 }
                 Err(e) => {
-                    return Some((Ok::<_, Infallible>(terminal_frame(&e.into())), (None, handle, draining)));
+                    return Some((
+                        Ok::<_, Infallible>(terminal_frame(&e.into())),
+                        (None, handle, draining),
+                    ));
                 }
             };
             Some((Ok(frame), (Some(session), handle, draining)))
@@ -352,7 +370,10 @@ mod tests {
         ] {
             let frame = regular_frame(&payload, algo);
             let mut r = reader_over(frame.to_vec());
-            assert_eq!(r.next().await.unwrap().unwrap(), Bytes::from(payload.clone()));
+            assert_eq!(
+                r.next().await.unwrap().unwrap(),
+                Bytes::from(payload.clone())
+            );
             assert!(r.next().await.unwrap().is_none());
         }
     }
@@ -360,14 +381,17 @@ mod tests {
     #[tokio::test]
     async fn rejects_bad_frames() {
         for bytes in [
-            vec![0, 0, 0],                  // zero length
-            vec![0, 0, 2, 0x60, 1],         // compression bits 11
-            vec![0, 0, 3, 0x80, 1, 144],    // terminal from client
-            vec![0x20, 0, 1, 0],            // over 2 MiB
-            vec![0, 0, 5, 0, 1],            // truncated
+            vec![0, 0, 0],               // zero length
+            vec![0, 0, 2, 0x60, 1],      // compression bits 11
+            vec![0, 0, 3, 0x80, 1, 144], // terminal from client
+            vec![0x20, 0, 1, 0],         // over 2 MiB
+            vec![0, 0, 5, 0, 1],         // truncated
         ] {
             let mut r = reader_over(bytes.clone());
-            assert!(matches!(r.next().await, Err(FrameError::Bad(_))), "{bytes:?}");
+            assert!(
+                matches!(r.next().await, Err(FrameError::Bad(_))),
+                "{bytes:?}"
+            );
         }
     }
 }

@@ -36,10 +36,16 @@ fn stream_info(entry: StreamEntry) -> Result<StreamInfo, ApiError> {
 }
 
 fn optional_config(config: Option<ApiStreamConfig>) -> Result<OptionalStreamConfig, ApiError> {
-    Ok(config.map(TryInto::try_into).transpose()?.unwrap_or_default())
+    Ok(config
+        .map(TryInto::try_into)
+        .transpose()?
+        .unwrap_or_default())
 }
 
-fn provisioned_response(status: StatusCode, result: Provisioned<StreamEntry>) -> Result<Response, ApiError> {
+fn provisioned_response(
+    status: StatusCode,
+    result: Provisioned<StreamEntry>,
+) -> Result<Response, ApiError> {
     let (outcome, entry) = match result {
         Provisioned::Created(e) => ("created", e),
         Provisioned::Updated(e) => ("updated", e),
@@ -69,7 +75,10 @@ pub async fn list(
         )
         .await?;
     Ok(axum::Json(ListStreamsResponse {
-        streams: entries.into_iter().map(stream_info).collect::<Result<_, _>>()?,
+        streams: entries
+            .into_iter()
+            .map(stream_info)
+            .collect::<Result<_, _>>()?,
         has_more,
     }))
 }

@@ -99,7 +99,11 @@ pub fn spawn(core: Arc<StreamCore>, settings: AppenderSettings) -> mpsc::Sender<
     tx
 }
 
-async fn run(core: Arc<StreamCore>, mut rx: mpsc::Receiver<AppendRequest>, settings: AppenderSettings) {
+async fn run(
+    core: Arc<StreamCore>,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    settings: AppenderSettings,
+) {
     while let Some(first) = rx.recv().await {
         let mut bytes = first.input.batch.metered_bytes();
         let mut pending = vec![first];
@@ -155,7 +159,10 @@ impl Plan {
     fn build(state: &StreamState, pending: &[AppendRequest], commit: u64, now_ms: u64) -> Self {
         let mut manifest = state.manifest.next_version();
         let ts_config = state.config.timestamping;
-        let capacity: usize = pending.iter().map(|r| r.input.batch.payload_len() + r.input.batch.len() * 24).sum();
+        let capacity: usize = pending
+            .iter()
+            .map(|r| r.input.batch.payload_len() + r.input.batch.len() * 24)
+            .sum();
         let mut chunk = ChunkBuilder::new(manifest.next_seq, capacity);
         let mut last_ts = manifest.last_timestamp;
         let mut fencing_token = manifest.fencing_token.clone();
@@ -176,15 +183,15 @@ impl Plan {
             let rejection = if let Some(token) = &input.fencing_token
                 && *token != fencing_token
             {
-                Some(EngineError::ConditionFailed(ConditionFailed::FencingTokenMismatch(
-                    fencing_token.clone(),
-                )))
+                Some(EngineError::ConditionFailed(
+                    ConditionFailed::FencingTokenMismatch(fencing_token.clone()),
+                ))
             } else if let Some(expected) = input.match_seq_num
                 && expected != chunk.next_seq()
             {
-                Some(EngineError::ConditionFailed(ConditionFailed::SeqNumMismatch(
-                    chunk.next_seq(),
-                )))
+                Some(EngineError::ConditionFailed(
+                    ConditionFailed::SeqNumMismatch(chunk.next_seq()),
+                ))
             } else if ts_config.mode == TimestampingMode::ClientRequire
                 && input.batch.records().iter().any(|r| r.timestamp.is_none())
             {
@@ -211,7 +218,11 @@ impl Plan {
                         meta.timestamp.unwrap_or(arrival)
                     }
                 };
-                let ts = if ts_config.uncapped { ts } else { ts.min(arrival) };
+                let ts = if ts_config.uncapped {
+                    ts
+                } else {
+                    ts.min(arrival)
+                };
                 let ts = ts.max(last_ts);
                 last_ts = ts;
                 let seq = chunk.next_seq();
@@ -354,7 +365,10 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
     loop {
         if state.manifest.is_deleted() {
             core.mark_stale();
-            return fail_all(pending, EngineError::StreamDeletionPending(core.name.clone()));
+            return fail_all(
+                pending,
+                EngineError::StreamDeletionPending(core.name.clone()),
+            );
         }
         let plan = Plan::build(&state, &pending, rand::random(), now_ms());
         if plan.has_rejections() && !fresh {
@@ -437,7 +451,10 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
         if storage_failures >= MAX_STORAGE_ATTEMPTS {
             return fail_all(
                 pending,
-                EngineError::Storage("object storage keeps failing; the append may or may not have been applied".into()),
+                EngineError::Storage(
+                    "object storage keeps failing; the append may or may not have been applied"
+                        .into(),
+                ),
             );
         }
         backoff(conflicts + storage_failures, Duration::from_millis(2)).await;

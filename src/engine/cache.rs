@@ -70,7 +70,11 @@ impl ObjectCache {
             .map_err(|e: Arc<EngineError>| (*e).clone())
     }
 
-    pub async fn segment(&self, stream_id: &str, r: &SegmentRef) -> EngineResult<Arc<IndexSegment>> {
+    pub async fn segment(
+        &self,
+        stream_id: &str,
+        r: &SegmentRef,
+    ) -> EngineResult<Arc<IndexSegment>> {
         let key = r.key(stream_id);
         let store = self.store.clone();
         self.segments

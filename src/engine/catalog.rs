@@ -74,7 +74,10 @@ impl Catalog {
         Self { store }
     }
 
-    async fn get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> EngineResult<Option<Versioned<T>>> {
+    async fn get<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &str,
+    ) -> EngineResult<Option<Versioned<T>>> {
         let Some(obj) = self.store.get(key).await? else {
             return Ok(None);
         };
@@ -104,13 +107,15 @@ impl Catalog {
         etag: &ETag,
     ) -> EngineResult<Written<T>> {
         let bytes = serde_json::to_vec(entry).expect("catalog entries serialize");
-        Ok(match self.store.put_if_match(key, bytes.into(), etag).await? {
-            PutOutcome::Written(etag) => Written::Done(Versioned {
-                entry: entry.clone(),
-                etag,
-            }),
-            PutOutcome::PreconditionFailed => Written::Raced,
-        })
+        Ok(
+            match self.store.put_if_match(key, bytes.into(), etag).await? {
+                PutOutcome::Written(etag) => Written::Done(Versioned {
+                    entry: entry.clone(),
+                    etag,
+                }),
+                PutOutcome::PreconditionFailed => Written::Raced,
+            },
+        )
     }
 
     pub async fn basin(&self, name: &str) -> EngineResult<Option<Versioned<BasinEntry>>> {
@@ -219,9 +224,13 @@ impl Catalog {
     ) -> EngineResult<(Vec<String>, bool)> {
         // Names sort like their keys, so start the listing at the later of the two bounds.
         let encoded_prefix = format!("{dir}{}", layout::encode_name_prefix(prefix));
-        let mut offset = (!start_after.is_empty())
-            .then(|| format!("{dir}{}", layout::encode_name(start_after)));
-        if !prefix.is_empty() && offset.as_deref().is_none_or(|o| o < encoded_prefix.as_str()) {
+        let mut offset =
+            (!start_after.is_empty()).then(|| format!("{dir}{}", layout::encode_name(start_after)));
+        if !prefix.is_empty()
+            && offset
+                .as_deref()
+                .is_none_or(|o| o < encoded_prefix.as_str())
+        {
             // No key equals an unterminated encoded prefix, so "after" it means "from" it.
             offset = Some(encoded_prefix.clone());
         }
@@ -253,7 +262,10 @@ impl Catalog {
         }
     }
 
-    async fn fetch_listed<T>(&self, (keys, more): (Vec<String>, bool)) -> EngineResult<(Vec<T>, bool)>
+    async fn fetch_listed<T>(
+        &self,
+        (keys, more): (Vec<String>, bool),
+    ) -> EngineResult<(Vec<T>, bool)>
     where
         T: for<'de> Deserialize<'de>,
     {
@@ -263,7 +275,10 @@ impl Catalog {
             .try_collect()
             .await?;
         // An entry removed between LIST and GET is simply no longer there.
-        Ok((entries.into_iter().flatten().map(|v| v.entry).collect(), more))
+        Ok((
+            entries.into_iter().flatten().map(|v| v.entry).collect(),
+            more,
+        ))
     }
 }
 
@@ -290,7 +305,10 @@ mod tests {
         let names = ["b", "a/b", "a", "a-", "ab", "b/c", "c", "名前", "a\u{7f}"];
         for n in names {
             assert!(matches!(
-                catalog.create_stream("basin", &stream_entry(n)).await.unwrap(),
+                catalog
+                    .create_stream("basin", &stream_entry(n))
+                    .await
+                    .unwrap(),
                 Written::Done(_)
             ));
         }
@@ -311,7 +329,10 @@ mod tests {
         assert_eq!(names_of(page), vec!["b", "b/c"]);
         let (page, _) = catalog.list_streams("basin", "", "b/c", 10).await.unwrap();
         assert_eq!(names_of(page), vec!["c", "名前"]);
-        assert_eq!(catalog.all_streams("basin").await.unwrap().len(), names.len());
+        assert_eq!(
+            catalog.all_streams("basin").await.unwrap().len(),
+            names.len()
+        );
         let (none, more) = catalog.list_streams("other", "", "", 10).await.unwrap();
         assert!(none.is_empty() && !more);
     }
@@ -320,7 +341,13 @@ mod tests {
     async fn creation_races_have_one_winner() {
         let catalog = Catalog::new(storage::memory());
         let e = stream_entry("s");
-        assert!(matches!(catalog.create_stream("b", &e).await.unwrap(), Written::Done(_)));
-        assert!(matches!(catalog.create_stream("b", &e).await.unwrap(), Written::Raced));
+        assert!(matches!(
+            catalog.create_stream("b", &e).await.unwrap(),
+            Written::Done(_)
+        ));
+        assert!(matches!(
+            catalog.create_stream("b", &e).await.unwrap(),
+            Written::Raced
+        ));
     }
 }

@@ -89,12 +89,13 @@ impl Chunk {
                 return Err(bad("record is not a ReadBatch entry"));
             }
             buf = &buf[1..];
-            let len = prost::encoding::decode_varint(&mut buf).map_err(|_| bad("bad length"))?
-                as usize;
+            let len =
+                prost::encoding::decode_varint(&mut buf).map_err(|_| bad("bad length"))? as usize;
             if len > buf.len() {
                 return Err(bad("record overruns chunk"));
             }
-            let view = SequencedView::parse(&buf[..len]).map_err(|e| CorruptChunk(e.to_string()))?;
+            let view =
+                SequencedView::parse(&buf[..len]).map_err(|e| CorruptChunk(e.to_string()))?;
             let expected_seq = first_seq + entries.len() as u64;
             if view.seq_num != expected_seq {
                 return Err(CorruptChunk(format!(
@@ -105,7 +106,9 @@ impl Chunk {
             let metered = view.metered().map_err(|e| CorruptChunk(e.to_string()))?;
             buf = &buf[len..];
             let consumed = start_len - buf.len();
-            let prev_end = entries.last().map_or(HEADER_LEN, |e: &Entry| e.end as usize);
+            let prev_end = entries
+                .last()
+                .map_or(HEADER_LEN, |e: &Entry| e.end as usize);
             entries.push(Entry {
                 end: (prev_end + consumed) as u32,
                 timestamp: view.timestamp,

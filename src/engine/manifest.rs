@@ -149,7 +149,10 @@ fn encode_framed(magic: &[u8; 4], msg: &impl Message) -> Bytes {
     buf.freeze()
 }
 
-fn decode_framed<M: Message + Default>(magic: &[u8; 4], bytes: &[u8]) -> Result<M, CorruptManifest> {
+fn decode_framed<M: Message + Default>(
+    magic: &[u8; 4],
+    bytes: &[u8],
+) -> Result<M, CorruptManifest> {
     if bytes.len() < 13 || &bytes[..4] != magic {
         return Err(CorruptManifest("bad magic or too short".into()));
     }
@@ -321,7 +324,12 @@ impl Manifest {
             check(s.first_seq, s.end_seq, s.first_timestamp, s.last_timestamp)?;
         }
         for c in &self.chunks {
-            check(c.first_seq, c.end_seq(), c.first_timestamp, c.last_timestamp)?;
+            check(
+                c.first_seq,
+                c.end_seq(),
+                c.first_timestamp,
+                c.last_timestamp,
+            )?;
         }
         if let Some(end) = expected {
             if end != self.next_seq {

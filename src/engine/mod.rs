@@ -16,7 +16,10 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
 use s2_common::{
-    config::{BasinConfig, BasinReconfiguration, OptionalStreamConfig, StreamConfig, StreamReconfiguration},
+    config::{
+        BasinConfig, BasinReconfiguration, OptionalStreamConfig, StreamConfig,
+        StreamReconfiguration,
+    },
     read_extent::{CountOrBytes, ReadLimit},
     stream::{ReadEnd, ReadFrom, ReadStart},
 };
@@ -24,13 +27,6 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-pub use self::{
-    appender::{Ack, AppenderSettings, SessionGate},
-    catalog::{BasinEntry, StreamEntry},
-    error::{ConditionFailed, EngineError, EngineResult, Position},
-    reader::{ReadBatch, ReadOutput, ReadSession},
-    record::AppendInput,
-};
 use self::{
     appender::AppendRequest,
     cache::ObjectCache,
@@ -38,6 +34,13 @@ use self::{
     manifest::Manifest,
     reader::ReadPlan,
     stream::{StreamCore, StreamHandle, StreamState, config_json},
+};
+pub use self::{
+    appender::{Ack, AppenderSettings, SessionGate},
+    catalog::{BasinEntry, StreamEntry},
+    error::{ConditionFailed, EngineError, EngineResult, Position},
+    reader::{ReadBatch, ReadOutput, ReadSession},
+    record::AppendInput,
 };
 use crate::storage::{DynStore, PutOutcome};
 
@@ -221,7 +224,9 @@ impl Engine {
         config: BasinConfig,
         request_token: Option<String>,
     ) -> EngineResult<Provisioned<BasinEntry>> {
-        config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let api_config = s2_api::v1::config::BasinConfig::from(config);
         let entry = BasinEntry {
             version: 1,
@@ -258,7 +263,9 @@ impl Engine {
         name: &str,
         config: BasinConfig,
     ) -> EngineResult<Provisioned<BasinEntry>> {
-        config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let api_config = s2_api::v1::config::BasinConfig::from(config);
         for _ in 0..MAX_CATALOG_RACES {
             match self.inner.catalog.basin(name).await? {
@@ -285,7 +292,9 @@ impl Engine {
                     let mut entry = v.entry;
                     entry.version += 1;
                     entry.config = api_config.clone();
-                    if let Written::Done(v) = self.inner.catalog.replace_basin(&entry, &v.etag).await? {
+                    if let Written::Done(v) =
+                        self.inner.catalog.replace_basin(&entry, &v.etag).await?
+                    {
                         return Ok(Provisioned::Updated(v.entry));
                     }
                 }
@@ -306,7 +315,9 @@ impl Engine {
         for _ in 0..MAX_CATALOG_RACES {
             let v = self.live_basin(name).await?;
             let config = basin_config_of(&v.entry)?.reconfigure(reconfiguration.clone());
-            config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+            config
+                .validate()
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
             let mut entry = v.entry;
             entry.version += 1;
             entry.config = config.into();
@@ -400,7 +411,9 @@ impl Engine {
         config: OptionalStreamConfig,
         request_token: Option<String>,
     ) -> EngineResult<Provisioned<StreamEntry>> {
-        config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let basin_entry = self.live_basin(basin).await?.entry;
         let requested = serde_json::to_value(s2_api::v1::config::StreamConfig::from(
             StreamConfig::from(config.clone()),
@@ -455,7 +468,9 @@ impl Engine {
         {
             PutOutcome::Written(_) => {}
             PutOutcome::PreconditionFailed => {
-                return Err(EngineError::Corrupt(format!("stream id collision at {key}")));
+                return Err(EngineError::Corrupt(format!(
+                    "stream id collision at {key}"
+                )));
             }
         }
         match self.inner.catalog.create_stream(basin, &entry).await {
@@ -474,7 +489,9 @@ impl Engine {
         name: &str,
         config: OptionalStreamConfig,
     ) -> EngineResult<Provisioned<StreamEntry>> {
-        config.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let basin_entry = self.live_basin(basin).await?.entry;
         let resolved = resolve_stream_config(config.clone(), &basin_config_of(&basin_entry)?);
         for _ in 0..MAX_CATALOG_RACES {
@@ -544,7 +561,8 @@ impl Engine {
         let state = self
             .modify_manifest(&handle.core, |m| {
                 let current = stream::parse_config(&m.config_json)?;
-                let requested = OptionalStreamConfig::from(current).reconfigure(reconfiguration.clone());
+                let requested =
+                    OptionalStreamConfig::from(current).reconfigure(reconfiguration.clone());
                 requested
                     .validate()
                     .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -617,7 +635,12 @@ impl Engine {
             let mut entry = v.entry;
             entry.version += 1;
             entry.deleted_at = Some(now());
-            if let Written::Done(v) = self.inner.catalog.replace_stream(basin, &entry, &v.etag).await? {
+            if let Written::Done(v) = self
+                .inner
+                .catalog
+                .replace_stream(basin, &entry, &v.etag)
+                .await?
+            {
                 marked = Some(v.entry);
                 break;
             }
@@ -716,13 +739,14 @@ impl Engine {
                 };
                 match self.create_stream(basin, name, patch, None).await {
                     Ok(p) => p.into_inner(),
-                    Err(EngineError::AlreadyExists(_)) => self
-                        .inner
-                        .catalog
-                        .stream(basin, name)
-                        .await?
-                        .ok_or_else(|| EngineError::StreamNotFound(name.to_owned()))?
-                        .entry,
+                    Err(EngineError::AlreadyExists(_)) => {
+                        self.inner
+                            .catalog
+                            .stream(basin, name)
+                            .await?
+                            .ok_or_else(|| EngineError::StreamNotFound(name.to_owned()))?
+                            .entry
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -742,10 +766,14 @@ impl Engine {
             return Err(EngineError::StreamDeletionPending(name.to_owned()));
         }
         let state = StreamState::new(manifest, obj.etag)?;
-        let poll = self.inner.config.poll.map(|p| match state.config.storage_class.as_deref() {
-            Some("standard") => p.standard,
-            _ => p.express,
-        });
+        let poll = self
+            .inner
+            .config
+            .poll
+            .map(|p| match state.config.storage_class.as_deref() {
+                Some("standard") => p.standard,
+                _ => p.express,
+            });
         let core = StreamCore::new(
             basin.to_owned(),
             name.to_owned(),
@@ -772,9 +800,10 @@ impl Engine {
         input: AppendInput,
         session: Option<Arc<SessionGate>>,
     ) -> EngineResult<Ack> {
-        self.submit(handle, input, session).await?.await.map_err(|_| {
-            EngineError::Storage("appender stopped before answering".into())
-        })?
+        self.submit(handle, input, session)
+            .await?
+            .await
+            .map_err(|_| EngineError::Storage("appender stopped before answering".into()))?
     }
 
     /// Queues one batch and returns where its outcome will arrive; batches submitted in

@@ -238,7 +238,11 @@ async fn sleep_opt(d: Option<Duration>) {
 }
 
 /// The chunk holding the first record at or after `seq`, which must be below the tail.
-pub async fn chunk_at(core: &StreamCore, state: &StreamState, seq: u64) -> EngineResult<Arc<Chunk>> {
+pub async fn chunk_at(
+    core: &StreamCore,
+    state: &StreamState,
+    seq: u64,
+) -> EngineResult<Arc<Chunk>> {
     let chunk_ref: ChunkRef = match state.manifest.locate_seq(seq) {
         Located::Chunk(c) => c.clone(),
         Located::Segment(s) => {
@@ -260,7 +264,11 @@ pub async fn chunk_at(core: &StreamCore, state: &StreamState, seq: u64) -> Engin
 }
 
 /// The seq_num of the first record with timestamp ≥ `ts`, or the tail if none.
-pub async fn seq_for_timestamp(core: &StreamCore, state: &StreamState, ts: u64) -> EngineResult<u64> {
+pub async fn seq_for_timestamp(
+    core: &StreamCore,
+    state: &StreamState,
+    ts: u64,
+) -> EngineResult<u64> {
     let chunk_ref: ChunkRef = match state.manifest.locate_timestamp(ts) {
         Located::Chunk(c) => c.clone(),
         Located::Segment(s) => {

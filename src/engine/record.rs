@@ -307,7 +307,9 @@ fn expect_wire(wire: u64, want: u64) -> Result<(), InputError> {
     if wire == want {
         Ok(())
     } else {
-        Err(malformed(format!("wire type {wire} where {want} was expected")))
+        Err(malformed(format!(
+            "wire type {wire} where {want} was expected"
+        )))
     }
 }
 
@@ -492,11 +494,7 @@ impl<'a> SequencedView<'a> {
 /// Appends one `ReadBatch.records` entry (field 1) holding a `SequencedRecord` with the
 /// given position and pre-encoded headers and body.
 pub fn put_sequenced(buf: &mut impl BufMut, seq_num: u64, timestamp: u64, fields: &[u8]) {
-    let inner = 1
-        + encoded_len_varint(seq_num)
-        + 1
-        + encoded_len_varint(timestamp)
-        + fields.len();
+    let inner = 1 + encoded_len_varint(seq_num) + 1 + encoded_len_varint(timestamp) + fields.len();
     buf.put_u8(0x0a);
     encode_varint(inner as u64, buf);
     buf.put_u8(0x08);
@@ -519,7 +517,11 @@ mod tests {
 
     use super::*;
 
-    fn proto_record(ts: Option<u64>, headers: &[(&[u8], &[u8])], body: &[u8]) -> proto::AppendRecord {
+    fn proto_record(
+        ts: Option<u64>,
+        headers: &[(&[u8], &[u8])],
+        body: &[u8],
+    ) -> proto::AppendRecord {
         proto::AppendRecord {
             timestamp: ts,
             headers: headers
@@ -577,7 +579,10 @@ mod tests {
         let view = SequencedView::parse(&out[2..]).unwrap();
         assert_eq!(view.metered().unwrap(), metered_size(2, 4, 5));
         let (headers, body) = view.parts().unwrap();
-        assert_eq!(headers, vec![(&b"k"[..], &b"v"[..]), (&b"k2"[..], &b""[..])]);
+        assert_eq!(
+            headers,
+            vec![(&b"k"[..], &b"v"[..]), (&b"k2"[..], &b""[..])]
+        );
         assert_eq!(body, b"hello");
     }
 
@@ -591,7 +596,11 @@ mod tests {
         );
         assert_eq!(input.batch.metered_bytes(), 8 + 2 + 5 + 9);
 
-        let trim = encode(vec![proto_record(None, &[(b"", b"trim")], &9u64.to_be_bytes())]);
+        let trim = encode(vec![proto_record(
+            None,
+            &[(b"", b"trim")],
+            &9u64.to_be_bytes(),
+        )]);
         let input = parse_append_input(&trim).unwrap();
         assert_eq!(input.batch.records()[0].command, Some(Command::Trim(9)));
         assert_eq!(input.batch.metered_bytes(), 8 + 2 + 4 + 8);
@@ -599,9 +608,15 @@ mod tests {
         for (headers, body) in [
             (vec![(&b""[..], &b"trim"[..])], &b"short"[..]),
             (vec![(&b""[..], &b"nope"[..])], &b""[..]),
-            (vec![(&b""[..], &b"fence"[..]), (&b"a"[..], &b"b"[..])], &b""[..]),
+            (
+                vec![(&b""[..], &b"fence"[..]), (&b"a"[..], &b"b"[..])],
+                &b""[..],
+            ),
             (vec![(&b""[..], &b"fence"[..])], &[b'x'; 37][..]),
-            (vec![(&b"a"[..], &b"b"[..]), (&b""[..], &b"x"[..])], &b""[..]),
+            (
+                vec![(&b"a"[..], &b"b"[..]), (&b""[..], &b"x"[..])],
+                &b""[..],
+            ),
         ] {
             let bytes = encode(vec![proto_record(None, &headers, body)]);
             assert!(
@@ -641,10 +656,10 @@ mod tests {
     #[test]
     fn malformed_protobuf_is_malformed_not_invalid() {
         for bytes in [
-            &[0x0a, 0x05, 0x01][..],   // length overruns
-            &[0xff, 0xff, 0xff][..],   // truncated varint key
-            &[0x0b][..],               // start-group wire type
-            &[0x08, 0x01, 0x00][..],   // field number 0
+            &[0x0a, 0x05, 0x01][..], // length overruns
+            &[0xff, 0xff, 0xff][..], // truncated varint key
+            &[0x0b][..],             // start-group wire type
+            &[0x08, 0x01, 0x00][..], // field number 0
         ] {
             assert!(
                 matches!(parse_append_input(bytes), Err(InputError::Malformed(_))),

@@ -164,7 +164,10 @@ impl StreamCore {
         mut last: tokio::sync::MutexGuard<'_, Instant>,
     ) -> EngineResult<Arc<StreamState>> {
         let known = self.current();
-        let result = self.store.revalidate(&self.manifest_key(), &known.etag).await?;
+        let result = self
+            .store
+            .revalidate(&self.manifest_key(), &known.etag)
+            .await?;
         *last = Instant::now();
         drop(last);
         match result {
@@ -199,7 +202,10 @@ impl StreamHandle {
 
     /// The appender's mailbox, starting the appender on first use. The appender ends
     /// when this handle is dropped.
-    pub fn appender(&self, start: impl FnOnce(Arc<StreamCore>) -> mpsc::Sender<AppendRequest>) -> mpsc::Sender<AppendRequest> {
+    pub fn appender(
+        &self,
+        start: impl FnOnce(Arc<StreamCore>) -> mpsc::Sender<AppendRequest>,
+    ) -> mpsc::Sender<AppendRequest> {
         self.appender
             .get_or_init(|| start(self.core.clone()))
             .clone()

@@ -47,10 +47,16 @@ impl LocalStore {
     pub fn open(root: impl AsRef<FsPath>) -> StorageResult<Self> {
         let root = root.as_ref();
         std::fs::create_dir_all(root).map_err(|e| {
-            StorageError::Config(format!("cannot create data directory {}: {e}", root.display()))
+            StorageError::Config(format!(
+                "cannot create data directory {}: {e}",
+                root.display()
+            ))
         })?;
         let root = root.canonicalize().map_err(|e| {
-            StorageError::Config(format!("cannot open data directory {}: {e}", root.display()))
+            StorageError::Config(format!(
+                "cannot open data directory {}: {e}",
+                root.display()
+            ))
         })?;
         let lock_path = root.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
@@ -59,7 +65,10 @@ impl LocalStore {
             .write(true)
             .open(&lock_path)
             .map_err(|e| {
-                StorageError::Config(format!("cannot open lock file {}: {e}", lock_path.display()))
+                StorageError::Config(format!(
+                    "cannot open lock file {}: {e}",
+                    lock_path.display()
+                ))
             })?;
         match lock_file.try_lock() {
             Ok(()) => {}
@@ -112,7 +121,12 @@ impl LocalStore {
         }
     }
 
-    async fn write(&self, key: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, object_store::Error> {
+    async fn write(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<ETag, object_store::Error> {
         let etag = content_etag(&bytes);
         let p = path(key).map_err(|e| object_store::Error::Generic {
             store: "local",

@@ -150,12 +150,19 @@ pub(crate) mod contract {
     pub async fn check(store: &dyn Store) {
         let k = "contract/a";
         assert!(store.get(k).await.unwrap().is_none());
-        let e1 = match store.put_if_absent(k, Bytes::from_static(b"one")).await.unwrap() {
+        let e1 = match store
+            .put_if_absent(k, Bytes::from_static(b"one"))
+            .await
+            .unwrap()
+        {
             PutOutcome::Written(e) => e,
             other => panic!("create failed: {other:?}"),
         };
         assert_eq!(
-            store.put_if_absent(k, Bytes::from_static(b"two")).await.unwrap(),
+            store
+                .put_if_absent(k, Bytes::from_static(b"two"))
+                .await
+                .unwrap(),
             PutOutcome::PreconditionFailed
         );
         let got = store.get(k).await.unwrap().unwrap();
@@ -201,13 +208,23 @@ pub(crate) mod contract {
             Bytes::from_static(b"hre")
         );
 
-        for name in ["contract/l/b", "contract/l/a", "contract/l/c/d", "contract/l/a-"] {
+        for name in [
+            "contract/l/b",
+            "contract/l/a",
+            "contract/l/c/d",
+            "contract/l/a-",
+        ] {
             store.put(name, Bytes::from_static(b"v")).await.unwrap();
         }
         let all = store.list("contract/l/", None, 100).await.unwrap();
         assert_eq!(
             all.keys,
-            vec!["contract/l/a", "contract/l/a-", "contract/l/b", "contract/l/c/d"]
+            vec![
+                "contract/l/a",
+                "contract/l/a-",
+                "contract/l/b",
+                "contract/l/c/d"
+            ]
         );
         assert!(!all.truncated);
         let page = store

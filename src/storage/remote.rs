@@ -189,7 +189,8 @@ impl Store for RemoteStore {
         {
             Ok(res) => Ok(PutOutcome::Written(etag_of(res.e_tag, key)?)),
             Err(
-                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
             ) => Ok(PutOutcome::PreconditionFailed),
             Err(e) => Err(unavailable(e)),
         }

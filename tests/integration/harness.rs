@@ -1,0 +1,344 @@
+//! Test fixture: a Sluice node in this process on a loopback port, over a local directory
+//! or over a real S3 server (ministack) started once per test process.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Command,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
+
+use s2_sdk::{
+    S2,
+    types::{BasinName, RetryConfig, S2Config, S2Endpoints},
+};
+use sluice::{
+    server::{self, Backend as ServerBackend, ServerConfig},
+    storage::S3Settings,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    Ministack,
+}
+
+/// Dummy credentials and region, so that no client ever looks for cloud metadata.
+pub fn set_aws_env() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY: set once, before any thread of this process reads these variables.
+        unsafe {
+            for (k, v) in [
+                ("AWS_ACCESS_KEY_ID", "sluice-test"),
+                ("AWS_SECRET_ACCESS_KEY", "sluice-test"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ] {
+                if std::env::var_os(k).is_none() {
+                    std::env::set_var(k, v);
+                }
+            }
+        }
+    });
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Ministack {
+    endpoint: String,
+    bucket: String,
+}
+
+static MINISTACK: OnceLock<Ministack> = OnceLock::new();
+static MINISTACK_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+extern "C" fn stop_ministack() {
+    if let Some(dir) = MINISTACK_DIR.lock().ok().and_then(|d| d.clone()) {
+        let _ = Command::new(repo_root().join("scripts/ministack.sh"))
+            .arg("stop")
+            .arg(&dir)
+            .status();
+    }
+}
+
+unsafe extern "C" {
+    fn atexit(f: extern "C" fn()) -> i32;
+}
+
+/// The S3 endpoint and bucket for tests: `SLUICE_TEST_S3_ENDPOINT` and
+/// `SLUICE_TEST_S3_BUCKET` when the test command started one, otherwise a ministack
+/// started here and stopped when the process exits.
+fn ministack() -> &'static Ministack {
+    MINISTACK.get_or_init(|| {
+        set_aws_env();
+        if let Ok(endpoint) = std::env::var("SLUICE_TEST_S3_ENDPOINT") {
+            let bucket =
+                std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_else(|_| "sluice-test".into());
+            return Ministack { endpoint, bucket };
+        }
+        let dir =
+            std::env::temp_dir().join(format!("sluice-test-ministack-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("ministack dir");
+        let out = Command::new(repo_root().join("scripts/ministack.sh"))
+            .arg("start")
+            .arg(dir.join("s3"))
+            .arg("sluice-test")
+            .output()
+            .expect("run scripts/ministack.sh");
+        assert!(
+            out.status.success(),
+            "starting ministack failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        *MINISTACK_DIR.lock().unwrap() = Some(dir.join("s3"));
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { atexit(stop_ministack) };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let endpoint = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("MINISTACK_ENDPOINT="))
+            .expect("endpoint line")
+            .trim()
+            .to_owned();
+        Ministack {
+            endpoint,
+            bucket: "sluice-test".into(),
+        }
+    })
+}
+
+/// A unique, valid name fragment.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// A fresh basin name.
+pub fn basin_name() -> String {
+    unique("basin")
+}
+
+pub struct TestServer {
+    pub backend: Backend,
+    pub addr: SocketAddr,
+    storage: ServerBackend,
+    _dir: Option<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    pub node: sluice::server::Node,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a node, letting `tweak` adjust its configuration first.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        set_aws_env();
+        let (storage, dir) = match backend {
+            Backend::Local => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                (ServerBackend::Local(dir.path().to_owned()), Some(dir))
+            }
+            Backend::Ministack => {
+                let m = ministack();
+                let mut settings = S3Settings::from_env(&m.bucket);
+                settings.endpoint = Some(m.endpoint.clone());
+                (
+                    ServerBackend::S3 {
+                        settings,
+                        prefix: Some(unique("t")),
+                    },
+                    None,
+                )
+            }
+        };
+        let mut config = test_config(&storage);
+        tweak(&mut config);
+        Self::launch(backend, storage, dir, config).await
+    }
+
+    async fn launch(
+        backend: Backend,
+        storage: ServerBackend,
+        dir: Option<tempfile::TempDir>,
+        config: ServerConfig,
+    ) -> Self {
+        let node = open_node(&config).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let app = node.app.clone();
+        let draining = node.draining.clone();
+        let task = tokio::spawn(async move {
+            server::serve(
+                listener,
+                app,
+                async move {
+                    let _ = rx.await;
+                },
+                config.shutdown_grace,
+                draining,
+            )
+            .await;
+        });
+        Self {
+            backend,
+            addr,
+            storage,
+            _dir: dir,
+            shutdown: Some(tx),
+            task: Some(task),
+            node,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops this node and starts a new one on the same storage (and a new port).
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let backend = self.backend;
+        let storage = self.storage.clone();
+        let dir = self._dir.take();
+        drop(self);
+        let config = test_config(&storage);
+        Self::launch(backend, storage, dir, config).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// A plain HTTP/1.1 client.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()
+            .unwrap()
+    }
+
+    /// An HTTP/2 (prior knowledge) client.
+    pub fn h2(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(Duration::from_secs(90))
+            .build()
+            .unwrap()
+    }
+
+    pub fn sdk(&self) -> S2 {
+        self.sdk_with(|c| c)
+    }
+
+    pub fn sdk_with(&self, tweak: impl FnOnce(S2Config) -> S2Config) -> S2 {
+        let endpoints = S2Endpoints::for_endpoint(&self.endpoint()).expect("endpoints");
+        let config = S2Config::new("ignored")
+            .with_endpoints(endpoints)
+            .with_retry(RetryConfig::new());
+        S2::new(tweak(config)).expect("sdk client")
+    }
+
+    /// Creates a basin through the SDK; `create_stream_on_append`/`on_read` as given.
+    pub async fn create_basin(&self, auto_create: bool) -> BasinName {
+        let name: BasinName = basin_name().parse().unwrap();
+        let config = s2_sdk::types::BasinConfig::new()
+            .with_create_stream_on_append(auto_create)
+            .with_create_stream_on_read(auto_create);
+        self.sdk()
+            .create_basin(s2_sdk::types::CreateBasinInput::new(name.clone()).with_config(config))
+            .await
+            .expect("create basin");
+        name
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn test_config(storage: &ServerBackend) -> ServerConfig {
+    let mut config = ServerConfig::new(storage.clone());
+    config.engine.deletion_grace = Duration::from_millis(100);
+    config.shutdown_grace = Duration::from_secs(2);
+    config
+}
+
+/// Builds a node, waiting for a previous process-local owner of a local directory to let go.
+async fn open_node(config: &ServerConfig) -> sluice::server::Node {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match server::build_node(config) {
+            Ok(node) => return node,
+            Err(e)
+                if tokio::time::Instant::now() < deadline && e.to_string().contains("in use") =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("starting node: {e}"),
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, for up to `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs every listed async test function once per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Local).await
+                }
+            )*
+        }
+        mod ministack {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Ministack).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,156 @@
+//! A thin JSON-over-HTTP client for asserting on exact statuses and bodies.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::harness::TestServer;
+
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    basin: Option<String>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts an S2 error with this status and code.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        let json = self.json();
+        assert_eq!(
+            (self.status.as_u16(), json["code"].as_str()),
+            (status, Some(code)),
+            "unexpected reply: {json}"
+        );
+        assert!(json["message"].is_string(), "no message: {json}");
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
+    }
+}
+
+impl Api {
+    pub fn new(server: &TestServer) -> Self {
+        Self {
+            client: server.http(),
+            base: server.url("/v1"),
+            basin: None,
+        }
+    }
+
+    pub fn basin(mut self, basin: &str) -> Self {
+        self.basin = Some(basin.to_owned());
+        self
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = &self.basin {
+            req = req.header("s2-basin", b);
+        }
+        req
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.expect("request");
+        Reply {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.bytes().await.expect("body"),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    pub async fn json(&self, method: Method, path: &str, body: Value) -> Reply {
+        self.send(self.request(method, path).json(&body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.json(Method::POST, path, body).await
+    }
+
+    /// Creates a basin with the given config; panics unless 201.
+    pub async fn create_basin(&self, name: &str, config: Value) {
+        self.post(
+            "/basins",
+            serde_json::json!({"basin": name, "config": config}),
+        )
+        .await
+        .assert_status(201);
+    }
+
+    pub async fn create_stream(&self, name: &str, config: Value) {
+        self.post(
+            "/streams",
+            serde_json::json!({"stream": name, "config": config}),
+        )
+        .await
+        .assert_status(201);
+    }
+
+    pub async fn append(&self, stream: &str, body: Value) -> Reply {
+        self.post(&format!("/streams/{}/records", enc(stream)), body)
+            .await
+    }
+
+    pub async fn read(&self, stream: &str, query: &str) -> Reply {
+        self.get(&format!("/streams/{}/records?{query}", enc(stream)))
+            .await
+    }
+
+    pub async fn tail(&self, stream: &str) -> u64 {
+        let reply = self
+            .get(&format!("/streams/{}/records/tail", enc(stream)))
+            .await;
+        reply.assert_status(200)["tail"]["seq_num"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// Percent-encodes a path segment like the SDK does.
+pub fn enc(segment: &str) -> String {
+    let mut out = String::new();
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

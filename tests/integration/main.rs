@@ -1,0 +1,12 @@
+//! End-to-end tests: a real Sluice node per test, over a local directory and over a
+//! real S3 server (ministack), driven by plain HTTP and by the official Rust SDK.
+
+mod harness;
+mod http;
+
+mod bad_input;
+mod concurrency;
+mod control_plane;
+mod data_plane;
+mod restart;
+mod sdk_unary;
