@@ -161,7 +161,7 @@ impl TestServer {
         };
         let mut config = test_config(&storage);
         tweak(&mut config);
-        Self::launch(backend, storage, dir, config).await
+        Self::launch(backend, storage, dir, config, None).await
     }
 
     async fn launch(
@@ -169,9 +169,10 @@ impl TestServer {
         storage: ServerBackend,
         dir: Option<tempfile::TempDir>,
         config: ServerConfig,
+        port: Option<u16>,
     ) -> Self {
         let node = open_node(&config).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = bind(port.unwrap_or(0)).await;
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let app = node.app.clone();
@@ -207,15 +208,16 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Stops this node and starts a new one on the same storage (and a new port).
+    /// Stops this node (gracefully) and starts a new one on the same storage and port.
     pub async fn restart(mut self) -> Self {
         self.stop().await;
         let backend = self.backend;
         let storage = self.storage.clone();
         let dir = self._dir.take();
+        let port = self.addr.port();
         drop(self);
         let config = test_config(&storage);
-        Self::launch(backend, storage, dir, config).await
+        Self::launch(backend, storage, dir, config, Some(port)).await
     }
 
     pub async fn stop(&mut self) {
@@ -274,6 +276,21 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// Binds a loopback port (0: any), waiting for a just-closed listener's port to free up.
+async fn bind(port: u16) -> tokio::net::TcpListener {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => return l,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("binding port {port}: {e}"),
         }
     }
 }

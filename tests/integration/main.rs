@@ -10,3 +10,4 @@ mod control_plane;
 mod data_plane;
 mod restart;
 mod sdk_unary;
+mod sessions;
