@@ -76,11 +76,13 @@ pub struct Node {
 }
 
 pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
+    Ok(build_node_on(open_store(&config.backend)?, config))
+}
+
+/// A node over an already opened store (tests wrap stores, e.g. to inject faults).
+pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
     let counters = Arc::new(StoreCounters::default());
-    let store: DynStore = Arc::new(CountingStore::new(
-        open_store(&config.backend)?,
-        counters.clone(),
-    ));
+    let store: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
     let engine = Engine::new(store, config.engine.clone());
     let draining = api::Draining::default();
     let app = api::router(api::AppState::new(
@@ -88,12 +90,12 @@ pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
         counters.clone(),
         draining.clone(),
     ));
-    Ok(Node {
+    Node {
         engine,
         counters,
         app,
         draining,
-    })
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains connections for up

@@ -15,7 +15,7 @@ use s2_sdk::{
 };
 use sluice::{
     server::{self, Backend as ServerBackend, ServerConfig},
-    storage::S3Settings,
+    storage::{DynStore, S3Settings},
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -140,6 +140,15 @@ impl TestServer {
 
     /// Starts a node, letting `tweak` adjust its configuration first.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_wrapped(backend, tweak, |s| s).await
+    }
+
+    /// Starts a node whose store is `wrap`ped (e.g. in a fault injector).
+    pub async fn start_wrapped(
+        backend: Backend,
+        tweak: impl FnOnce(&mut ServerConfig),
+        wrap: impl FnOnce(DynStore) -> DynStore,
+    ) -> Self {
         set_aws_env();
         let (storage, dir) = match backend {
             Backend::Local => {
@@ -161,7 +170,9 @@ impl TestServer {
         };
         let mut config = test_config(&storage);
         tweak(&mut config);
-        Self::launch(backend, storage, dir, config, None).await
+        let store = wrap(server::open_store(&storage).expect("open store"));
+        let node = server::build_node_on(store, &config);
+        Self::serve_node(backend, storage, dir, config, node, None).await
     }
 
     async fn launch(
@@ -172,6 +183,17 @@ impl TestServer {
         port: Option<u16>,
     ) -> Self {
         let node = open_node(&config).await;
+        Self::serve_node(backend, storage, dir, config, node, port).await
+    }
+
+    async fn serve_node(
+        backend: Backend,
+        storage: ServerBackend,
+        dir: Option<tempfile::TempDir>,
+        config: ServerConfig,
+        node: sluice::server::Node,
+        port: Option<u16>,
+    ) -> Self {
         let listener = bind(port.unwrap_or(0)).await;
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -8,6 +8,7 @@ mod bad_input;
 mod concurrency;
 mod control_plane;
 mod data_plane;
+mod faults;
 mod restart;
 mod sdk_unary;
 mod sessions;
