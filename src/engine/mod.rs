@@ -70,6 +70,9 @@ pub struct EngineConfig {
     /// Delay between marking a resource deleted and removing its objects, so that
     /// requests already in flight on other nodes finish first.
     pub deletion_grace: Duration,
+    /// A following read session sends a heartbeat after a random gap in this range
+    /// without records (S2 clients give up after 20 s of silence).
+    pub heartbeat: std::ops::Range<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             appender: AppenderSettings::default(),
             poll: Some(PollIntervals::default()),
             deletion_grace: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(5)..Duration::from_secs(15),
         }
     }
 }
@@ -781,6 +785,7 @@ impl Engine {
             self.inner.cache.clone(),
             state,
             poll,
+            self.inner.config.heartbeat.clone(),
         );
         let handle = Arc::new(StreamHandle::new(core));
         let mut streams = self.inner.streams.lock();

@@ -94,9 +94,12 @@ impl ReadPlan {
     }
 }
 
-/// Heartbeats arrive after a random 5–15 s gap without records.
-fn heartbeat_gap() -> Duration {
-    Duration::from_millis(rand::random_range(5_000..15_000))
+/// A random gap in `range`, so that many idle sessions do not beat in step.
+fn heartbeat_gap(range: &std::ops::Range<Duration>) -> Duration {
+    if range.is_empty() {
+        return range.start;
+    }
+    rand::random_range(range.clone())
 }
 
 pub struct ReadSession {
@@ -184,7 +187,7 @@ impl ReadSession {
                 self.next_seq = batch.last_seq_num().expect("non-empty") + 1;
                 self.limit = limit.remaining(batch.count, batch.metered_bytes);
                 self.wait_deadline = self.wait.map(|w| Instant::now() + w);
-                self.next_heartbeat = Instant::now() + heartbeat_gap();
+                self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core.heartbeat);
                 return Ok(Some(ReadOutput::Batch(batch)));
             }
             self.next_seq = self.next_seq.max(tail.seq_num);
@@ -199,7 +202,7 @@ impl ReadSession {
                 if self.wait_deadline.is_some_and(|d| d <= Instant::now()) {
                     return Ok(None);
                 }
-                self.next_heartbeat = Instant::now() + heartbeat_gap();
+                self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core.heartbeat);
                 return Ok(Some(ReadOutput::Heartbeat(tail)));
             }
             let poll = self.core.poll_interval;
@@ -211,7 +214,7 @@ impl ReadSession {
                     }
                 }
                 _ = tokio::time::sleep_until(self.next_heartbeat) => {
-                    self.next_heartbeat = Instant::now() + heartbeat_gap();
+                    self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core.heartbeat);
                     return Ok(Some(ReadOutput::Heartbeat(tail)));
                 }
                 _ = sleep_until_opt(wait_deadline) => return Ok(None),

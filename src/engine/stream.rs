@@ -80,6 +80,8 @@ pub struct StreamCore {
     /// How often followers look for commits made by other nodes; `None` when this node is
     /// the only writer (the local directory is locked to one process).
     pub(super) poll_interval: Option<Duration>,
+    /// Gap without records after which followers get a heartbeat.
+    pub(super) heartbeat: std::ops::Range<Duration>,
 }
 
 impl StreamCore {
@@ -90,6 +92,7 @@ impl StreamCore {
         cache: ObjectCache,
         state: StreamState,
         poll_interval: Option<Duration>,
+        heartbeat: std::ops::Range<Duration>,
     ) -> Self {
         Self {
             basin,
@@ -101,6 +104,7 @@ impl StreamCore {
             last_refresh: tokio::sync::Mutex::new(Instant::now()),
             stale: AtomicBool::new(false),
             poll_interval,
+            heartbeat,
         }
     }
 

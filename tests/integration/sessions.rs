@@ -31,6 +31,7 @@ on_both_backends!(
     sse_streams_batches_pings_and_resumes,
     raw_s2s_over_http1_and_http2,
     bad_frames_end_only_their_session,
+    read_sessions_heartbeat_and_end_on_their_bounds,
 );
 
 fn records(prefix: &str, n: usize) -> AppendRecordBatch {
@@ -542,4 +543,101 @@ async fn bad_frames_end_only_their_session(backend: Backend) {
     assert_eq!(frames.len(), 1);
     let ack = proto::AppendAck::decode(frames[0].1.clone()).unwrap();
     assert_eq!(ack.end.unwrap().seq_num, 3, "seed, before, healthy");
+}
+
+/// Opens a raw S2S read session and returns its response body stream.
+async fn s2s_read(
+    server: &TestServer,
+    basin: &str,
+    query: &str,
+) -> impl futures::Stream<Item = reqwest::Result<Bytes>> + use<> {
+    let resp = server
+        .h2()
+        .get(server.url(&format!("/v1/streams/hb/records?{query}")))
+        .header("s2-basin", basin)
+        .header("content-type", "s2s/proto")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{query}");
+    resp.bytes_stream()
+}
+
+/// Reads frames until the body ends, decoding each as a `ReadBatch`.
+async fn all_batches(body: impl futures::Stream<Item = reqwest::Result<Bytes>>) -> Vec<proto::ReadBatch> {
+    let mut buf = BytesMut::new();
+    futures::pin_mut!(body);
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), body.next())
+        .await
+        .expect("session ends in time")
+    {
+        buf.extend_from_slice(&chunk.unwrap());
+    }
+    parse_frames(buf.freeze())
+        .into_iter()
+        .map(|(terminal, f)| {
+            assert!(!terminal, "ends normally");
+            proto::ReadBatch::decode(f).unwrap()
+        })
+        .collect()
+}
+
+async fn read_sessions_heartbeat_and_end_on_their_bounds(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.engine.heartbeat = Duration::from_millis(50)..Duration::from_millis(100);
+    })
+    .await;
+    let basin = basin_name();
+    Api::new(&server)
+        .create_basin(&basin, json!({"create_stream_on_append": true}))
+        .await;
+    let api = Api::new(&server).basin(&basin);
+    api.append(
+        "hb",
+        json!({"records": [{"body": "a", "timestamp": 10}, {"body": "b", "timestamp": 20},
+                           {"body": "c", "timestamp": 30}]}),
+    )
+    .await
+    .assert_status(200);
+
+    // An idle follower: the catch-up batch, then heartbeats (empty, with the tail).
+    let body = s2s_read(&server, &basin, "seq_num=0").await;
+    futures::pin_mut!(body);
+    let mut buf = BytesMut::new();
+    let mut heartbeats = 0;
+    let mut records = 0;
+    while heartbeats < 4 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("heartbeats keep coming")
+            .unwrap()
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+        while buf.len() >= 3 {
+            let len = ((buf[0] as usize) << 16) | ((buf[1] as usize) << 8) | buf[2] as usize;
+            if buf.len() < 3 + len {
+                break;
+            }
+            let frame = buf.split_to(3 + len).freeze();
+            let batch = proto::ReadBatch::decode(frame.slice(4..)).unwrap();
+            if batch.records.is_empty() {
+                assert_eq!(batch.tail.unwrap().seq_num, 3);
+                heartbeats += 1;
+            } else {
+                records += batch.records.len();
+            }
+        }
+    }
+    assert_eq!(records, 3);
+
+    // Bounded sessions end normally when their bound is reached.
+    let count = |batches: &[proto::ReadBatch]| batches.iter().map(|b| b.records.len()).sum::<usize>();
+    assert_eq!(count(&all_batches(s2s_read(&server, &basin, "seq_num=0&count=2").await).await), 2);
+    assert_eq!(count(&all_batches(s2s_read(&server, &basin, "seq_num=0&until=30").await).await), 2);
+    assert_eq!(count(&all_batches(s2s_read(&server, &basin, "seq_num=0&bytes=18").await).await), 2);
+    // `wait` bounds the idle gap: the session ends a second after its last delivery.
+    let started = tokio::time::Instant::now();
+    let batches = all_batches(s2s_read(&server, &basin, "seq_num=1&wait=1").await).await;
+    assert_eq!(count(&batches), 2);
+    assert!(started.elapsed() >= Duration::from_secs(1));
 }
