@@ -44,11 +44,14 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn new(backend: Backend) -> Self {
-        let mut engine = EngineConfig::default();
-        // A locked local directory has exactly one writer: no one else's commits to poll for.
-        engine.poll = match backend {
-            Backend::S3 { .. } => Some(PollIntervals::default()),
-            Backend::Local(_) | Backend::Memory => None,
+        let engine = EngineConfig {
+            // A locked local directory has exactly one writer: no one else's commits to
+            // poll for.
+            poll: match backend {
+                Backend::S3 { .. } => Some(PollIntervals::default()),
+                Backend::Local(_) | Backend::Memory => None,
+            },
+            ..EngineConfig::default()
         };
         Self {
             backend,

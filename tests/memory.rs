@@ -36,7 +36,15 @@ async fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--cache-mib", "64"])
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--cache-mib",
+            "64",
+        ])
         .arg("--local-root")
         .arg(dir.path())
         .env("AWS_ACCESS_KEY_ID", "x")
@@ -49,15 +57,25 @@ async fn start_server() -> Server {
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/health")).send().await
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
             && r.status() == 200
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "server did not come up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Server { child, port, _dir: dir }
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -101,7 +119,12 @@ async fn memory_is_bounded_for_idle_followers_and_stalled_readers() {
 
     // 200 followers on 200 streams, over four h2 connections, each past catch-up.
     let clients: Vec<reqwest::Client> = (0..4)
-        .map(|_| reqwest::Client::builder().http2_prior_knowledge().build().unwrap())
+        .map(|_| {
+            reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .build()
+                .unwrap()
+        })
         .collect();
     let mut followers = Vec::new();
     for i in 0..200 {

@@ -407,6 +407,9 @@ fn parse_header(mut buf: &[u8]) -> Result<(&[u8], &[u8]), InputError> {
     Ok((name, value))
 }
 
+/// A record's headers, as (name, value) pairs in order, and its body.
+pub type RecordParts<'a> = (Vec<(&'a [u8], &'a [u8])>, &'a [u8]);
+
 /// A sequenced record as stored in a chunk: the bytes of one protobuf `SequencedRecord`.
 #[derive(Debug, Clone, Copy)]
 pub struct SequencedView<'a> {
@@ -446,7 +449,7 @@ impl<'a> SequencedView<'a> {
     }
 
     /// Headers in order, then the body.
-    pub fn parts(&self) -> Result<(Vec<(&'a [u8], &'a [u8])>, &'a [u8]), InputError> {
+    pub fn parts(&self) -> Result<RecordParts<'a>, InputError> {
         let mut buf = self.fields;
         let mut headers = Vec::new();
         let mut body: &[u8] = &[];

@@ -245,7 +245,8 @@ mod tests {
     async fn local_store_honours_the_contract() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        super::super::contract::check(&store).await;
+        super::super::conformance::check(&store).await;
+        super::super::conformance::check_races(Arc::new(store), 3).await;
     }
 
     #[tokio::test]

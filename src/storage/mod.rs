@@ -7,6 +7,7 @@
 //! embedded default) and memory (unit tests). Wrappers add request accounting
 //! ([`counting::CountingStore`]) and seeded faults for tests ([`faulty::FaultyStore`]).
 
+pub mod conformance;
 pub mod counting;
 pub mod faulty;
 mod local;
@@ -140,107 +141,4 @@ pub fn memory() -> DynStore {
 pub(crate) fn content_etag(bytes: &[u8]) -> ETag {
     let hash = xxhash_rust::xxh3::xxh3_128(bytes);
     ETag::new(format!("{hash:032x}"))
-}
-
-#[cfg(test)]
-pub(crate) mod contract {
-    //! Behaviour every backend must show; run against each backend's tests.
-    use super::*;
-
-    pub async fn check(store: &dyn Store) {
-        let k = "contract/a";
-        assert!(store.get(k).await.unwrap().is_none());
-        let e1 = match store
-            .put_if_absent(k, Bytes::from_static(b"one"))
-            .await
-            .unwrap()
-        {
-            PutOutcome::Written(e) => e,
-            other => panic!("create failed: {other:?}"),
-        };
-        assert_eq!(
-            store
-                .put_if_absent(k, Bytes::from_static(b"two"))
-                .await
-                .unwrap(),
-            PutOutcome::PreconditionFailed
-        );
-        let got = store.get(k).await.unwrap().unwrap();
-        assert_eq!(got.bytes, Bytes::from_static(b"one"));
-        assert_eq!(got.etag, e1);
-        assert!(matches!(
-            store.revalidate(k, &e1).await.unwrap(),
-            Revalidated::Unchanged
-        ));
-
-        let e2 = match store
-            .put_if_match(k, Bytes::from_static(b"three"), &e1)
-            .await
-            .unwrap()
-        {
-            PutOutcome::Written(e) => e,
-            other => panic!("replace failed: {other:?}"),
-        };
-        assert_ne!(e1, e2);
-        assert_eq!(
-            store
-                .put_if_match(k, Bytes::from_static(b"four"), &e1)
-                .await
-                .unwrap(),
-            PutOutcome::PreconditionFailed
-        );
-        match store.revalidate(k, &e1).await.unwrap() {
-            Revalidated::Changed(o) => {
-                assert_eq!(o.bytes, Bytes::from_static(b"three"));
-                assert_eq!(o.etag, e2);
-            }
-            other => panic!("expected change, got {other:?}"),
-        }
-        assert_eq!(
-            store
-                .put_if_match("contract/missing", Bytes::from_static(b"x"), &e1)
-                .await
-                .unwrap(),
-            PutOutcome::PreconditionFailed
-        );
-        assert_eq!(
-            store.get_range(k, 1..4).await.unwrap(),
-            Bytes::from_static(b"hre")
-        );
-
-        for name in [
-            "contract/l/b",
-            "contract/l/a",
-            "contract/l/c/d",
-            "contract/l/a-",
-        ] {
-            store.put(name, Bytes::from_static(b"v")).await.unwrap();
-        }
-        let all = store.list("contract/l/", None, 100).await.unwrap();
-        assert_eq!(
-            all.keys,
-            vec![
-                "contract/l/a",
-                "contract/l/a-",
-                "contract/l/b",
-                "contract/l/c/d"
-            ]
-        );
-        assert!(!all.truncated);
-        let page = store
-            .list("contract/l/", Some("contract/l/a"), 2)
-            .await
-            .unwrap();
-        assert_eq!(page.keys, vec!["contract/l/a-", "contract/l/b"]);
-        assert!(page.truncated);
-
-        store.delete("contract/l/b").await.unwrap();
-        store.delete("contract/l/b").await.unwrap();
-        assert!(store.get("contract/l/b").await.unwrap().is_none());
-        assert!(matches!(
-            store.revalidate("contract/l/b", &e2).await.unwrap(),
-            Revalidated::Missing
-        ));
-        store.health().await.unwrap();
-    }
 }

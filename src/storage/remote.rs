@@ -265,6 +265,8 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_honours_the_contract() {
-        super::super::contract::check(&RemoteStore::memory()).await;
+        let store = Arc::new(RemoteStore::memory());
+        super::super::conformance::check(store.as_ref()).await;
+        super::super::conformance::check_races(store, 3).await;
     }
 }

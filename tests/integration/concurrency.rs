@@ -18,6 +18,9 @@ use crate::{
 
 on_both_backends!(eight_concurrent_appenders_lose_and_duplicate_nothing);
 
+/// (task, batch index, start seq_num, end seq_num), in the order each task saw its acks.
+type AckedBatch = (usize, usize, u64, u64);
+
 async fn eight_concurrent_appenders_lose_and_duplicate_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
     let basin_name = server.create_basin(false).await;
@@ -27,8 +30,7 @@ async fn eight_concurrent_appenders_lose_and_duplicate_nothing(backend: Backend)
         .await
         .unwrap();
 
-    // (task, batch index) -> acked seq range, in the order each task saw its acks.
-    let acks: Arc<Mutex<Vec<(usize, usize, u64, u64)>>> = Arc::default();
+    let acks: Arc<Mutex<Vec<AckedBatch>>> = Arc::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut tasks = Vec::new();
     for task in 0..8usize {

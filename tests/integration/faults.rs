@@ -10,7 +10,7 @@ use std::{
 use serde_json::json;
 use sluice::storage::{
     DynStore,
-    faulty::{FaultyStore, Faults},
+    faulty::{Faults, FaultyStore},
 };
 
 use crate::{
@@ -20,6 +20,9 @@ use crate::{
 };
 
 on_both_backends!(faults_never_lose_acked_or_duplicate_appends);
+
+/// (batch tag, acked seq range if acked, HTTP status).
+type Outcome = (String, Option<(u64, u64)>, u16);
 
 async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
     let faulty: Arc<Mutex<Option<Arc<FaultyStore>>>> = Arc::default();
@@ -37,7 +40,10 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
     let faulty = faulty.lock().unwrap().clone().unwrap();
     let basin = basin_name();
     Api::new(&server).create_basin(&basin, json!({})).await;
-    Api::new(&server).basin(&basin).create_stream("f", json!(null)).await;
+    Api::new(&server)
+        .basin(&basin)
+        .create_stream("f", json!(null))
+        .await;
 
     faulty.set_faults(Faults {
         fail_before: 0.15,
@@ -45,7 +51,7 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
         delay: 0.2,
         max_delay: Duration::from_millis(20),
     });
-    let outcomes: Arc<Mutex<Vec<(String, Option<(u64, u64)>, u16)>>> = Arc::default();
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut tasks = Vec::new();
     for t in 0..4 {
@@ -83,7 +89,10 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
     let outcomes = outcomes.lock().unwrap().clone();
     let acked = outcomes.iter().filter(|o| o.1.is_some()).count();
     let failed = outcomes.len() - acked;
-    assert!(acked > 20, "too few successful appends to mean anything: {acked}");
+    assert!(
+        acked > 20,
+        "too few successful appends to mean anything: {acked}"
+    );
     eprintln!("faults test: {acked} acked, {failed} failed appends");
 
     let api = Api::new(&server).basin(&basin);
@@ -91,11 +100,17 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
     let mut positions: HashMap<String, u64> = HashMap::new();
     let mut next = 0;
     while next < tail {
-        let reply = api.read("f", &format!("seq_num={next}")).await.assert_status(200);
+        let reply = api
+            .read("f", &format!("seq_num={next}"))
+            .await
+            .assert_status(200);
         for r in reply["records"].as_array().unwrap() {
             assert_eq!(r["seq_num"].as_u64().unwrap(), next, "gap-free");
             let body = r["body"].as_str().unwrap().to_owned();
-            assert!(positions.insert(body.clone(), next).is_none(), "{body} applied twice");
+            assert!(
+                positions.insert(body.clone(), next).is_none(),
+                "{body} applied twice"
+            );
             next += 1;
         }
     }
@@ -103,7 +118,11 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
         match range {
             Some((start, end)) => {
                 assert_eq!(end - start, 2);
-                assert_eq!(positions.get(&format!("{tag}/0")), Some(start), "acked {tag} lost or moved");
+                assert_eq!(
+                    positions.get(&format!("{tag}/0")),
+                    Some(start),
+                    "acked {tag} lost or moved"
+                );
                 assert_eq!(positions.get(&format!("{tag}/1")), Some(&(start + 1)));
             }
             None => {

@@ -50,20 +50,54 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-struct Ministack {
-    endpoint: String,
-    bucket: String,
+/// A local S3 server used by the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum S3Server {
+    Ministack,
+    Moto,
 }
 
-static MINISTACK: OnceLock<Ministack> = OnceLock::new();
-static MINISTACK_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+impl S3Server {
+    fn script(self) -> &'static str {
+        match self {
+            Self::Ministack => "scripts/ministack.sh",
+            Self::Moto => "scripts/moto.sh",
+        }
+    }
 
-extern "C" fn stop_ministack() {
-    if let Some(dir) = MINISTACK_DIR.lock().ok().and_then(|d| d.clone()) {
-        let _ = Command::new(repo_root().join("scripts/ministack.sh"))
-            .arg("stop")
-            .arg(&dir)
-            .status();
+    fn env_prefix(self) -> &'static str {
+        match self {
+            Self::Ministack => "SLUICE_TEST_S3",
+            Self::Moto => "SLUICE_TEST_MOTO",
+        }
+    }
+
+    fn endpoint_line(self) -> &'static str {
+        match self {
+            Self::Ministack => "MINISTACK_ENDPOINT=",
+            Self::Moto => "MOTO_ENDPOINT=",
+        }
+    }
+}
+
+/// Where a running S3 server is, and the bucket tests use on it.
+#[derive(Debug, Clone)]
+pub struct S3Endpoint {
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+static S3_SERVERS: Mutex<Vec<(S3Server, S3Endpoint)>> = Mutex::new(Vec::new());
+static STARTED_HERE: Mutex<Vec<(S3Server, PathBuf)>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_s3_servers() {
+    if let Ok(started) = STARTED_HERE.lock() {
+        for (server, dir) in started.iter() {
+            let _ = Command::new(repo_root().join(server.script()))
+                .arg("stop")
+                .arg(dir)
+                .status();
+        }
     }
 }
 
@@ -71,46 +105,63 @@ unsafe extern "C" {
     fn atexit(f: extern "C" fn()) -> i32;
 }
 
-/// The S3 endpoint and bucket for tests: `SLUICE_TEST_S3_ENDPOINT` and
-/// `SLUICE_TEST_S3_BUCKET` when the test command started one, otherwise a ministack
-/// started here and stopped when the process exits.
-fn ministack() -> &'static Ministack {
-    MINISTACK.get_or_init(|| {
-        set_aws_env();
-        if let Ok(endpoint) = std::env::var("SLUICE_TEST_S3_ENDPOINT") {
-            let bucket =
-                std::env::var("SLUICE_TEST_S3_BUCKET").unwrap_or_else(|_| "sluice-test".into());
-            return Ministack { endpoint, bucket };
-        }
-        let dir =
-            std::env::temp_dir().join(format!("sluice-test-ministack-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("ministack dir");
-        let out = Command::new(repo_root().join("scripts/ministack.sh"))
+/// The endpoint of `server`: from `<PREFIX>_ENDPOINT` / `<PREFIX>_BUCKET` when the test
+/// command started one, otherwise started here (once per process) and stopped at exit.
+pub fn s3_server(server: S3Server) -> S3Endpoint {
+    set_aws_env();
+    let mut servers = S3_SERVERS.lock().unwrap();
+    if let Some((_, e)) = servers.iter().find(|(s, _)| *s == server) {
+        return e.clone();
+    }
+    let prefix = server.env_prefix();
+    let endpoint = if let Ok(endpoint) = std::env::var(format!("{prefix}_ENDPOINT")) {
+        let bucket =
+            std::env::var(format!("{prefix}_BUCKET")).unwrap_or_else(|_| "sluice-test".into());
+        S3Endpoint { endpoint, bucket }
+    } else {
+        let dir = std::env::temp_dir()
+            .join(format!("sluice-test-{server:?}-{}", std::process::id()))
+            .join("s3");
+        std::fs::create_dir_all(&dir).expect("s3 data dir");
+        let out = Command::new(repo_root().join(server.script()))
             .arg("start")
-            .arg(dir.join("s3"))
+            .arg(&dir)
             .arg("sluice-test")
             .output()
-            .expect("run scripts/ministack.sh");
+            .expect("run the S3 server script");
         assert!(
             out.status.success(),
-            "starting ministack failed: {}",
+            "starting {server:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        *MINISTACK_DIR.lock().unwrap() = Some(dir.join("s3"));
-        // SAFETY: registering a plain extern "C" function.
-        unsafe { atexit(stop_ministack) };
+        let mut started = STARTED_HERE.lock().unwrap();
+        if started.is_empty() {
+            // SAFETY: registering a plain extern "C" function.
+            unsafe { atexit(stop_s3_servers) };
+        }
+        started.push((server, dir));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let endpoint = stdout
             .lines()
-            .find_map(|l| l.strip_prefix("MINISTACK_ENDPOINT="))
+            .find_map(|l| l.strip_prefix(server.endpoint_line()))
             .expect("endpoint line")
             .trim()
             .to_owned();
-        Ministack {
+        S3Endpoint {
             endpoint,
             bucket: "sluice-test".into(),
         }
-    })
+    };
+    servers.push((server, endpoint.clone()));
+    endpoint
+}
+
+/// S3 settings for `server`'s test bucket.
+pub fn s3_settings(server: S3Server) -> S3Settings {
+    let e = s3_server(server);
+    let mut settings = S3Settings::from_env(&e.bucket);
+    settings.endpoint = Some(e.endpoint);
+    settings
 }
 
 /// A unique, valid name fragment.
@@ -130,7 +181,6 @@ pub struct TestServer {
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    pub node: sluice::server::Node,
 }
 
 impl TestServer {
@@ -155,18 +205,13 @@ impl TestServer {
                 let dir = tempfile::tempdir().expect("tempdir");
                 (ServerBackend::Local(dir.path().to_owned()), Some(dir))
             }
-            Backend::Ministack => {
-                let m = ministack();
-                let mut settings = S3Settings::from_env(&m.bucket);
-                settings.endpoint = Some(m.endpoint.clone());
-                (
-                    ServerBackend::S3 {
-                        settings,
-                        prefix: Some(unique("t")),
-                    },
-                    None,
-                )
-            }
+            Backend::Ministack => (
+                ServerBackend::S3 {
+                    settings: s3_settings(S3Server::Ministack),
+                    prefix: Some(unique("t")),
+                },
+                None,
+            ),
         };
         let mut config = test_config(&storage);
         tweak(&mut config);
@@ -218,7 +263,6 @@ impl TestServer {
             _dir: dir,
             shutdown: Some(tx),
             task: Some(task),
-            node,
         }
     }
 

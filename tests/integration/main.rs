@@ -12,3 +12,4 @@ mod faults;
 mod restart;
 mod sdk_unary;
 mod sessions;
+mod storage_conformance;

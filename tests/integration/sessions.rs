@@ -286,7 +286,6 @@ async fn sse_streams_batches_pings_and_resumes(backend: Backend) {
     let events = next_events(3, &mut text).await;
     assert_eq!(events[2].0, "batch");
     assert_eq!(events[2].1.as_deref(), Some("4,5,51"), "ids are cumulative");
-    drop(next_events);
 
     // Resume after the first event with a total budget of 4 records: one more arrives.
     let resumed = api
@@ -564,7 +563,9 @@ async fn s2s_read(
 }
 
 /// Reads frames until the body ends, decoding each as a `ReadBatch`.
-async fn all_batches(body: impl futures::Stream<Item = reqwest::Result<Bytes>>) -> Vec<proto::ReadBatch> {
+async fn all_batches(
+    body: impl futures::Stream<Item = reqwest::Result<Bytes>>,
+) -> Vec<proto::ReadBatch> {
     let mut buf = BytesMut::new();
     futures::pin_mut!(body);
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), body.next())
@@ -631,10 +632,20 @@ async fn read_sessions_heartbeat_and_end_on_their_bounds(backend: Backend) {
     assert_eq!(records, 3);
 
     // Bounded sessions end normally when their bound is reached.
-    let count = |batches: &[proto::ReadBatch]| batches.iter().map(|b| b.records.len()).sum::<usize>();
-    assert_eq!(count(&all_batches(s2s_read(&server, &basin, "seq_num=0&count=2").await).await), 2);
-    assert_eq!(count(&all_batches(s2s_read(&server, &basin, "seq_num=0&until=30").await).await), 2);
-    assert_eq!(count(&all_batches(s2s_read(&server, &basin, "seq_num=0&bytes=18").await).await), 2);
+    let count =
+        |batches: &[proto::ReadBatch]| batches.iter().map(|b| b.records.len()).sum::<usize>();
+    assert_eq!(
+        count(&all_batches(s2s_read(&server, &basin, "seq_num=0&count=2").await).await),
+        2
+    );
+    assert_eq!(
+        count(&all_batches(s2s_read(&server, &basin, "seq_num=0&until=30").await).await),
+        2
+    );
+    assert_eq!(
+        count(&all_batches(s2s_read(&server, &basin, "seq_num=0&bytes=18").await).await),
+        2
+    );
     // `wait` bounds the idle gap: the session ends a second after its last delivery.
     let started = tokio::time::Instant::now();
     let batches = all_batches(s2s_read(&server, &basin, "seq_num=1&wait=1").await).await;
