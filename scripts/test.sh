@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs (outside the repo, in
+# $SLUICE_TOOLS_DIR), starts the S3 servers on loopback, runs the Rust unit, integration
+# and process tests on the local directory and on ministack, then the official clients'
+# compatibility scripts (s2 CLI, s2 bench, Python SDK) on both backends.
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+
+# Dummy credentials and region everywhere: without them AWS clients probe the cloud
+# metadata address, which must never be contacted.
+export AWS_ACCESS_KEY_ID=sluice-test AWS_SECRET_ACCESS_KEY=sluice-test
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export SLUICE_TOOLS_DIR="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX")"
+cleanup() {
+  scripts/ministack.sh stop "$work/ministack" >/dev/null 2>&1 || true
+  scripts/moto.sh stop "$work/moto" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test tools into $SLUICE_TOOLS_DIR"
+scripts/install-tools.sh
+
+step "starting S3 servers on loopback"
+eval "$(scripts/ministack.sh start "$work/ministack" sluice-test)"
+eval "$(scripts/moto.sh start "$work/moto" sluice-test)"
+export SLUICE_TEST_S3_ENDPOINT="$MINISTACK_ENDPOINT" SLUICE_TEST_S3_BUCKET=sluice-test
+export SLUICE_TEST_MOTO_ENDPOINT="$MOTO_ENDPOINT" SLUICE_TEST_MOTO_BUCKET=sluice-test
+
+step "building"
+cargo build --locked --all-targets
+
+step "unit, integration and process tests (local directory and ministack)"
+cargo test --locked
+
+step "official clients against a running node"
+for backend in local ministack; do
+  tests/cli/cli_compat.sh "$backend"
+  tests/cli/bench.sh "$backend"
+  tests/python/run.sh "$backend"
+done
+
+step "all tests passed"
