@@ -12,8 +12,8 @@ use s2_sdk::{
     append_session::AppendSessionConfig,
     producer::ProducerConfig,
     types::{
-        AppendInput, AppendRecord, AppendRecordBatch, ReadFrom, ReadInput, ReadSessionConfig,
-        ReadSessionRetryPolicy, ReadStart, RetryConfig,
+        AppendInput, AppendRecord, AppendRecordBatch, Compression, ReadFrom, ReadInput, ReadLimits,
+        ReadSessionConfig, ReadSessionRetryPolicy, ReadStart, ReadStop, RetryConfig,
     },
 };
 use serde_json::{Value, json};
@@ -32,6 +32,7 @@ on_both_backends!(
     raw_s2s_over_http1_and_http2,
     bad_frames_end_only_their_session,
     read_sessions_heartbeat_and_end_on_their_bounds,
+    compressed_sessions_and_requests,
 );
 
 fn records(prefix: &str, n: usize) -> AppendRecordBatch {
@@ -651,4 +652,81 @@ async fn read_sessions_heartbeat_and_end_on_their_bounds(backend: Backend) {
     let batches = all_batches(s2s_read(&server, &basin, "seq_num=1&wait=1").await).await;
     assert_eq!(count(&batches), 2);
     assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+async fn compressed_sessions_and_requests(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let basin_name = server.create_basin(true).await;
+    for (i, compression) in [Compression::Zstd, Compression::Gzip]
+        .into_iter()
+        .enumerate()
+    {
+        let sdk = server.sdk_with(|c| c.with_compression(compression));
+        let stream = sdk
+            .basin(basin_name.clone())
+            .stream(format!("z{i}").parse().unwrap());
+        // Compressible batches well over the 1 KiB threshold, both unary and in a session.
+        let body = "compress me ".repeat(500);
+        stream
+            .append(AppendInput::new(records(&body, 3)))
+            .await
+            .unwrap();
+        let session = stream.append_session(AppendSessionConfig::new());
+        let ack = session
+            .submit(AppendInput::new(records(&body, 5)))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.end.seq_num, 8);
+        session.close().await.unwrap();
+
+        let unary = stream
+            .read(ReadInput::new().with_start(ReadStart::new().with_from(ReadFrom::SeqNum(0))))
+            .await
+            .unwrap();
+        assert_eq!(unary.records.len(), 8);
+        let mut read = stream
+            .read_session(
+                ReadInput::new()
+                    .with_start(ReadStart::new().with_from(ReadFrom::SeqNum(0)))
+                    .with_stop(ReadStop::new().with_limits(ReadLimits::new().with_count(8))),
+                ReadSessionConfig::new(),
+            )
+            .await
+            .unwrap();
+        let mut bodies = Vec::new();
+        while let Some(batch) = read.next().await {
+            bodies.extend(batch.unwrap().records.into_iter().map(|r| r.body));
+        }
+        assert_eq!(bodies.len(), 8);
+        assert!(
+            bodies.iter().all(|b| b.starts_with(body.as_bytes())),
+            "{compression:?}"
+        );
+
+        // The server compresses session frames as `Accept-Encoding` asks.
+        let (encoding, bits) = match compression {
+            Compression::Zstd => ("zstd", 0x20),
+            _ => ("gzip", 0x40),
+        };
+        let raw = server
+            .h2()
+            .get(server.url(&format!("/v1/streams/z{i}/records?seq_num=0&count=8")))
+            .header("s2-basin", basin_name.to_string())
+            .header("content-type", "s2s/proto")
+            .header("accept-encoding", encoding)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(raw[3] & 0x60, bits, "{encoding} frame flag");
+        let len = ((raw[0] as usize) << 16) | ((raw[1] as usize) << 8) | raw[2] as usize;
+        assert!(
+            len < 8 * body.len() / 4,
+            "{encoding} frame is compressed ({len} bytes)"
+        );
+    }
 }
