@@ -122,7 +122,7 @@ impl From<EngineError> for ApiError {
             EngineError::TransactionConflict(_) => {
                 Self::new(ErrorCode::TransactionConflict, message)
             }
-            EngineError::Storage(_) | EngineError::Corrupt(_) => {
+            EngineError::Storage(_) | EngineError::Corrupt(_) | EngineError::ObjectMissing(_) => {
                 Self::new(ErrorCode::Storage, message)
             }
             EngineError::SessionAborted => Self::new(ErrorCode::Other, message),

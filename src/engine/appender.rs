@@ -269,6 +269,12 @@ impl Plan {
             manifest.push_chunk(r.clone());
             manifest.fencing_token = fencing_token;
             manifest.trim_point = trim_point;
+            let expire_before = state
+                .config
+                .retention_policy
+                .age()
+                .map(|age| now_ms.saturating_sub(age.as_millis() as u64));
+            manifest.drop_unreadable(expire_before);
             segment = manifest.fold_if_needed(commit);
         }
         Plan {

@@ -51,7 +51,7 @@ impl ObjectCache {
                 let obj = store
                     .get(&key)
                     .await?
-                    .ok_or_else(|| EngineError::Corrupt(format!("missing chunk {key}")))?;
+                    .ok_or_else(|| EngineError::ObjectMissing(key.clone()))?;
                 let chunk = Chunk::decode(obj.bytes)
                     .map_err(|e| EngineError::Corrupt(format!("{key}: {e}")))?;
                 if chunk.first_seq() != expected.first_seq || chunk.len() != expected.count as usize
@@ -82,7 +82,7 @@ impl ObjectCache {
                 let obj = store
                     .get(&key)
                     .await?
-                    .ok_or_else(|| EngineError::Corrupt(format!("missing index segment {key}")))?;
+                    .ok_or_else(|| EngineError::ObjectMissing(key.clone()))?;
                 IndexSegment::decode_object(&obj.bytes)
                     .map(Arc::new)
                     .map_err(|e| EngineError::Corrupt(format!("{key}: {e}")))

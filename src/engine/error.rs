@@ -47,6 +47,10 @@ pub enum EngineError {
     /// An earlier append in the same session failed, so this one was not applied.
     #[error("an earlier append in this session failed")]
     SessionAborted,
+    /// An object the index referred to is gone (retention or trimming removed it after
+    /// this node read the index).
+    #[error("object missing: {0}")]
+    ObjectMissing(String),
     /// Stored data failed validation.
     #[error("corrupt data: {0}")]
     Corrupt(String),

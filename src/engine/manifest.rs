@@ -262,6 +262,31 @@ impl Manifest {
         Some((seg, IndexSegment { chunks: folded }))
     }
 
+    /// Drops index entries that no read can reach any more: those wholly below the trim
+    /// point, and, with `expire_before_ms`, those committed before it (age-based
+    /// retention). The objects they name become garbage (see [`Self::index_start`]).
+    /// Returns whether anything was dropped.
+    pub fn drop_unreadable(&mut self, expire_before_ms: Option<u64>) -> bool {
+        let expired = |committed_at_ms: u64| expire_before_ms.is_some_and(|t| committed_at_ms < t);
+        let before = (self.segments.len(), self.chunks.len());
+        let trim_point = self.trim_point;
+        let keep = self
+            .segments
+            .iter()
+            .position(|s| s.end_seq > trim_point && !expired(s.newest_committed_at_ms))
+            .unwrap_or(self.segments.len());
+        self.segments.drain(..keep);
+        if self.segments.is_empty() {
+            let keep = self
+                .chunks
+                .iter()
+                .position(|c| c.end_seq() > trim_point && !expired(c.committed_at_ms))
+                .unwrap_or(self.chunks.len());
+            self.chunks.drain(..keep);
+        }
+        before != (self.segments.len(), self.chunks.len())
+    }
+
     /// The chunk or segment holding the first record with seq_num ≥ `seq`.
     pub fn locate_seq(&self, seq: u64) -> Located<'_> {
         if seq >= self.next_seq {
@@ -374,6 +399,26 @@ mod tests {
         let mut bad = bytes.to_vec();
         bad[8] ^= 0xff;
         assert!(Manifest::decode_object(&bad).is_err());
+    }
+
+    #[test]
+    fn drops_trimmed_and_expired_entries_only_from_the_front() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 0);
+        m.push_chunk(chunk(0, 3, 10, 1));
+        m.push_chunk(chunk(3, 2, 20, 2));
+        m.push_chunk(chunk(5, 2, 30, 3));
+        assert!(!m.drop_unreadable(None));
+        m.trim_point = 4;
+        assert!(m.drop_unreadable(None), "0..3 is wholly trimmed");
+        assert_eq!(m.index_start(), 3);
+        assert!(
+            !m.drop_unreadable(Some(20)),
+            "committed at 20 is not before 20"
+        );
+        assert!(m.drop_unreadable(Some(31)));
+        assert!(m.chunks.is_empty());
+        assert_eq!(m.first_readable(), m.next_seq);
+        m.check_invariants().unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod chunk;
 pub mod error;
 pub mod layout;
+mod maintenance;
 pub mod manifest;
 pub mod reader;
 pub mod record;
@@ -73,6 +74,11 @@ pub struct EngineConfig {
     /// A following read session sends a heartbeat after a random gap in this range
     /// without records (S2 clients give up after 20 s of silence).
     pub heartbeat: std::ops::Range<Duration>,
+    /// How often open streams get their upkeep (retention, trimming, `delete_on_empty`,
+    /// garbage); every stream in the catalog gets it every tenth time.
+    pub maintenance_interval: Duration,
+    /// How long an object must have been unreachable before upkeep deletes it.
+    pub gc_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +89,8 @@ impl Default for EngineConfig {
             poll: Some(PollIntervals::default()),
             deletion_grace: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5)..Duration::from_secs(15),
+            maintenance_interval: Duration::from_secs(60),
+            gc_grace: maintenance::DEFAULT_GC_GRACE,
         }
     }
 }
@@ -919,11 +927,24 @@ impl Engine {
                     warn!(error = %e, "resuming pending deletions failed");
                 }
             }
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
-            loop {
+            let period = weak
+                .upgrade()
+                .map_or(Duration::from_secs(60), |i| i.config.maintenance_interval);
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            for round in 1u64.. {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                Engine { inner }.evict_idle_streams();
+                let engine = Engine { inner };
+                if round % 10 == 0 {
+                    if let Err(e) = engine.maintain_all_streams().await {
+                        warn!(error = %e, "catalog-wide upkeep failed");
+                    }
+                } else {
+                    engine.maintain_open_streams().await;
+                }
+                engine.evict_idle_streams();
             }
         });
     }
@@ -964,5 +985,112 @@ impl Engine {
                 _ => return Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{engine::record::RecordBatchBuilder, storage};
+
+    fn batch(bodies: &[&[u8]]) -> AppendInput {
+        let mut b = RecordBatchBuilder::new();
+        for body in bodies {
+            b.push(None, std::iter::empty(), body).unwrap();
+        }
+        AppendInput {
+            batch: b.finish().unwrap(),
+            match_seq_num: None,
+            fencing_token: None,
+        }
+    }
+
+    fn trim(point: u64) -> AppendInput {
+        let mut b = RecordBatchBuilder::new();
+        b.push(
+            None,
+            [(&b""[..], &b"trim"[..])].into_iter(),
+            &point.to_be_bytes(),
+        )
+        .unwrap();
+        AppendInput {
+            batch: b.finish().unwrap(),
+            match_seq_num: None,
+            fencing_token: None,
+        }
+    }
+
+    async fn chunk_keys(store: &DynStore, id: &str) -> Vec<String> {
+        store
+            .list(
+                &format!("{}chunks/", layout::stream_data_dir(id)),
+                None,
+                1000,
+            )
+            .await
+            .unwrap()
+            .keys
+    }
+
+    #[tokio::test]
+    async fn upkeep_deletes_trimmed_chunks_after_the_grace_period() {
+        let store = storage::memory();
+        let engine = Engine::new(
+            store.clone(),
+            EngineConfig {
+                poll: None,
+                gc_grace: Duration::ZERO,
+                maintenance_interval: Duration::from_secs(3600),
+                ..EngineConfig::default()
+            },
+        );
+        engine
+            .create_basin("upkeep-basin", BasinConfig::default(), None)
+            .await
+            .unwrap();
+        engine
+            .create_stream("upkeep-basin", "s", OptionalStreamConfig::default(), None)
+            .await
+            .unwrap();
+        let handle = engine
+            .open("upkeep-basin", "s", AutoCreate::No)
+            .await
+            .unwrap();
+        for i in 0..5u8 {
+            engine
+                .append(&handle, batch(&[&[i], &[i]]), None)
+                .await
+                .unwrap();
+        }
+        let id = handle.core.id.clone();
+        assert_eq!(chunk_keys(&store, &id).await.len(), 5);
+
+        // Trim below seq 6: chunks 0..2, 2..4 and 4..6 become unreachable.
+        engine.append(&handle, trim(6), None).await.unwrap();
+        assert_eq!(handle.core.current().manifest.index_start(), 6);
+        engine.maintain(&handle).await.unwrap(); // marks
+        engine.maintain(&handle).await.unwrap(); // deletes, the grace period being zero
+        let left = chunk_keys(&store, &id).await;
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.iter().all(|k| maintenance_first_seq(k) >= 6));
+
+        let session = engine
+            .read(
+                &handle,
+                ReadStart {
+                    from: ReadFrom::SeqNum(0),
+                    clamp: false,
+                },
+                ReadEnd::default(),
+                true,
+            )
+            .await
+            .unwrap();
+        let read = reader::read_unary(session).await.unwrap();
+        assert_eq!(read.records().next().unwrap().seq_num, 6);
+    }
+
+    fn maintenance_first_seq(key: &str) -> u64 {
+        key.rsplit('/').next().unwrap()[..20].parse().unwrap()
     }
 }

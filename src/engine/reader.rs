@@ -165,6 +165,7 @@ impl ReadSession {
     }
 
     async fn advance(&mut self) -> EngineResult<Option<ReadOutput>> {
+        let mut retried_missing = false;
         loop {
             if self.done {
                 return Ok(None);
@@ -179,7 +180,17 @@ impl ReadSession {
             let tail = state.tail();
             let start = self.next_seq.max(state.manifest.first_readable());
             if start < tail.seq_num {
-                let batch = collect(&self.core, &state, start, limit, self.until).await?;
+                let batch = match collect(&self.core, &state, start, limit, self.until).await {
+                    Ok(batch) => batch,
+                    Err(EngineError::ObjectMissing(_)) if !retried_missing => {
+                        // Trimmed or expired since this node last read the manifest: read
+                        // it again and resume at the first record that still exists.
+                        retried_missing = true;
+                        self.core.refresh().await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if batch.count == 0 {
                     // `until` or the limit stops the session before any record.
                     return Ok(None);

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -82,6 +82,11 @@ pub struct StreamCore {
     pub(super) poll_interval: Option<Duration>,
     /// Gap without records after which followers get a heartbeat.
     pub(super) heartbeat: std::ops::Range<Duration>,
+    /// Objects below this seq_num have been deleted by this node's upkeep.
+    collected_below: AtomicU64,
+    /// The index start seen at some upkeep pass, and when: objects below it become
+    /// deletable once the grace period has passed.
+    pub(super) gc_mark: parking_lot::Mutex<Option<(u64, Instant)>>,
 }
 
 impl StreamCore {
@@ -105,7 +110,17 @@ impl StreamCore {
             stale: AtomicBool::new(false),
             poll_interval,
             heartbeat,
+            collected_below: AtomicU64::new(0),
+            gc_mark: parking_lot::Mutex::new(None),
         }
+    }
+
+    pub fn collected_below(&self) -> u64 {
+        self.collected_below.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_collected_below(&self, below: u64) {
+        self.collected_below.fetch_max(below, Ordering::Relaxed);
     }
 
     pub fn current(&self) -> Arc<StreamState> {

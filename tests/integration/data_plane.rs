@@ -25,6 +25,7 @@ on_both_backends!(
     long_poll_returns_when_records_arrive,
     auto_create_on_append_and_read,
     large_batches_and_many_chunks_read_back,
+    retention_and_delete_on_empty_apply_in_the_background,
 );
 
 async fn setup(backend: Backend) -> (TestServer, Api, String) {
@@ -554,4 +555,54 @@ async fn large_batches_and_many_chunks_read_back(backend: Backend) {
         records(&reply)[0]["body"].as_str().unwrap().len(),
         1024 * 1024 - 8
     );
+}
+
+async fn retention_and_delete_on_empty_apply_in_the_background(backend: Backend) {
+    let (_server, api, _) = setup(backend).await;
+    api.create_stream("short-lived", json!({"retention_policy": {"age": 1}}))
+        .await;
+    api.append(
+        "short-lived",
+        json!({"records": [{"body": "a"}, {"body": "b"}]}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        records(
+            &api.read("short-lived", "seq_num=0")
+                .await
+                .assert_status(200)
+        )
+        .len(),
+        2
+    );
+    crate::harness::eventually(Duration::from_secs(15), || async {
+        (api.read("short-lived", "seq_num=0").await.status == 416).then_some(())
+    })
+    .await;
+    assert_eq!(api.tail("short-lived").await, 2, "expiry keeps the tail");
+    api.append("short-lived", json!({"records": [{"body": "c"}]}))
+        .await
+        .assert_status(200);
+    assert_eq!(
+        records(
+            &api.read("short-lived", "seq_num=0")
+                .await
+                .assert_status(200)
+        )[0]["seq_num"],
+        2
+    );
+
+    api.create_stream("ephemeral", json!({"delete_on_empty": {"min_age_secs": 1}}))
+        .await;
+    api.create_stream("kept", json!({"delete_on_empty": {"min_age_secs": 1}}))
+        .await;
+    api.append("kept", json!({"records": [{"body": "keeps it alive"}]}))
+        .await
+        .assert_status(200);
+    crate::harness::eventually(Duration::from_secs(15), || async {
+        (api.get("/streams/ephemeral").await.status == 404).then_some(())
+    })
+    .await;
+    api.get("/streams/kept").await.assert_status(200);
 }

@@ -364,6 +364,8 @@ async fn bind(port: u16) -> tokio::net::TcpListener {
 fn test_config(storage: &ServerBackend) -> ServerConfig {
     let mut config = ServerConfig::new(storage.clone());
     config.engine.deletion_grace = Duration::from_millis(100);
+    config.engine.maintenance_interval = Duration::from_millis(100);
+    config.engine.gc_grace = Duration::from_millis(100);
     config.shutdown_grace = Duration::from_secs(2);
     config
 }

@@ -1,0 +1,188 @@
+//! Background upkeep of streams: age-based retention, dropping trimmed index entries,
+//! `delete_on_empty`, and deleting objects no index reaches any more.
+//!
+//! Every node does this for the streams it has open, and now and then for every stream in
+//! the catalog, so streams nobody uses are kept too. Running it on several nodes at once
+//! is harmless: index changes are conditional manifest writes, deletions are idempotent,
+//! and an object is deleted only after it has been unreachable for a grace period (a
+//! reader holding an older manifest re-reads it when an object is gone).
+
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::{
+    Engine, EngineError, EngineResult, StreamHandle, now_ms,
+    stream::{StreamCore, StreamState},
+};
+use crate::storage::DynStore;
+
+/// Objects unreachable for less than this are left alone.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(30);
+
+/// What a pass found to do for one stream.
+fn expire_before(state: &StreamState, now: u64) -> Option<u64> {
+    state
+        .config
+        .retention_policy
+        .age()
+        .map(|age| now.saturating_sub(age.as_millis() as u64))
+}
+
+fn is_empty_and_idle(state: &StreamState, now: u64) -> bool {
+    let Some(min_age) = state.config.delete_on_empty.min_age() else {
+        return false;
+    };
+    let m = &state.manifest;
+    let last_activity = m.created_at_ms.max(m.last_append_ms);
+    m.first_readable() == m.next_seq
+        && now.saturating_sub(last_activity) >= min_age.as_millis() as u64
+}
+
+/// The seq_num encoded in a chunk or segment key (`…/<first-seq>-<commit>`).
+fn first_seq_of(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.split('-').next()?.parse().ok()
+}
+
+/// Deletes chunk and segment objects of `stream_id` whose first seq_num is below `below`:
+/// dropped index entries, and failed commit attempts at positions since dropped.
+async fn collect_garbage(store: &DynStore, stream_id: &str, below: u64) -> EngineResult<usize> {
+    let mut deleted = 0;
+    for dir in ["chunks/", "index/"] {
+        let dir = format!("{}{dir}", super::layout::stream_data_dir(stream_id));
+        let mut after: Option<String> = None;
+        'pages: loop {
+            let page = store.list(&dir, after.as_deref(), 1000).await?;
+            for key in &page.keys {
+                match first_seq_of(key) {
+                    Some(seq) if seq < below => {
+                        store.delete(key).await?;
+                        deleted += 1;
+                    }
+                    Some(_) => break 'pages,
+                    None => {}
+                }
+            }
+            match (page.truncated, page.keys.last()) {
+                (true, Some(last)) => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+impl Engine {
+    /// One upkeep pass over one stream.
+    pub async fn maintain(&self, handle: &StreamHandle) -> EngineResult<()> {
+        let core = &handle.core;
+        let state = core.refresh().await?;
+        if state.manifest.is_deleted() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let cutoff = expire_before(&state, now);
+        if state.manifest.clone().drop_unreadable(cutoff) {
+            self.modify_manifest(core, |m| Ok(m.drop_unreadable(cutoff)))
+                .await?;
+        }
+        let state = core.current();
+        if is_empty_and_idle(&state, now) {
+            debug!(basin = %core.basin, stream = %core.name, "deleting empty stream");
+            return match self.delete_stream(&core.basin, &core.name).await {
+                Ok(()) | Err(EngineError::StreamNotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        self.collect_unreachable(
+            core,
+            state.manifest.index_start(),
+            self.inner.config.gc_grace,
+        )
+        .await
+    }
+
+    /// Deletes objects below `index_start` once they have been unreachable for `grace`.
+    async fn collect_unreachable(
+        &self,
+        core: &StreamCore,
+        index_start: u64,
+        grace: Duration,
+    ) -> EngineResult<()> {
+        let due = {
+            let mut mark = core.gc_mark.lock();
+            match *mark {
+                // Everything below the mark was unreachable when it was set.
+                Some((below, since)) if since.elapsed() >= grace => Some(below),
+                Some(_) => None,
+                None => {
+                    if index_start > core.collected_below() {
+                        *mark = Some((index_start, Instant::now()));
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(below) = due {
+            let n = collect_garbage(&self.inner.store, &core.id, below).await?;
+            debug!(stream = %core.name, deleted = n, below, "collected unreachable objects");
+            core.set_collected_below(below);
+            let mut mark = core.gc_mark.lock();
+            *mark = (index_start > below).then(|| (index_start, Instant::now()));
+        }
+        Ok(())
+    }
+
+    /// Upkeep of every stream open on this node.
+    pub(super) async fn maintain_open_streams(&self) {
+        let handles: Vec<_> = self.inner.streams.lock().values().cloned().collect();
+        for h in handles {
+            if let Err(e) = self.maintain(&h).await {
+                warn!(basin = %h.core.basin, stream = %h.core.name, error = %e, "stream upkeep failed");
+            }
+        }
+    }
+
+    /// Upkeep of every stream in the catalog, opening each in turn.
+    pub(super) async fn maintain_all_streams(&self) -> EngineResult<()> {
+        let mut after = String::new();
+        loop {
+            let (basins, more) = self.inner.catalog.list_basins("", &after, 1000).await?;
+            for b in basins.iter().filter(|b| b.deleted_at.is_none()) {
+                for s in self.inner.catalog.all_streams(&b.name).await? {
+                    if s.deleted_at.is_some() {
+                        continue;
+                    }
+                    match self.open(&b.name, &s.name, super::AutoCreate::No).await {
+                        Ok(h) => {
+                            if let Err(e) = self.maintain(&h).await {
+                                warn!(basin = %b.name, stream = %s.name, error = %e, "stream upkeep failed");
+                            }
+                        }
+                        Err(e) => {
+                            debug!(basin = %b.name, stream = %s.name, error = %e, "skipping upkeep")
+                        }
+                    }
+                }
+            }
+            match (more, basins.last()) {
+                (true, Some(last)) => after = last.name.clone(),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_first_seq_from_keys() {
+        assert_eq!(
+            first_seq_of("data/abc/chunks/00000000000000000042-00000000000000ff"),
+            Some(42)
+        );
+        assert_eq!(first_seq_of("data/abc/manifest"), None);
+    }
+}
