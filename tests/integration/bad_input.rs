@@ -6,12 +6,12 @@ use serde_json::json;
 use crate::{
     harness::{Backend, TestServer, basin_name},
     http::Api,
-    on_both_backends,
+    on_every_backend,
 };
 
-on_both_backends!(
+on_every_backend!(
     bad_appends_are_refused_and_write_nothing,
-    bad_names_headers_and_queries
+    bad_names_headers_and_queries,
 );
 
 async fn bad_appends_are_refused_and_write_nothing(backend: Backend) {

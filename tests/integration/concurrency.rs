@@ -13,10 +13,10 @@ use s2_sdk::types::{
 
 use crate::{
     harness::{Backend, TestServer},
-    on_both_backends,
+    on_every_backend,
 };
 
-on_both_backends!(eight_concurrent_appenders_lose_and_duplicate_nothing);
+on_every_backend!(eight_concurrent_appenders_lose_and_duplicate_nothing,);
 
 /// (task, batch index, start seq_num, end seq_num), in the order each task saw its acks.
 type AckedBatch = (usize, usize, u64, u64);

@@ -8,10 +8,10 @@ use serde_json::json;
 use crate::{
     harness::{Backend, TestServer, basin_name, eventually},
     http::Api,
-    on_both_backends,
+    on_every_backend,
 };
 
-on_both_backends!(
+on_every_backend!(
     basin_lifecycle,
     basin_listing_is_ordered_and_paginated,
     stream_lifecycle,

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use crate::{
     harness::{Backend, TestServer, basin_name},
     http::Api,
-    on_both_backends,
+    on_every_backend,
 };
 
-on_both_backends!(
+on_every_backend!(
     json_append_and_read_round_trip,
     protobuf_append_and_read_round_trip,
     conditions_fail_with_exact_bodies,
@@ -25,8 +25,14 @@ on_both_backends!(
     long_poll_returns_when_records_arrive,
     auto_create_on_append_and_read,
     large_batches_and_many_chunks_read_back,
-    retention_and_delete_on_empty_apply_in_the_background,
 );
+
+/// Tests that configure or restart the node run in process only.
+mod in_process {
+    use super::*;
+
+    crate::on_both_backends!(retention_and_delete_on_empty_apply_in_the_background,);
+}
 
 async fn setup(backend: Backend) -> (TestServer, Api, String) {
     let server = TestServer::start(backend).await;

@@ -2,7 +2,6 @@
 //! or over a real S3 server (ministack) started once per test process.
 
 use std::{
-    net::SocketAddr,
     path::PathBuf,
     process::Command,
     sync::{Mutex, OnceLock},
@@ -21,8 +20,13 @@ use tokio::{sync::oneshot, task::JoinHandle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// An in-process node on a temporary local directory.
     Local,
+    /// An in-process node on ministack.
     Ministack,
+    /// Several `sluice` processes behind a load balancer, started outside the test
+    /// process (`scripts/cluster.sh`), at `SLUICE_TEST_CLUSTER_ENDPOINT`.
+    Cluster,
 }
 
 /// Dummy credentials and region, so that no client ever looks for cloud metadata.
@@ -176,7 +180,13 @@ pub fn basin_name() -> String {
 
 pub struct TestServer {
     pub backend: Backend,
-    pub addr: SocketAddr,
+    /// `host:port` the tests talk to.
+    pub addr: String,
+    /// Present for in-process nodes.
+    local: Option<LocalNode>,
+}
+
+struct LocalNode {
     storage: ServerBackend,
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -185,6 +195,20 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(backend: Backend) -> Self {
+        if backend == Backend::Cluster {
+            set_aws_env();
+            let endpoint = std::env::var("SLUICE_TEST_CLUSTER_ENDPOINT")
+                .expect("cluster tests need SLUICE_TEST_CLUSTER_ENDPOINT (see scripts/cluster.sh)");
+            let addr = endpoint
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned();
+            return Self {
+                backend,
+                addr,
+                local: None,
+            };
+        }
         Self::start_with(backend, |_| {}).await
     }
 
@@ -201,6 +225,7 @@ impl TestServer {
     ) -> Self {
         set_aws_env();
         let (storage, dir) = match backend {
+            Backend::Cluster => panic!("this test needs an in-process node"),
             Backend::Local => {
                 let dir = tempfile::tempdir().expect("tempdir");
                 (ServerBackend::Local(dir.path().to_owned()), Some(dir))
@@ -258,11 +283,13 @@ impl TestServer {
         });
         Self {
             backend,
-            addr,
-            storage,
-            _dir: dir,
-            shutdown: Some(tx),
-            task: Some(task),
+            addr: addr.to_string(),
+            local: Some(LocalNode {
+                storage,
+                _dir: dir,
+                shutdown: Some(tx),
+                task: Some(task),
+            }),
         }
     }
 
@@ -278,19 +305,21 @@ impl TestServer {
     pub async fn restart(mut self) -> Self {
         self.stop().await;
         let backend = self.backend;
-        let storage = self.storage.clone();
-        let dir = self._dir.take();
-        let port = self.addr.port();
+        let port: u16 = self.addr.rsplit(':').next().unwrap().parse().unwrap();
+        let mut local = self.local.take().expect("an in-process node");
+        let storage = local.storage.clone();
+        let dir = local._dir.take();
         drop(self);
         let config = test_config(&storage);
         Self::launch(backend, storage, dir, config, Some(port)).await
     }
 
     pub async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
+        let local = self.local.as_mut().expect("an in-process node");
+        if let Some(tx) = local.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
+        if let Some(task) = local.task.take() {
             let _ = task.await;
         }
     }
@@ -340,7 +369,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
+        if let Some(tx) = self.local.as_mut().and_then(|l| l.shutdown.take()) {
             let _ = tx.send(());
         }
     }
@@ -406,6 +435,26 @@ where
 }
 
 /// Runs every listed async test function once per backend.
+/// Runs every listed async test function once per backend, including a cluster behind a
+/// load balancer (`#[ignore]`d unless run by `scripts/cluster-tests.sh`).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_backends!($($name),*);
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs a running cluster: scripts/cluster-tests.sh"]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Cluster).await
+                }
+            )*
+        }
+    };
+}
+
+/// Runs every listed async test function against an in-process node on each storage
+/// backend (tests that configure, restart or fault the node).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {

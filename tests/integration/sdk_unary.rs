@@ -17,10 +17,10 @@ use s2_sdk::{
 
 use crate::{
     harness::{Backend, TestServer, basin_name, eventually},
-    on_both_backends,
+    on_every_backend,
 };
 
-on_both_backends!(
+on_every_backend!(
     sdk_basin_and_stream_lifecycle,
     sdk_unary_append_read_and_check_tail,
     sdk_fence_trim_and_typed_condition_failures,

@@ -21,19 +21,27 @@ use serde_json::{Value, json};
 use crate::{
     harness::{Backend, TestServer, basin_name},
     http::Api,
-    on_both_backends,
+    on_every_backend,
 };
 
-on_both_backends!(
+on_every_backend!(
     sdk_append_session_pipelines_with_acks_in_order,
     sdk_read_session_catches_up_then_follows,
-    sdk_sessions_survive_a_server_restart,
     sse_streams_batches_pings_and_resumes,
     raw_s2s_over_http1_and_http2,
     bad_frames_end_only_their_session,
-    read_sessions_heartbeat_and_end_on_their_bounds,
     compressed_sessions_and_requests,
 );
+
+/// Tests that configure or restart the node run in process only.
+mod in_process {
+    use super::*;
+
+    crate::on_both_backends!(
+        sdk_sessions_survive_a_server_restart,
+        read_sessions_heartbeat_and_end_on_their_bounds,
+    );
+}
 
 fn records(prefix: &str, n: usize) -> AppendRecordBatch {
     AppendRecordBatch::try_from_iter(
