@@ -1,9 +1,11 @@
 //! The embedded default: objects as files under a local directory.
 //!
-//! `object_store`'s `LocalFileSystem` writes atomically (temp file + rename) and creates
-//! exclusively, but has no conditional replace and its ETags derive from inode and mtime,
-//! which can repeat. This backend therefore
+//! `object_store`'s `LocalFileSystem` serves reads, listings and deletes. It has no
+//! conditional replace, its ETags derive from inode and mtime (which can repeat), and its
+//! writes are not synced to disk. This backend therefore
 //! - versions objects by a hash of their content (like S3's MD5 ETags),
+//! - writes through a synced staging file moved into place and a synced directory, so an
+//!   acknowledged write survives a machine crash, not just a process crash,
 //! - performs every write under a per-key lock, so check-then-write is atomic for this
 //!   process, and
 //! - holds an exclusive lock file on the directory, so no second process can write to it.
@@ -18,10 +20,7 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    local::LocalFileSystem,
-};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, local::LocalFileSystem};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
@@ -121,22 +120,49 @@ impl LocalStore {
         }
     }
 
-    async fn write(
-        &self,
-        key: &str,
-        bytes: Bytes,
-        mode: PutMode,
-    ) -> Result<ETag, object_store::Error> {
+    /// Writes `bytes` at `key` durably: into a staging file that is synced, then moved into
+    /// place (renamed over, or hard-linked so that an existing object wins), then the
+    /// directory is synced. `Ok(None)`: `create_new` and the object exists.
+    async fn write(&self, key: &str, bytes: Bytes, create_new: bool) -> StorageResult<Option<ETag>> {
         let etag = content_etag(&bytes);
-        let p = path(key).map_err(|e| object_store::Error::Generic {
-            store: "local",
-            source: Box::new(e),
-        })?;
-        self.fs
-            .put_opts(&p, PutPayload::from_bytes(bytes), PutOptions::from(mode))
-            .await?;
-        Ok(etag)
+        let target = self
+            .fs
+            .path_to_filesystem(&path(key)?)
+            .map_err(|e| StorageError::Config(e.to_string()))?;
+        let written = tokio::task::spawn_blocking(move || write_durably(&target, &bytes, create_new))
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("write task: {e}")))?
+            .map_err(|e| StorageError::Unavailable(format!("writing {key}: {e}")))?;
+        Ok(written.then_some(etag))
     }
+}
+
+/// See [`LocalStore::write`]. The staging file's name ends in `#<digits>`, which
+/// `LocalFileSystem` listings skip.
+fn write_durably(target: &FsPath, bytes: &[u8], create_new: bool) -> std::io::Result<bool> {
+    use std::io::Write;
+    let dir = target.parent().expect("keys have a parent directory");
+    std::fs::create_dir_all(dir)?;
+    let name = target.file_name().expect("keys name a file").to_string_lossy();
+    let staging = dir.join(format!("{name}#{}", rand::random::<u64>()));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&staging)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        if create_new {
+            match std::fs::hard_link(&staging, target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        } else {
+            std::fs::rename(&staging, target)?;
+        }
+        File::open(dir)?.sync_all()?;
+        Ok(true)
+    })();
+    let _ = std::fs::remove_file(&staging);
+    result
 }
 
 #[async_trait]
@@ -168,18 +194,18 @@ impl Store for LocalStore {
 
     async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag> {
         let _guard = self.lock_key(key).await;
-        self.write(key, bytes, PutMode::Overwrite)
-            .await
-            .map_err(unavailable)
+        Ok(self
+            .write(key, bytes, false)
+            .await?
+            .expect("overwrites always write"))
     }
 
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> StorageResult<PutOutcome> {
         let _guard = self.lock_key(key).await;
-        match self.write(key, bytes, PutMode::Create).await {
-            Ok(etag) => Ok(PutOutcome::Written(etag)),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::PreconditionFailed),
-            Err(e) => Err(unavailable(e)),
-        }
+        Ok(match self.write(key, bytes, true).await? {
+            Some(etag) => PutOutcome::Written(etag),
+            None => PutOutcome::PreconditionFailed,
+        })
     }
 
     async fn put_if_match(
@@ -190,11 +216,11 @@ impl Store for LocalStore {
     ) -> StorageResult<PutOutcome> {
         let _guard = self.lock_key(key).await;
         match self.read(key).await? {
-            Some(current) if &current.etag == etag => self
-                .write(key, bytes, PutMode::Overwrite)
-                .await
-                .map(PutOutcome::Written)
-                .map_err(unavailable),
+            Some(current) if &current.etag == etag => Ok(PutOutcome::Written(
+                self.write(key, bytes, false)
+                    .await?
+                    .expect("overwrites always write"),
+            )),
             _ => Ok(PutOutcome::PreconditionFailed),
         }
     }
