@@ -185,7 +185,7 @@ sluice_start() {
 # ----------------------------------------------------------- executed --
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   set -euo pipefail
-  [[ $# -ge 1 ]] || { sed -n '2,9p' "$0" >&2; exit 2; }
+  [[ $# -ge 1 ]] || { sed -n '3,8p' "$0" >&2; exit 2; }
   _backend="$1"; shift
   [[ "${1:-}" == -- ]] && shift
   sluice_start "$_backend"
