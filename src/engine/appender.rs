@@ -55,8 +55,12 @@ impl Default for AppenderSettings {
     }
 }
 
-/// Retries after precondition failures before giving up with `transaction_conflict`.
-const MAX_CONFLICTS: usize = 16;
+/// How long a commit keeps retrying after precondition failures (other nodes' commits)
+/// before giving up with the retryable `transaction_conflict`; below the SDK's 5 s
+/// request timeout, so the client sees the conflict rather than a timeout.
+const CONFLICT_BUDGET: Duration = Duration::from_secs(3);
+/// Longest pause between conflicting attempts.
+const MAX_CONFLICT_BACKOFF: Duration = Duration::from_millis(100);
 /// Attempts to write (or resolve) a commit through storage errors.
 const MAX_STORAGE_ATTEMPTS: usize = 6;
 
@@ -339,11 +343,16 @@ fn landed(attempts: &mut Vec<Attempt>, manifest: &Manifest) -> Option<Attempt> {
     Some(attempts.swap_remove(i))
 }
 
-async fn backoff(attempt: usize, base: Duration) {
-    let factor = 1u32 << attempt.min(6);
-    let max = base * factor;
+/// Sleeps a uniformly random time up to `base · 2^attempt`, capped at `cap`, so that
+/// writers that collided spread out.
+async fn backoff_capped(attempt: usize, base: Duration, cap: Duration) {
+    let max = (base * (1u32 << attempt.min(10))).min(cap);
     let jitter = rand::random_range(0..=max.as_micros() as u64);
     tokio::time::sleep(Duration::from_micros(jitter)).await;
+}
+
+async fn backoff(attempt: usize, base: Duration) {
+    backoff_capped(attempt, base, Duration::from_secs(1)).await;
 }
 
 /// Re-reads the manifest after a failed or unknown write, with retries.
@@ -363,6 +372,7 @@ async fn reload(core: &StreamCore) -> EngineResult<Arc<StreamState>> {
 }
 
 async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
+    let started = tokio::time::Instant::now();
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut conflicts = 0;
     let mut storage_failures = 0;
@@ -446,7 +456,7 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
             cache_landed(core, &chunk_ref, attempt.commit, chunk).await;
             return reply(pending, attempt.outcomes, tail);
         }
-        if conflicts > MAX_CONFLICTS {
+        if conflicts > 0 && started.elapsed() > CONFLICT_BUDGET {
             return fail_all(
                 pending,
                 EngineError::TransactionConflict(
@@ -463,7 +473,12 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
                 ),
             );
         }
-        backoff(conflicts + storage_failures, Duration::from_millis(2)).await;
+        backoff_capped(
+            conflicts + storage_failures,
+            Duration::from_millis(2),
+            MAX_CONFLICT_BACKOFF,
+        )
+        .await;
     }
 }
 

@@ -301,6 +301,19 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Another node on the same bucket and prefix (S3 backends only: a local directory
+    /// admits one process).
+    pub async fn start_peer(&self) -> Self {
+        let local = self.local.as_ref().expect("an in-process node");
+        assert!(
+            matches!(local.storage, ServerBackend::S3 { .. }),
+            "peers share a bucket"
+        );
+        let storage = local.storage.clone();
+        let config = test_config(&storage);
+        Self::launch(self.backend, storage, None, config, None).await
+    }
+
     /// Stops this node (gracefully) and starts a new one on the same storage and port.
     pub async fn restart(mut self) -> Self {
         self.stop().await;
