@@ -123,16 +123,22 @@ impl LocalStore {
     /// Writes `bytes` at `key` durably: into a staging file that is synced, then moved into
     /// place (renamed over, or hard-linked so that an existing object wins), then the
     /// directory is synced. `Ok(None)`: `create_new` and the object exists.
-    async fn write(&self, key: &str, bytes: Bytes, create_new: bool) -> StorageResult<Option<ETag>> {
+    async fn write(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        create_new: bool,
+    ) -> StorageResult<Option<ETag>> {
         let etag = content_etag(&bytes);
         let target = self
             .fs
             .path_to_filesystem(&path(key)?)
             .map_err(|e| StorageError::Config(e.to_string()))?;
-        let written = tokio::task::spawn_blocking(move || write_durably(&target, &bytes, create_new))
-            .await
-            .map_err(|e| StorageError::Unavailable(format!("write task: {e}")))?
-            .map_err(|e| StorageError::Unavailable(format!("writing {key}: {e}")))?;
+        let written =
+            tokio::task::spawn_blocking(move || write_durably(&target, &bytes, create_new))
+                .await
+                .map_err(|e| StorageError::Unavailable(format!("write task: {e}")))?
+                .map_err(|e| StorageError::Unavailable(format!("writing {key}: {e}")))?;
         Ok(written.then_some(etag))
     }
 }
@@ -143,10 +149,16 @@ fn write_durably(target: &FsPath, bytes: &[u8], create_new: bool) -> std::io::Re
     use std::io::Write;
     let dir = target.parent().expect("keys have a parent directory");
     std::fs::create_dir_all(dir)?;
-    let name = target.file_name().expect("keys name a file").to_string_lossy();
+    let name = target
+        .file_name()
+        .expect("keys name a file")
+        .to_string_lossy();
     let staging = dir.join(format!("{name}#{}", rand::random::<u64>()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&staging)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         if create_new {
