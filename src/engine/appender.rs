@@ -108,38 +108,233 @@ async fn run(
     mut rx: mpsc::Receiver<AppendRequest>,
     settings: AppenderSettings,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut bytes = first.input.batch.metered_bytes();
-        let mut pending = vec![first];
-        while bytes < settings.max_commit_bytes {
-            match rx.try_recv() {
-                Ok(req) => {
-                    bytes += req.input.batch.metered_bytes();
-                    pending.push(req);
+    let mut staged: Option<Staged> = None;
+    loop {
+        let current = match staged.take() {
+            Some(s) => s,
+            None => {
+                let Some(first) = rx.recv().await else { return };
+                let pending = gather(&core, &mut rx, &settings, first).await;
+                match stage(&core, pending).await {
+                    Some(s) => s,
+                    None => continue,
                 }
-                Err(_) => break,
             }
-        }
-        let linger = match core.current().config.storage_class.as_deref() {
-            Some("standard") => settings.standard_linger,
-            _ => settings.express_linger,
         };
-        if !linger.is_zero() && bytes < settings.max_commit_bytes {
-            let deadline = tokio::time::Instant::now() + linger;
-            while bytes < settings.max_commit_bytes {
-                tokio::select! {
-                    req = rx.recv() => match req {
-                        Some(req) => {
-                            bytes += req.input.batch.metered_bytes();
-                            pending.push(req);
-                        }
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(deadline) => break,
+        staged = advance(&core, &mut rx, &settings, current).await;
+    }
+}
+
+/// Takes `first` and whatever else is queued, up to the commit size cap; for `standard`
+/// streams, keeps gathering until the linger period after `first` has passed.
+async fn gather(
+    core: &StreamCore,
+    rx: &mut mpsc::Receiver<AppendRequest>,
+    settings: &AppenderSettings,
+    first: AppendRequest,
+) -> Vec<AppendRequest> {
+    let mut bytes = first.input.batch.metered_bytes();
+    let mut pending = vec![first];
+    while bytes < settings.max_commit_bytes {
+        match rx.try_recv() {
+            Ok(req) => {
+                bytes += req.input.batch.metered_bytes();
+                pending.push(req);
+            }
+            Err(_) => break,
+        }
+    }
+    let linger = linger(core, settings);
+    if !linger.is_zero() && bytes < settings.max_commit_bytes {
+        let deadline = tokio::time::Instant::now() + linger;
+        while bytes < settings.max_commit_bytes {
+            tokio::select! {
+                req = rx.recv() => match req {
+                    Some(req) => {
+                        bytes += req.input.batch.metered_bytes();
+                        pending.push(req);
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    }
+    pending
+}
+
+/// How long the stream's storage class lets a commit wait for more appends.
+fn linger(core: &StreamCore, settings: &AppenderSettings) -> Duration {
+    match core.current().config.storage_class.as_deref() {
+        Some("standard") => settings.standard_linger,
+        _ => settings.express_linger,
+    }
+}
+
+/// A planned commit whose chunk is durable; its manifest write is next.
+struct Staged {
+    requests: Vec<AppendRequest>,
+    plan: Plan,
+    /// The state the plan was made against; its ETag is the write's precondition.
+    base: Arc<StreamState>,
+}
+
+/// Plans `pending` against the latest state this node knows and writes its chunk.
+/// Requests that need no write are answered here, as are batches whose chunk could not
+/// be written (through the retrying path).
+async fn stage(core: &StreamCore, pending: Vec<AppendRequest>) -> Option<Staged> {
+    let mut state = core.current();
+    let mut plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+    if plan.has_rejections() {
+        // A refusal must reflect the stream as it is, not as this node last saw it.
+        state = match core.refresh().await {
+            Ok(s) => s,
+            Err(e) => {
+                fail_all(pending, e);
+                return None;
+            }
+        };
+        plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+    }
+    if state.manifest.is_deleted() {
+        core.mark_stale();
+        fail_all(
+            pending,
+            EngineError::StreamDeletionPending(core.name.clone()),
+        );
+        return None;
+    }
+    let Some((chunk_ref, chunk)) = &plan.chunk else {
+        reply(pending, plan.outcomes, state.tail());
+        return None;
+    };
+    if write_objects(core, chunk_ref, chunk, plan.segment.as_ref())
+        .await
+        .is_err()
+    {
+        commit(core, pending, Vec::new()).await;
+        return None;
+    }
+    Some(Staged {
+        requests: pending,
+        plan,
+        base: state,
+    })
+}
+
+/// Writes `current`'s manifest. While that write is in flight, requests that arrive are
+/// planned on top of it and their chunk is written, so consecutive commits overlap (one
+/// manifest write in flight, the next chunk alongside it); that next commit is returned,
+/// ready for its own manifest write. If `current` loses a race or its outcome is unknown,
+/// both are settled through the retrying path instead.
+async fn advance(
+    core: &StreamCore,
+    rx: &mut mpsc::Receiver<AppendRequest>,
+    settings: &AppenderSettings,
+    current: Staged,
+) -> Option<Staged> {
+    let key = layout::manifest_key(&core.id);
+    let bytes = current.plan.manifest.encode_object();
+    let etag = current.base.etag.clone();
+    let write = core.store.put_if_match(&key, bytes, &etag);
+    tokio::pin!(write);
+
+    let mut result = None;
+    let mut next: Option<(Vec<AppendRequest>, Plan)> = None;
+    // Lingering streams gather while nothing is in flight instead; gathering here would
+    // hold up the write in flight.
+    let overlap = linger(core, settings).is_zero();
+    tokio::select! {
+        biased;
+        r = &mut write => result = Some(r),
+        first = rx.recv(), if overlap => if let Some(first) = first {
+            let pending = gather(core, rx, settings, first).await;
+            // The state `current` will produce, if its write succeeds.
+            let projected = StreamState {
+                manifest: current.plan.manifest.clone(),
+                etag: current.base.etag.clone(),
+                config: current.base.config.clone(),
+            };
+            let plan = Plan::build(
+                &projected,
+                &pending,
+                rand::random(),
+                now_ms(),
+                &current.plan.failed_sessions,
+            );
+            next = Some((pending, plan));
+        },
+    }
+    let next_chunk = async {
+        match &next {
+            Some((_, plan)) => match &plan.chunk {
+                Some((r, c)) => Some(write_objects(core, r, c, plan.segment.as_ref()).await),
+                None => None,
+            },
+            None => None,
+        }
+    };
+    let (result, next_chunk) = match result {
+        Some(r) => (r, next_chunk.await),
+        None => tokio::join!(&mut write, next_chunk),
+    };
+
+    let Staged { requests, plan, .. } = current;
+    let (chunk_ref, chunk) = plan.chunk.clone().expect("staged commits have a chunk");
+    match result {
+        Ok(PutOutcome::Written(etag)) => {
+            core.cache
+                .insert_chunk(chunk_ref.key(&core.id), chunk)
+                .await;
+            let state = match StreamState::new(plan.manifest, etag) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    fail_all(requests, e);
+                    if let Some((pending, _)) = next {
+                        commit(core, pending, Vec::new()).await;
+                    }
+                    return None;
+                }
+            };
+            core.publish(state.clone());
+            reply(requests, plan.outcomes, state.tail());
+            let (pending, next_plan) = next?;
+            match next_chunk {
+                // Planned on exactly the state now current: its refusals stand as they are.
+                None => {
+                    reply(pending, next_plan.outcomes, state.tail());
+                    None
+                }
+                Some(Ok(())) => Some(Staged {
+                    requests: pending,
+                    plan: next_plan,
+                    base: state,
+                }),
+                Some(Err(_)) => {
+                    commit(core, pending, Vec::new()).await;
+                    None
                 }
             }
         }
-        commit(&core, pending).await;
+        other => {
+            match &other {
+                Ok(_) => debug!(stream = %core.name, "manifest changed underneath a commit"),
+                Err(e) => {
+                    warn!(stream = %core.name, error = %e, "manifest write failed; resolving")
+                }
+            }
+            let attempt = Attempt {
+                first_seq: chunk_ref.first_seq,
+                commit: plan.commit,
+                outcomes: plan.outcomes,
+                chunk,
+            };
+            commit(core, requests, vec![attempt]).await;
+            if let Some((pending, _)) = next {
+                commit(core, pending, Vec::new()).await;
+            }
+            None
+        }
     }
 }
 
@@ -154,13 +349,28 @@ enum Outcome {
 struct Plan {
     commit: u64,
     manifest: Manifest,
-    chunk: Option<(ChunkRef, Chunk)>,
+    chunk: Option<(ChunkRef, Arc<Chunk>)>,
     segment: Option<(SegmentRef, IndexSegment)>,
     outcomes: Vec<Outcome>,
+    /// Sessions (by [`SessionGate`] address) with a request refused in this plan; a plan
+    /// stacked on this one must apply none of their later requests.
+    failed_sessions: Vec<usize>,
+}
+
+fn gate_id(gate: &Arc<SessionGate>) -> usize {
+    Arc::as_ptr(gate) as usize
 }
 
 impl Plan {
-    fn build(state: &StreamState, pending: &[AppendRequest], commit: u64, now_ms: u64) -> Self {
+    /// Plans `pending` in order against `state`. `prior_failed` are sessions refused by a
+    /// plan this one is stacked on.
+    fn build(
+        state: &StreamState,
+        pending: &[AppendRequest],
+        commit: u64,
+        now_ms: u64,
+        prior_failed: &[usize],
+    ) -> Self {
         let mut manifest = state.manifest.next_version();
         let ts_config = state.config.timestamping;
         let capacity: usize = pending
@@ -172,13 +382,13 @@ impl Plan {
         let mut fencing_token = manifest.fencing_token.clone();
         let mut trim_point = manifest.trim_point;
         let mut metered_total = 0u64;
-        let mut failed_sessions: Vec<*const SessionGate> = Vec::new();
+        let mut failed_sessions: Vec<usize> = Vec::new();
         let mut outcomes = Vec::with_capacity(pending.len());
 
         for req in pending {
-            let gate = req.session.as_ref().map(Arc::as_ptr);
+            let gate = req.session.as_ref().map(gate_id);
             if req.session.as_ref().is_some_and(|g| g.has_failed())
-                || gate.is_some_and(|g| failed_sessions.contains(&g))
+                || gate.is_some_and(|g| failed_sessions.contains(&g) || prior_failed.contains(&g))
             {
                 outcomes.push(Outcome::Rejected(EngineError::SessionAborted));
                 continue;
@@ -254,7 +464,7 @@ impl Plan {
         }
 
         let chunk = (!chunk.is_empty()).then(|| {
-            let chunk = chunk.finish();
+            let chunk = Arc::new(chunk.finish());
             let first = chunk.record(0).timestamp;
             let r = ChunkRef {
                 first_seq: chunk.first_seq(),
@@ -287,6 +497,7 @@ impl Plan {
             chunk,
             segment,
             outcomes,
+            failed_sessions,
         }
     }
 
@@ -302,6 +513,7 @@ struct Attempt {
     first_seq: u64,
     commit: u64,
     outcomes: Vec<Outcome>,
+    chunk: Arc<Chunk>,
 }
 
 fn now_ms() -> u64 {
@@ -371,13 +583,28 @@ async fn reload(core: &StreamCore) -> EngineResult<Arc<StreamState>> {
     Err(last_error.expect("at least one attempt"))
 }
 
-async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
+/// The retrying path: commits `pending` one attempt after another until one lands, it is
+/// clear that none will, or the budget is spent. `attempts` made earlier (whose outcome is
+/// unknown) are looked for first.
+async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Vec<Attempt>) {
     let started = tokio::time::Instant::now();
-    let mut attempts: Vec<Attempt> = Vec::new();
     let mut conflicts = 0;
     let mut storage_failures = 0;
     let mut state = core.current();
     let mut fresh = false;
+    if !attempts.is_empty() {
+        state = match reload(core).await {
+            Ok(s) => s,
+            Err(e) => return fail_all(pending, e),
+        };
+        fresh = true;
+        if let Some(attempt) = landed(&mut attempts, &state.manifest) {
+            let tail = state.tail();
+            cache_landed(core, &attempt).await;
+            return reply(pending, attempt.outcomes, tail);
+        }
+        conflicts = 1;
+    }
     loop {
         if state.manifest.is_deleted() {
             core.mark_stale();
@@ -386,7 +613,7 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
                 EngineError::StreamDeletionPending(core.name.clone()),
             );
         }
-        let plan = Plan::build(&state, &pending, rand::random(), now_ms());
+        let plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
         if plan.has_rejections() && !fresh {
             match core.refresh().await {
                 Ok(s) => {
@@ -417,13 +644,13 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
             first_seq: chunk_ref.first_seq,
             commit: plan.commit,
             outcomes: plan.outcomes.clone(),
+            chunk: chunk.clone(),
         });
         let bytes = plan.manifest.encode_object();
         let key = layout::manifest_key(&core.id);
         let result = core.store.put_if_match(&key, bytes, &state.etag).await;
         match result {
             Ok(PutOutcome::Written(etag)) => {
-                let chunk = Arc::new(chunk);
                 core.cache
                     .insert_chunk(chunk_ref.key(&core.id), chunk)
                     .await;
@@ -453,7 +680,7 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
         fresh = true;
         if let Some(attempt) = landed(&mut attempts, &state.manifest) {
             let tail = state.tail();
-            cache_landed(core, &chunk_ref, attempt.commit, chunk).await;
+            cache_landed(core, &attempt).await;
             return reply(pending, attempt.outcomes, tail);
         }
         if conflicts > 0 && started.elapsed() > CONFLICT_BUDGET {
@@ -482,19 +709,16 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>) {
     }
 }
 
-/// After a commit turned out to have landed, caches its chunk if it is the one in hand.
-async fn cache_landed(core: &StreamCore, chunk_ref: &ChunkRef, commit: u64, chunk: Chunk) {
-    if chunk_ref.commit == commit {
-        core.cache
-            .insert_chunk(chunk_ref.key(&core.id), Arc::new(chunk))
-            .await;
-    }
+/// After an attempt turned out to have landed, makes its chunk readable from memory.
+async fn cache_landed(core: &StreamCore, attempt: &Attempt) {
+    let key = layout::chunk_key(&core.id, attempt.first_seq, attempt.commit);
+    core.cache.insert_chunk(key, attempt.chunk.clone()).await;
 }
 
 async fn write_objects(
     core: &StreamCore,
     chunk_ref: &ChunkRef,
-    chunk: &Chunk,
+    chunk: &Arc<Chunk>,
     segment: Option<&(SegmentRef, IndexSegment)>,
 ) -> EngineResult<()> {
     let chunk_key = chunk_ref.key(&core.id);
