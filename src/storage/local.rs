@@ -37,6 +37,10 @@ pub struct LocalStore {
     fs: LocalFileSystem,
     root: PathBuf,
     key_locks: Vec<Arc<Mutex<()>>>,
+    /// Versions of conditionally written objects as this process last wrote them. The
+    /// directory lock makes this process the only writer, so these are current and a
+    /// conditional replace need not read the object back.
+    versions: parking_lot::Mutex<std::collections::HashMap<String, ETag>>,
     /// Held for the life of the store; the OS releases it when the process exits.
     _lock_file: File,
 }
@@ -95,6 +99,7 @@ impl LocalStore {
             key_locks: (0..KEY_LOCK_STRIPES)
                 .map(|_| Arc::new(Mutex::new(())))
                 .collect(),
+            versions: parking_lot::Mutex::new(std::collections::HashMap::new()),
             _lock_file: lock_file,
         })
     }
@@ -206,6 +211,7 @@ impl Store for LocalStore {
 
     async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag> {
         let _guard = self.lock_key(key).await;
+        self.versions.lock().remove(key);
         Ok(self
             .write(key, bytes, false)
             .await?
@@ -215,7 +221,10 @@ impl Store for LocalStore {
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> StorageResult<PutOutcome> {
         let _guard = self.lock_key(key).await;
         Ok(match self.write(key, bytes, true).await? {
-            Some(etag) => PutOutcome::Written(etag),
+            Some(etag) => {
+                self.versions.lock().insert(key.to_owned(), etag.clone());
+                PutOutcome::Written(etag)
+            }
             None => PutOutcome::PreconditionFailed,
         })
     }
@@ -227,14 +236,24 @@ impl Store for LocalStore {
         etag: &ETag,
     ) -> StorageResult<PutOutcome> {
         let _guard = self.lock_key(key).await;
-        match self.read(key).await? {
-            Some(current) if &current.etag == etag => Ok(PutOutcome::Written(
-                self.write(key, bytes, false)
-                    .await?
-                    .expect("overwrites always write"),
-            )),
-            _ => Ok(PutOutcome::PreconditionFailed),
+        let known = self.versions.lock().get(key).cloned();
+        let current = match known {
+            Some(v) => Some(v),
+            None => self.read(key).await?.map(|o| o.etag),
+        };
+        if current.as_ref() != Some(etag) {
+            return Ok(PutOutcome::PreconditionFailed);
         }
+        let written = match self.write(key, bytes, false).await {
+            Ok(w) => w.expect("overwrites always write"),
+            Err(e) => {
+                // The file may or may not have been replaced: read it next time.
+                self.versions.lock().remove(key);
+                return Err(e);
+            }
+        };
+        self.versions.lock().insert(key.to_owned(), written.clone());
+        Ok(PutOutcome::Written(written))
     }
 
     async fn list(
@@ -261,6 +280,7 @@ impl Store for LocalStore {
 
     async fn delete(&self, key: &str) -> StorageResult<()> {
         let _guard = self.lock_key(key).await;
+        self.versions.lock().remove(key);
         match self.fs.delete(&path(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(unavailable(e)),
