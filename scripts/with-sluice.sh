@@ -4,12 +4,12 @@
 # else the test started) when the test exits.
 #
 # Run a command against a fresh server:
-#   scripts/with-sluice.sh local|ministack|moto [--] <command> [args...]
+#   scripts/with-sluice.sh local|ministack|moto|external [--] <command> [args...]
 #   scripts/with-sluice.sh local          # no command: serve until Ctrl+C
 #
 # Or source it from a bash script (with `set -euo pipefail`):
 #   source scripts/with-sluice.sh
-#   sluice_start local|ministack|moto     # blocks until GET /health answers 200
+#   sluice_start local|ministack|moto|external  # blocks until GET /health answers 200
 #   sluice_defer <command> [args...]      # extra cleanup, run in reverse order at exit
 #   sluice_track_pid <pid>                # a background job to stop at exit
 #   sluice_stop                           # optional: cleanup early (also runs at EXIT)
@@ -111,7 +111,7 @@ _sluice_health() { # prints the HTTP status of GET /health, 000 if no answer
   curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 2 "$1/health" 2>/dev/null || true
 }
 
-# sluice_start <local|ministack|moto>
+# sluice_start <local|ministack|moto|external>
 sluice_start() {
   local backend="${1:-local}"
   local bin="${SLUICE_BIN:-$SLUICE_REPO_DIR/target/debug/sluice}"
@@ -129,6 +129,15 @@ sluice_start() {
 
   local -a storage_args=() storage_env=(-u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_S3)
   case "$backend" in
+    external)
+      # A node or cluster someone else runs, at $SLUICE_EXTERNAL_ENDPOINT.
+      [[ -n "${SLUICE_EXTERNAL_ENDPOINT:-}" ]] || sluice_die "external backend needs SLUICE_EXTERNAL_ENDPOINT"
+      export SLUICE_ENDPOINT="$SLUICE_EXTERNAL_ENDPOINT"
+      export S2_ACCOUNT_ENDPOINT="$SLUICE_ENDPOINT" S2_BASIN_ENDPOINT="$SLUICE_ENDPOINT"
+      export S2_ACCESS_TOKEN=ignored NO_COLOR=1
+      sluice_log "using the running Sluice at $SLUICE_ENDPOINT"
+      return 0
+      ;;
     local)
       storage_args=(--local-root "$SLUICE_WORK_DIR/data")
       ;;
@@ -146,7 +155,7 @@ sluice_start() {
       storage_env=(AWS_ENDPOINT_URL="${out#*=}" AWS_ENDPOINT_URL_S3="${out#*=}")
       sluice_log "$backend at ${out#*=}, bucket $SLUICE_S3_BUCKET"
       ;;
-    *) sluice_die "unknown backend '$backend' (want local, ministack or moto)" ;;
+    *) sluice_die "unknown backend '$backend' (want local, ministack, moto or external)" ;;
   esac
 
   local -a extra=()

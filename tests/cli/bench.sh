@@ -5,7 +5,7 @@
 # a chain hash over every record. Passes when the CLI exits 0, prints the Write, Read
 # and Catchup summary lines, and reports no verification error.
 #
-#   tests/cli/bench.sh [local|ministack|moto]        (default: local)
+#   tests/cli/bench.sh [local|ministack|moto|external]   (default: local; external: SLUICE_EXTERNAL_ENDPOINT)
 #
 # Knobs: BENCH_MIBPS (default 20), BENCH_DURATION (default 10s), BENCH_RECORD_SIZE
 # (default: the CLI's 8192), BENCH_TIMEOUT seconds for the whole bench (default 300).

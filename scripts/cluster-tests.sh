@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The S2 compatibility suite through a load balancer: ministack, three `sluice` nodes on
+# one bucket and HAProxy in front (scripts/cluster.sh), then every integration test that
+# can run against a remote endpoint, then `s2 bench` through the balancer.
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+
+export AWS_ACCESS_KEY_ID=sluice-test AWS_SECRET_ACCESS_KEY=sluice-test
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export SLUICE_TOOLS_DIR="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
+
+state="$(mktemp -d "${TMPDIR:-/tmp}/sluice-cluster.XXXXXX")"
+cleanup() {
+  scripts/cluster.sh down "$state" >/dev/null 2>&1 || true
+  rm -rf "$state"
+}
+trap cleanup EXIT
+
+cargo build --locked --bin sluice --tests
+eval "$(scripts/cluster.sh up "$state")"
+export SLUICE_TEST_CLUSTER_ENDPOINT="$SLUICE_ENDPOINT"
+printf '==> compatibility suite through %s\n' "$SLUICE_ENDPOINT"
+cargo test --locked --test integration -- --ignored cluster::
+printf '==> s2 bench through the balancer\n'
+SLUICE_EXTERNAL_ENDPOINT="$SLUICE_ENDPOINT" tests/cli/bench.sh external
