@@ -8,6 +8,11 @@ use sluice::{
 };
 use tracing::info;
 
+/// Large buffers (chunks, frames) come and go at high rates; mimalloc reuses their pages
+/// where the system allocator maps and unmaps them, faulting every page in again.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",

@@ -187,18 +187,31 @@ fn proto_response(body: Bytes) -> Response {
 
 /// A protobuf `ReadBatch`: the records' stored bytes, then the tail if known.
 pub fn encode_proto_batch(batch: &ReadBatch) -> Bytes {
-    let tail = batch.tail.map(|t| proto_position(t).encode_to_vec());
-    let records_len: usize = batch.slices.iter().map(|s| s.encoded().len()).sum();
-    let mut buf = BytesMut::with_capacity(records_len + tail.as_ref().map_or(0, |t| t.len() + 6));
+    let mut buf = BytesMut::with_capacity(proto_batch_len(batch));
+    put_proto_batch(batch, &mut buf);
+    buf.freeze()
+}
+
+/// Size of [`encode_proto_batch`]'s output.
+pub fn proto_batch_len(batch: &ReadBatch) -> usize {
+    let records: usize = batch.slices.iter().map(|s| s.encoded_len()).sum();
+    records
+        + batch
+            .tail
+            .map_or(0, |t| 2 + proto_position(t).encoded_len())
+}
+
+/// Writes [`encode_proto_batch`]'s output into `buf`, copying each record's bytes once.
+pub fn put_proto_batch(batch: &ReadBatch, buf: &mut BytesMut) {
     for slice in &batch.slices {
         buf.put_slice(&slice.encoded());
     }
-    if let Some(tail) = tail {
+    if let Some(tail) = batch.tail {
+        let tail = proto_position(tail);
         buf.put_u8(0x12);
-        prost::encoding::encode_varint(tail.len() as u64, &mut buf);
-        buf.put_slice(&tail);
+        prost::encoding::encode_varint(tail.encoded_len() as u64, buf);
+        tail.encode(buf).expect("BytesMut grows");
     }
-    buf.freeze()
 }
 
 /// A JSON `ReadBatch` with record data encoded per `s2-format`.

@@ -34,10 +34,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{
     AppState,
     error::ApiError,
-    records::{encode_proto_batch, proto_ack, proto_position},
+    records::{encode_proto_batch, proto_ack, proto_batch_len, proto_position, put_proto_batch},
 };
 use crate::engine::{
-    Ack, EngineResult, ReadOutput, ReadSession, SessionGate,
+    Ack, EngineResult, ReadBatch, ReadOutput, ReadSession, SessionGate,
     record::{InputError, parse_append_input},
     stream::StreamHandle,
 };
@@ -99,6 +99,22 @@ pub fn regular_frame(payload: &[u8], compression: CompressionAlgorithm) -> Bytes
     buf.put_uint((body.len() + 1) as u64, 3);
     buf.put_u8(((algo as u8) << FLAG_COMPRESSION_SHIFT) & FLAG_COMPRESSION_MASK);
     buf.put_slice(body);
+    buf.freeze()
+}
+
+/// A frame carrying a `ReadBatch`. Uncompressed, the records are copied once, straight
+/// from the cached chunks into the frame.
+pub fn batch_frame(batch: &ReadBatch, compression: CompressionAlgorithm) -> Bytes {
+    let len = proto_batch_len(batch);
+    if compression != CompressionAlgorithm::None && len >= COMPRESSION_THRESHOLD {
+        return regular_frame(&encode_proto_batch(batch), compression);
+    }
+    assert!(len <= MAX_PAYLOAD_LEN, "frame payload over 2 MiB");
+    let mut buf = BytesMut::with_capacity(4 + len);
+    buf.put_uint((len + 1) as u64, 3);
+    buf.put_u8(0);
+    put_proto_batch(batch, &mut buf);
+    debug_assert_eq!(buf.len(), 4 + len);
     buf.freeze()
 }
 
@@ -329,9 +345,7 @@ pub fn read_session(
                 () = draining.started() => Some(Err(crate::engine::EngineError::Draining)),
             };
             let frame = match output? {
-                Ok(ReadOutput::Batch(batch)) => {
-                    regular_frame(&encode_proto_batch(&batch), compression)
-                }
+                Ok(ReadOutput::Batch(batch)) => batch_frame(&batch, compression),
                 Ok(ReadOutput::Heartbeat(tail)) => {
                     let hb = proto::ReadBatch {
                         records: vec![],

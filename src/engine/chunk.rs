@@ -180,6 +180,14 @@ impl Chunk {
         self.entries.partition_point(|e| e.timestamp < ts)
     }
 
+    /// Size of [`Self::entries_bytes`] for `range`.
+    pub fn entries_len(&self, range: Range<usize>) -> usize {
+        if range.is_empty() {
+            return 0;
+        }
+        self.entries[range.end - 1].end as usize - self.start_of(range.start)
+    }
+
     /// The encoded `ReadBatch.records` entries of records `range`, as one slice of the
     /// chunk's bytes.
     pub fn entries_bytes(&self, range: Range<usize>) -> Bytes {

@@ -39,6 +39,10 @@ impl ChunkSlice {
     pub fn encoded(&self) -> Bytes {
         self.chunk.entries_bytes(self.range.clone())
     }
+
+    pub fn encoded_len(&self) -> usize {
+        self.chunk.entries_len(self.range.clone())
+    }
 }
 
 /// Records in seq_num order, at most 1000 and 1 MiB metered.
