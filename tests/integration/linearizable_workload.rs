@@ -244,7 +244,7 @@ impl Client {
 
     async fn run(mut self, stop: Arc<AtomicBool>, tail_seen: Arc<AtomicU64>) {
         let mut beliefs = Beliefs::default();
-        let fencer = self.id % 3 == 0;
+        let fencer = self.id.is_multiple_of(3);
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let roll = rand::random_range(0..100u32);
