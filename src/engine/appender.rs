@@ -13,6 +13,7 @@
 //! manifest read fresh for the purpose, so a 412 never reflects stale state.
 
 use std::{
+    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -21,7 +22,10 @@ use std::{
 };
 
 use s2_common::config::TimestampingMode;
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
 use tracing::{debug, warn};
 
 use super::{
@@ -32,7 +36,7 @@ use super::{
     record::{AppendInput, Command},
     stream::{StreamCore, StreamState},
 };
-use crate::storage::PutOutcome;
+use crate::storage::{PutOutcome, StorageResult};
 
 /// How long to wait for more requests before committing, per storage class, and how
 /// big a commit may get.
@@ -108,20 +112,37 @@ async fn run(
     mut rx: mpsc::Receiver<AppendRequest>,
     settings: AppenderSettings,
 ) {
-    let mut staged: Option<Staged> = None;
+    let mut pipe = Pipeline::new(core.clone());
     loop {
-        let current = match staged.take() {
-            Some(s) => s,
-            None => {
-                let Some(first) = rx.recv().await else { return };
-                let pending = gather(&core, &mut rx, &settings, first).await;
-                match stage(&core, pending).await {
-                    Some(s) => s,
-                    None => continue,
+        if pipe.is_empty() {
+            let Some(first) = rx.recv().await else { return };
+            let pending = gather(&core, &mut rx, &settings, first).await;
+            pipe.push_first(pending).await;
+            continue;
+        }
+        pipe.start_head();
+        // Lingering streams gather while nothing is in flight; gathering here would hold
+        // up the commits in flight.
+        let overlap = linger(&core, &settings).is_zero() && pipe.len() < PIPELINE_DEPTH;
+        tokio::select! {
+            biased;
+            finished = pipe.head_finished() => pipe.settle_head(finished).await,
+            first = rx.recv(), if overlap => match first {
+                Some(first) => {
+                    let pending = gather(&core, &mut rx, &settings, first).await;
+                    pipe.push_stacked(pending);
                 }
-            }
-        };
-        staged = advance(&core, &mut rx, &settings, current).await;
+                // No more requests; finish what is in flight.
+                None => {
+                    while !pipe.is_empty() {
+                        pipe.start_head();
+                        let finished = pipe.head_finished().await;
+                        pipe.settle_head(finished).await;
+                    }
+                    return;
+                }
+            },
+        }
     }
 }
 
@@ -171,171 +192,236 @@ fn linger(core: &StreamCore, settings: &AppenderSettings) -> Duration {
     }
 }
 
-/// A planned commit whose chunk is durable; its manifest write is next.
-struct Staged {
+/// Commits planned but not yet settled, at most this many at once. Their chunks are
+/// written concurrently; their manifest writes happen one at a time, in order.
+const PIPELINE_DEPTH: usize = 4;
+
+/// A planned commit in the pipeline.
+struct Stage {
     requests: Vec<AppendRequest>,
     plan: Plan,
-    /// The state the plan was made against; its ETag is the write's precondition.
+    /// The chunk write, started when the commit was planned; `None` once handed to the
+    /// head's commit task, or if the plan writes nothing.
+    chunk_write: Option<JoinHandle<EngineResult<()>>>,
+}
+
+/// What the head's commit task found.
+struct HeadResult {
+    chunk: EngineResult<()>,
+    /// `None` when the chunk could not be written, so the manifest was not attempted.
+    manifest: Option<StorageResult<PutOutcome>>,
+}
+
+/// Commits in flight for one stream, oldest first. Each is planned on top of the one
+/// before it, as if that one succeeds; the manifest of the oldest (the head) is written
+/// with `If-Match` on the last settled state. When every write succeeds, consecutive
+/// commits overlap; when one does not, it and everything stacked on it go through the
+/// retrying path instead, in order.
+struct Pipeline {
+    core: Arc<StreamCore>,
+    stages: VecDeque<Stage>,
+    /// The state the head was planned against: the last one settled.
     base: Arc<StreamState>,
+    head_task: Option<JoinHandle<HeadResult>>,
 }
 
-/// Plans `pending` against the latest state this node knows and writes its chunk.
-/// Requests that need no write are answered here, as are batches whose chunk could not
-/// be written (through the retrying path).
-async fn stage(core: &StreamCore, pending: Vec<AppendRequest>) -> Option<Staged> {
-    let mut state = core.current();
-    let mut plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
-    if plan.has_rejections() {
-        // A refusal must reflect the stream as it is, not as this node last saw it.
-        state = match core.refresh().await {
-            Ok(s) => s,
-            Err(e) => {
-                fail_all(pending, e);
-                return None;
-            }
+impl Pipeline {
+    fn new(core: Arc<StreamCore>) -> Self {
+        let base = core.current();
+        Self {
+            core,
+            stages: VecDeque::new(),
+            base,
+            head_task: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Plans `pending` against the latest state this node knows, re-read first if any
+    /// condition fails (a refusal must reflect the stream as it is). Requests that need no
+    /// write are answered at once.
+    async fn push_first(&mut self, pending: Vec<AppendRequest>) {
+        let core = &self.core;
+        let mut state = core.current();
+        let mut plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+        if plan.has_rejections() {
+            state = match core.refresh().await {
+                Ok(s) => s,
+                Err(e) => return fail_all(pending, e),
+            };
+            plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+        }
+        if state.manifest.is_deleted() {
+            core.mark_stale();
+            return fail_all(pending, EngineError::StreamDeletionPending(core.name.clone()));
+        }
+        if plan.chunk.is_none() {
+            return reply(pending, plan.outcomes, state.tail());
+        }
+        self.base = state;
+        let chunk_write = Some(spawn_chunk_write(core, &plan));
+        self.stages.push_back(Stage {
+            requests: pending,
+            plan,
+            chunk_write,
+        });
+    }
+
+    /// Plans `pending` on top of the newest commit in flight, as if all of them succeed.
+    fn push_stacked(&mut self, pending: Vec<AppendRequest>) {
+        let top = self.stages.back().expect("stacking needs a commit in flight");
+        let projected = StreamState {
+            manifest: top.plan.manifest.clone(),
+            etag: self.base.etag.clone(),
+            config: self.base.config.clone(),
         };
-        plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+        let failed: Vec<usize> = self
+            .stages
+            .iter()
+            .flat_map(|s| s.plan.failed_sessions.iter().copied())
+            .collect();
+        let plan = Plan::build(&projected, &pending, rand::random(), now_ms(), &failed);
+        let chunk_write = plan
+            .chunk
+            .is_some()
+            .then(|| spawn_chunk_write(&self.core, &plan));
+        self.stages.push_back(Stage {
+            requests: pending,
+            plan,
+            chunk_write,
+        });
     }
-    if state.manifest.is_deleted() {
-        core.mark_stale();
-        fail_all(
-            pending,
-            EngineError::StreamDeletionPending(core.name.clone()),
-        );
-        return None;
+
+    /// Starts the head's manifest write (after its chunk is durable), unless it is
+    /// already under way.
+    fn start_head(&mut self) {
+        if self.head_task.is_some() {
+            return;
+        }
+        let Some(head) = self.stages.front_mut() else {
+            return;
+        };
+        let chunk_write = head.chunk_write.take();
+        let store = self.core.store.clone();
+        let key = layout::manifest_key(&self.core.id);
+        let etag = self.base.etag.clone();
+        let bytes = head.plan.chunk.is_some().then(|| head.plan.manifest.encode_object());
+        self.head_task = Some(tokio::spawn(async move {
+            if let Some(chunk_write) = chunk_write {
+                let chunk = match chunk_write.await {
+                    Ok(r) => r,
+                    Err(e) => Err(EngineError::Storage(format!("chunk write task: {e}"))),
+                };
+                if chunk.is_err() {
+                    return HeadResult {
+                        chunk,
+                        manifest: None,
+                    };
+                }
+            }
+            let manifest = match bytes {
+                Some(bytes) => Some(store.put_if_match(&key, bytes, &etag).await),
+                None => None,
+            };
+            HeadResult {
+                chunk: Ok(()),
+                manifest,
+            }
+        }));
     }
-    let Some((chunk_ref, chunk)) = &plan.chunk else {
-        reply(pending, plan.outcomes, state.tail());
-        return None;
-    };
-    if write_objects(core, chunk_ref, chunk, plan.segment.as_ref())
-        .await
-        .is_err()
-    {
-        commit(core, pending, Vec::new()).await;
-        return None;
+
+    async fn head_finished(&mut self) -> HeadResult {
+        let task = self.head_task.as_mut().expect("started");
+        let result = match task.await {
+            Ok(r) => r,
+            Err(e) => HeadResult {
+                chunk: Err(EngineError::Storage(format!("commit task: {e}"))),
+                manifest: None,
+            },
+        };
+        self.head_task = None;
+        result
     }
-    Some(Staged {
-        requests: pending,
-        plan,
-        base: state,
-    })
+
+    /// Acts on the head's outcome: acks it and moves on, or settles it and everything
+    /// stacked on it through the retrying path.
+    async fn settle_head(&mut self, result: HeadResult) {
+        let Stage { requests, plan, .. } = self.stages.pop_front().expect("a head");
+        let core = self.core.clone();
+        match (plan.chunk.clone(), result) {
+            // Planned on top of commits that all landed: its refusals are current.
+            (None, _) => reply(requests, plan.outcomes, self.base.tail()),
+            (
+                Some((chunk_ref, chunk)),
+                HeadResult {
+                    chunk: Ok(()),
+                    manifest: Some(Ok(PutOutcome::Written(etag))),
+                },
+            ) => {
+                core.cache.insert_chunk(chunk_ref.key(&core.id), chunk).await;
+                match StreamState::new(plan.manifest, etag) {
+                    Ok(state) => {
+                        let state = Arc::new(state);
+                        core.publish(state.clone());
+                        reply(requests, plan.outcomes, state.tail());
+                        self.base = state;
+                    }
+                    Err(e) => {
+                        fail_all(requests, e);
+                        self.fall_back().await;
+                    }
+                }
+            }
+            (Some((chunk_ref, chunk)), HeadResult { chunk: chunk_result, manifest }) => {
+                let attempts = match manifest {
+                    // Lost a race, or the outcome is unknown: the write may have landed.
+                    Some(outcome) => {
+                        match &outcome {
+                            Ok(_) => debug!(stream = %core.name, "manifest changed underneath a commit"),
+                            Err(e) => warn!(stream = %core.name, error = %e, "manifest write failed; resolving"),
+                        }
+                        vec![Attempt {
+                            first_seq: chunk_ref.first_seq,
+                            commit: plan.commit,
+                            outcomes: plan.outcomes,
+                            chunk,
+                        }]
+                    }
+                    None => {
+                        if let Err(e) = chunk_result {
+                            warn!(stream = %core.name, error = %e, "writing chunk failed");
+                        }
+                        Vec::new()
+                    }
+                };
+                commit(&core, requests, attempts).await;
+                self.fall_back().await;
+            }
+        }
+    }
+
+    /// Settles every remaining commit through the retrying path, in order, and starts
+    /// again from the latest state.
+    async fn fall_back(&mut self) {
+        while let Some(stage) = self.stages.pop_front() {
+            commit(&self.core, stage.requests, Vec::new()).await;
+        }
+        self.base = self.core.current();
+    }
 }
 
-/// Writes `current`'s manifest. While that write is in flight, requests that arrive are
-/// planned on top of it and their chunk is written, so consecutive commits overlap (one
-/// manifest write in flight, the next chunk alongside it); that next commit is returned,
-/// ready for its own manifest write. If `current` loses a race or its outcome is unknown,
-/// both are settled through the retrying path instead.
-async fn advance(
-    core: &StreamCore,
-    rx: &mut mpsc::Receiver<AppendRequest>,
-    settings: &AppenderSettings,
-    current: Staged,
-) -> Option<Staged> {
-    let key = layout::manifest_key(&core.id);
-    let bytes = current.plan.manifest.encode_object();
-    let etag = current.base.etag.clone();
-    let write = core.store.put_if_match(&key, bytes, &etag);
-    tokio::pin!(write);
-
-    let mut result = None;
-    let mut next: Option<(Vec<AppendRequest>, Plan)> = None;
-    // Lingering streams gather while nothing is in flight instead; gathering here would
-    // hold up the write in flight.
-    let overlap = linger(core, settings).is_zero();
-    tokio::select! {
-        biased;
-        r = &mut write => result = Some(r),
-        first = rx.recv(), if overlap => if let Some(first) = first {
-            let pending = gather(core, rx, settings, first).await;
-            // The state `current` will produce, if its write succeeds.
-            let projected = StreamState {
-                manifest: current.plan.manifest.clone(),
-                etag: current.base.etag.clone(),
-                config: current.base.config.clone(),
-            };
-            let plan = Plan::build(
-                &projected,
-                &pending,
-                rand::random(),
-                now_ms(),
-                &current.plan.failed_sessions,
-            );
-            next = Some((pending, plan));
-        },
-    }
-    let next_chunk = async {
-        match &next {
-            Some((_, plan)) => match &plan.chunk {
-                Some((r, c)) => Some(write_objects(core, r, c, plan.segment.as_ref()).await),
-                None => None,
-            },
-            None => None,
-        }
-    };
-    let (result, next_chunk) = match result {
-        Some(r) => (r, next_chunk.await),
-        None => tokio::join!(&mut write, next_chunk),
-    };
-
-    let Staged { requests, plan, .. } = current;
-    let (chunk_ref, chunk) = plan.chunk.clone().expect("staged commits have a chunk");
-    match result {
-        Ok(PutOutcome::Written(etag)) => {
-            core.cache
-                .insert_chunk(chunk_ref.key(&core.id), chunk)
-                .await;
-            let state = match StreamState::new(plan.manifest, etag) {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    fail_all(requests, e);
-                    if let Some((pending, _)) = next {
-                        commit(core, pending, Vec::new()).await;
-                    }
-                    return None;
-                }
-            };
-            core.publish(state.clone());
-            reply(requests, plan.outcomes, state.tail());
-            let (pending, next_plan) = next?;
-            match next_chunk {
-                // Planned on exactly the state now current: its refusals stand as they are.
-                None => {
-                    reply(pending, next_plan.outcomes, state.tail());
-                    None
-                }
-                Some(Ok(())) => Some(Staged {
-                    requests: pending,
-                    plan: next_plan,
-                    base: state,
-                }),
-                Some(Err(_)) => {
-                    commit(core, pending, Vec::new()).await;
-                    None
-                }
-            }
-        }
-        other => {
-            match &other {
-                Ok(_) => debug!(stream = %core.name, "manifest changed underneath a commit"),
-                Err(e) => {
-                    warn!(stream = %core.name, error = %e, "manifest write failed; resolving")
-                }
-            }
-            let attempt = Attempt {
-                first_seq: chunk_ref.first_seq,
-                commit: plan.commit,
-                outcomes: plan.outcomes,
-                chunk,
-            };
-            commit(core, requests, vec![attempt]).await;
-            if let Some((pending, _)) = next {
-                commit(core, pending, Vec::new()).await;
-            }
-            None
-        }
-    }
+fn spawn_chunk_write(core: &Arc<StreamCore>, plan: &Plan) -> JoinHandle<EngineResult<()>> {
+    let core = core.clone();
+    let (chunk_ref, chunk) = plan.chunk.clone().expect("a chunk to write");
+    let segment = plan.segment.clone();
+    tokio::spawn(async move { write_objects(&core, &chunk_ref, &chunk, segment.as_ref()).await })
 }
 
 /// What became of one request in a planned commit.
