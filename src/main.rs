@@ -49,10 +49,10 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_LOCAL_ROOT")]
     local_root: Option<PathBuf>,
     /// Memory for cached chunks, in MiB.
-    #[arg(long, default_value_t = 512, env = "SLUICE_CACHE_MIB")]
+    #[arg(long, default_value_t = 1024, env = "SLUICE_CACHE_MIB")]
     cache_mib: u64,
     /// How long a `standard` stream's appender gathers appends before committing.
-    #[arg(long, default_value_t = 50, env = "SLUICE_STANDARD_LINGER_MS")]
+    #[arg(long, default_value_t = 200, env = "SLUICE_STANDARD_LINGER_MS")]
     standard_linger_ms: u64,
     /// How often followers look for other nodes' commits on `express` streams (S3 only).
     #[arg(long, default_value_t = 50, env = "SLUICE_POLL_EXPRESS_MS")]

@@ -52,7 +52,7 @@ impl Default for AppenderSettings {
     fn default() -> Self {
         Self {
             express_linger: Duration::ZERO,
-            standard_linger: Duration::from_millis(50),
+            standard_linger: Duration::from_millis(200),
             max_commit_bytes: 8 * 1024 * 1024,
             queue_depth: 4096,
         }
@@ -260,7 +260,10 @@ impl Pipeline {
         }
         if state.manifest.is_deleted() {
             core.mark_stale();
-            return fail_all(pending, EngineError::StreamDeletionPending(core.name.clone()));
+            return fail_all(
+                pending,
+                EngineError::StreamDeletionPending(core.name.clone()),
+            );
         }
         if plan.chunk.is_none() {
             return reply(pending, plan.outcomes, state.tail());
@@ -276,7 +279,10 @@ impl Pipeline {
 
     /// Plans `pending` on top of the newest commit in flight, as if all of them succeed.
     fn push_stacked(&mut self, pending: Vec<AppendRequest>) {
-        let top = self.stages.back().expect("stacking needs a commit in flight");
+        let top = self
+            .stages
+            .back()
+            .expect("stacking needs a commit in flight");
         let projected = StreamState {
             manifest: top.plan.manifest.clone(),
             etag: self.base.etag.clone(),
@@ -312,7 +318,11 @@ impl Pipeline {
         let store = self.core.store.clone();
         let key = layout::manifest_key(&self.core.id);
         let etag = self.base.etag.clone();
-        let bytes = head.plan.chunk.is_some().then(|| head.plan.manifest.encode_object());
+        let bytes = head
+            .plan
+            .chunk
+            .is_some()
+            .then(|| head.plan.manifest.encode_object());
         self.head_task = Some(tokio::spawn(async move {
             if let Some(chunk_write) = chunk_write {
                 let chunk = match chunk_write.await {
@@ -365,7 +375,9 @@ impl Pipeline {
                     manifest: Some(Ok(PutOutcome::Written(etag))),
                 },
             ) => {
-                core.cache.insert_chunk(chunk_ref.key(&core.id), chunk).await;
+                core.cache
+                    .insert_chunk(chunk_ref.key(&core.id), chunk)
+                    .await;
                 match StreamState::new(plan.manifest, etag) {
                     Ok(state) => {
                         let state = Arc::new(state);
@@ -379,13 +391,23 @@ impl Pipeline {
                     }
                 }
             }
-            (Some((chunk_ref, chunk)), HeadResult { chunk: chunk_result, manifest }) => {
+            (
+                Some((chunk_ref, chunk)),
+                HeadResult {
+                    chunk: chunk_result,
+                    manifest,
+                },
+            ) => {
                 let attempts = match manifest {
                     // Lost a race, or the outcome is unknown: the write may have landed.
                     Some(outcome) => {
                         match &outcome {
-                            Ok(_) => debug!(stream = %core.name, "manifest changed underneath a commit"),
-                            Err(e) => warn!(stream = %core.name, error = %e, "manifest write failed; resolving"),
+                            Ok(_) => {
+                                debug!(stream = %core.name, "manifest changed underneath a commit")
+                            }
+                            Err(e) => {
+                                warn!(stream = %core.name, error = %e, "manifest write failed; resolving")
+                            }
                         }
                         vec![Attempt {
                             first_seq: chunk_ref.first_seq,

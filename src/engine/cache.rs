@@ -42,6 +42,24 @@ impl ObjectCache {
         self.chunks.insert(key, chunk).await;
     }
 
+    pub fn has_chunk(&self, stream_id: &str, r: &ChunkRef) -> bool {
+        self.chunks.contains_key(&r.key(stream_id))
+    }
+
+    /// Starts loading `refs` that are not cached, in the background.
+    pub fn prefetch(&self, stream_id: &str, refs: Vec<ChunkRef>) {
+        for r in refs {
+            if self.has_chunk(stream_id, &r) {
+                continue;
+            }
+            let cache = self.clone();
+            let stream_id = stream_id.to_owned();
+            tokio::spawn(async move {
+                let _ = cache.chunk(&stream_id, &r).await;
+            });
+        }
+    }
+
     pub async fn chunk(&self, stream_id: &str, r: &ChunkRef) -> EngineResult<Arc<Chunk>> {
         let key = r.key(stream_id);
         let store = self.store.clone();

@@ -84,7 +84,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            cache_bytes: 512 * 1024 * 1024,
+            cache_bytes: 1024 * 1024 * 1024,
             appender: AppenderSettings::default(),
             poll: Some(PollIntervals::default()),
             deletion_grace: Duration::from_secs(1),

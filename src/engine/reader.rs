@@ -19,6 +19,9 @@ use super::{
     stream::{StreamCore, StreamState},
 };
 
+/// Chunks fetched ahead of a reader that reads from storage.
+const READ_AHEAD_CHUNKS: usize = 8;
+
 /// Records per batch and metered bytes per batch, at most.
 pub const MAX_BATCH_RECORDS: usize = 1000;
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
@@ -261,15 +264,34 @@ pub async fn chunk_at(
     state: &StreamState,
     seq: u64,
 ) -> EngineResult<Arc<Chunk>> {
-    let chunk_ref: ChunkRef = match state.manifest.locate_seq(seq) {
-        Located::Chunk(c) => c.clone(),
+    let (chunk_ref, following): (ChunkRef, Vec<ChunkRef>) = match state.manifest.locate_seq(seq) {
+        Located::Chunk(c) => {
+            let i = state
+                .manifest
+                .chunks
+                .partition_point(|r| r.first_seq < c.first_seq);
+            let following = state.manifest.chunks[i + 1..]
+                .iter()
+                .take(READ_AHEAD_CHUNKS)
+                .cloned()
+                .collect();
+            (c.clone(), following)
+        }
         Located::Segment(s) => {
             let seg = core.cache.segment(&core.id, s).await?;
             let i = seg.chunks.partition_point(|c| c.end_seq() <= seq);
-            seg.chunks
+            let chunk_ref = seg
+                .chunks
                 .get(i)
                 .cloned()
-                .ok_or_else(|| EngineError::Corrupt(format!("segment lacks seq {seq}")))?
+                .ok_or_else(|| EngineError::Corrupt(format!("segment lacks seq {seq}")))?;
+            let following = seg.chunks[i + 1..]
+                .iter()
+                .chain(&state.manifest.chunks)
+                .take(READ_AHEAD_CHUNKS)
+                .cloned()
+                .collect();
+            (chunk_ref, following)
         }
         Located::Tail => {
             return Err(EngineError::Corrupt(format!(
@@ -278,6 +300,10 @@ pub async fn chunk_at(
             )));
         }
     };
+    if !core.cache.has_chunk(&core.id, &chunk_ref) {
+        // Reading from storage: fetch what comes next meanwhile.
+        core.cache.prefetch(&core.id, following);
+    }
     core.cache.chunk(&core.id, &chunk_ref).await
 }
 
