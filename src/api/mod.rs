@@ -6,7 +6,7 @@ mod basins;
 pub mod error;
 mod extract;
 mod records;
-mod s2s;
+pub mod s2s;
 mod sse;
 mod streams;
 

@@ -6,6 +6,22 @@
 //! order of the recorded operations, consistent with real time, explains every outcome under
 //! the sequential model of a stream below.
 //!
+//! ```ignore
+//! let recorder = Recorder::new(); // cloned into every client
+//! let id = recorder.invoke(Op::Append(Append::new(["a", "b"]).with_match_seq_num(tail)));
+//! recorder.complete(id, match stream.append(input).await {
+//!     Ok(ack) => Outcome::Appended { start: ack.start.seq_num, end: ack.end.seq_num },
+//!     Err(error) => match error { /* 412 */ .. => Outcome::SeqNumMismatch(next), .. },
+//!     Err(_) => Outcome::Indeterminate,
+//! });
+//! let id = recorder.invoke(Op::ReadFromHead);
+//! let records = /* one unary read from seq_num 0 */;
+//! let hash = hash_bodies(records.iter().map(|record| &record.body));
+//! recorder.complete(id, Outcome::Read { count: records.len() as u64, hash });
+//! // Once every client is done:
+//! check(&recorder.history()).unwrap_or_else(|violation| panic!("{violation}"));
+//! ```
+//!
 //! # Model
 //!
 //! The state of a stream is its tail (the next seq_num), a chain hash over every record body
@@ -23,19 +39,27 @@
 //!
 //! Wing & Gong's search as refined by Lowe: depth-first over the operations that may come
 //! next ("minimal" operations: invoked before every pending operation's response), with a
-//! memo of visited (set of linearized operations, model state) pairs. Because every effective
-//! append strictly raises the tail, a state is fully determined by its tail along any one
-//! search path, which makes three prunings sound:
+//! memo of visited (set of linearized operations, model state) pairs. Every effective append
+//! strictly raises the tail, so along one search path the state at a given tail is fixed;
+//! that makes these prunings sound:
 //!
-//! - An observation (read, tail check, rejected append) that is legal now is placed at once,
-//!   without branching: any valid continuation can be rearranged to start with it.
-//! - An acknowledged append that is legal now, when no observation is, is the only possible
-//!   next operation: nothing else can come before it without moving the tail off its start.
-//! - An operation that needs a tail at or below the current one and is illegal now can never
-//!   be placed, so the whole branch is abandoned as soon as it becomes minimal.
+//! - An observation (read, tail check, rejected append) legal now is placed at once, without
+//!   branching: any valid continuation can be rearranged to start with it.
+//! - An acknowledged append legal now, when no observation is, is the only possible next
+//!   operation: nothing else can come before it without moving the tail off its start.
+//! - Every operation but a fencing token mismatch pins the tail it must be placed at. A path
+//!   dies as soon as an operation pinned to the current tail is illegal there, a minimal one
+//!   needs a tail already passed, or a write would jump over a pinned tail or take seq_nums
+//!   acknowledged to another append.
+//! - Each read pins the hash at its tail, and, since the chain hash is invertible, at the
+//!   start of each acked append right before it, and so on backwards: a wrong guess about
+//!   which indeterminate appends filled a gap dies when the gap closes, not at the next read.
 //!
-//! So the search only branches on unknown-outcome appends, and a correct history of a few
-//! thousand operations is checked in about as many steps.
+//! So the search only branches on indeterminate appends (which ones took effect, where, in
+//! what order), tried most plausible first. A history with few of them is checked in about
+//! one step per operation; the cost grows exponentially with the number of indeterminate
+//! appends that took effect back to back with no observation of the tail between them, which
+//! [`check_with_budget`] bounds.
 
 use std::{
     cmp::Reverse,
@@ -1518,6 +1542,36 @@ mod tests {
         let order = assert_linearizable(&h).order;
         assert!(!order.contains(&lost));
         assert!(!order.contains(&failed_read));
+    }
+
+    #[test]
+    fn gap_filled_by_the_right_indeterminate_append() {
+        let mut h = History::new();
+        let x = h.invoke(Op::Append(append(&["x"])), 0);
+        let y = h.invoke(Op::Append(append(&["y"])), 0);
+        run(&mut h, 5, 6, Op::Append(append(&["c"])), acked(1, 2));
+        run(&mut h, 7, 8, Op::ReadFromHead, read_of(&["y", "c"]));
+        let order = assert_linearizable(&h).order;
+        assert!(order.contains(&y) && !order.contains(&x));
+    }
+
+    #[test]
+    fn gap_filled_by_no_known_append() {
+        let mut h = History::new();
+        h.invoke(Op::Append(append(&["x"])), 0);
+        let c = run(&mut h, 5, 6, Op::Append(append(&["c"])), acked(1, 2));
+        run(&mut h, 7, 8, Op::ReadFromHead, read_of(&["z", "c"]));
+        let frontier = assert_not_linearizable(&h, c);
+        assert!(frontier.to_string().contains("working back"), "{frontier}");
+    }
+
+    #[test]
+    fn indeterminate_append_taking_acked_seq_nums() {
+        let mut h = History::new();
+        h.invoke(Op::Append(append(&["x"])), 0);
+        run(&mut h, 1, 2, Op::Append(append(&["c"])), acked(0, 1));
+        let read = run(&mut h, 3, 4, Op::ReadFromHead, read_of(&["x", "c"]));
+        assert_not_linearizable(&h, read);
     }
 
     #[test]
