@@ -2,7 +2,8 @@
 """A counting HTTP/1.1 proxy for S3 traffic on loopback.
 
 Sits between an S3 client (a Sluice node or s2 lite) and an S3 server (ministack) and logs
-every request: time, kind (GET, LIST, HEAD, PUT, PUT-IF (conditional), DELETE, POST),
+every request: time, kind (GET, LIST, HEAD, PUT, PUT-IF (conditional), DELETE (including
+bulk DeleteObjects), POST),
 request bytes and response bytes. Clients here send one request at a time per connection
 with a Content-Length body (object_store via reqwest), which is all this proxy parses;
 response bytes are counted as they pass.
@@ -44,6 +45,9 @@ def kind_of(method, target, headers):
         return "LIST"
     if method == "PUT" and ("if-match" in headers or "if-none-match" in headers):
         return "PUT-IF"
+    if method == "POST" and "delete" in target.split("?", 1)[-1]:
+        # DeleteObjects (bulk delete) is a POST to ?delete.
+        return "DELETE"
     return method
 
 

@@ -44,6 +44,8 @@ use crate::storage::{PutOutcome, StorageResult};
 pub struct AppenderSettings {
     pub express_linger: Duration,
     pub standard_linger: Duration,
+    /// A lingering commit goes out early once it holds this many bytes.
+    pub linger_commit_bytes: usize,
     pub max_commit_bytes: usize,
     pub queue_depth: usize,
 }
@@ -53,6 +55,7 @@ impl Default for AppenderSettings {
         Self {
             express_linger: Duration::ZERO,
             standard_linger: Duration::from_millis(200),
+            linger_commit_bytes: 4 * 1024 * 1024,
             max_commit_bytes: 8 * 1024 * 1024,
             queue_depth: 4096,
         }
@@ -113,75 +116,93 @@ async fn run(
     settings: AppenderSettings,
 ) {
     let mut pipe = Pipeline::new(core.clone());
+    let mut batch = Batch::default();
+    let mut input_open = true;
     loop {
-        if pipe.is_empty() {
-            let Some(first) = rx.recv().await else { return };
-            let pending = gather(&core, &mut rx, &settings, first).await;
-            pipe.push_first(pending).await;
+        if !input_open && batch.is_empty() && pipe.is_empty() {
+            return;
+        }
+        // Take whatever is already queued, without waiting.
+        while input_open && batch.bytes < settings.max_commit_bytes {
+            match rx.try_recv() {
+                Ok(req) => batch.add(req, linger(&core, &settings)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => input_open = false,
+            }
+        }
+        let full = batch.bytes >= settings.max_commit_bytes;
+        let due = !batch.is_empty()
+            && (full
+                || !input_open
+                || batch.bytes >= settings.linger_commit_bytes
+                || tokio::time::Instant::now() >= batch.deadline);
+        if due && pipe.len() < PIPELINE_DEPTH {
+            let pending = batch.take();
+            if pipe.is_empty() {
+                pipe.push_first(pending).await;
+            } else {
+                pipe.push_stacked(pending);
+            }
             continue;
         }
         pipe.start_head();
-        // Lingering streams gather while nothing is in flight; gathering here would hold
-        // up the commits in flight.
-        let overlap = linger(&core, &settings).is_zero() && pipe.len() < PIPELINE_DEPTH;
+        let receiving = input_open && !full;
+        let deadline = (!batch.is_empty() && pipe.len() < PIPELINE_DEPTH).then_some(batch.deadline);
         tokio::select! {
             biased;
-            finished = pipe.head_finished() => pipe.settle_head(finished).await,
-            first = rx.recv(), if overlap => match first {
-                Some(first) => {
-                    let pending = gather(&core, &mut rx, &settings, first).await;
-                    pipe.push_stacked(pending);
-                }
-                // No more requests; finish what is in flight.
-                None => {
-                    while !pipe.is_empty() {
-                        pipe.start_head();
-                        let finished = pipe.head_finished().await;
-                        pipe.settle_head(finished).await;
-                    }
-                    return;
-                }
+            finished = pipe.head_finished(), if !pipe.is_empty() => pipe.settle_head(finished).await,
+            req = rx.recv(), if receiving => match req {
+                Some(req) => batch.add(req, linger(&core, &settings)),
+                None => input_open = false,
             },
+            () = sleep_until_opt(deadline) => {}
         }
     }
 }
 
-/// Takes `first` and whatever else is queued, up to the commit size cap; for `standard`
-/// streams, keeps gathering until the linger period after `first` has passed.
-async fn gather(
-    core: &StreamCore,
-    rx: &mut mpsc::Receiver<AppendRequest>,
-    settings: &AppenderSettings,
-    first: AppendRequest,
-) -> Vec<AppendRequest> {
-    let mut bytes = first.input.batch.metered_bytes();
-    let mut pending = vec![first];
-    while bytes < settings.max_commit_bytes {
-        match rx.try_recv() {
-            Ok(req) => {
-                bytes += req.input.batch.metered_bytes();
-                pending.push(req);
-            }
-            Err(_) => break,
+/// Requests gathered for the next commit.
+struct Batch {
+    requests: Vec<AppendRequest>,
+    bytes: usize,
+    /// When the batch should be committed, whatever its size: its first request's arrival
+    /// plus the storage class's linger.
+    deadline: tokio::time::Instant,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            requests: Vec::new(),
+            bytes: 0,
+            deadline: tokio::time::Instant::now(),
         }
     }
-    let linger = linger(core, settings);
-    if !linger.is_zero() && bytes < settings.max_commit_bytes {
-        let deadline = tokio::time::Instant::now() + linger;
-        while bytes < settings.max_commit_bytes {
-            tokio::select! {
-                req = rx.recv() => match req {
-                    Some(req) => {
-                        bytes += req.input.batch.metered_bytes();
-                        pending.push(req);
-                    }
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.requests.is_empty()
     }
-    pending
+
+    fn add(&mut self, req: AppendRequest, linger: Duration) {
+        if self.requests.is_empty() {
+            self.deadline = tokio::time::Instant::now() + linger;
+        }
+        self.bytes += req.input.batch.metered_bytes();
+        self.requests.push(req);
+    }
+
+    fn take(&mut self) -> Vec<AppendRequest> {
+        self.bytes = 0;
+        std::mem::take(&mut self.requests)
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How long the stream's storage class lets a commit wait for more appends.
@@ -193,7 +214,9 @@ fn linger(core: &StreamCore, settings: &AppenderSettings) -> Duration {
 }
 
 /// Commits planned but not yet settled, at most this many at once. Their chunks are
-/// written concurrently; their manifest writes happen one at a time, in order.
+/// written concurrently; their manifest writes happen one at a time, in order. Requests
+/// keep being gathered while commits are in flight, so a lingering (`standard`) stream
+/// fills its next commit while the previous one is being written.
 const PIPELINE_DEPTH: usize = 4;
 
 /// A planned commit in the pipeline.

@@ -53,15 +53,22 @@ async fn collect_garbage(store: &DynStore, stream_id: &str, below: u64) -> Engin
         let mut after: Option<String> = None;
         'pages: loop {
             let page = store.list(&dir, after.as_deref(), 1000).await?;
+            let mut doomed = Vec::new();
+            let mut done = false;
             for key in &page.keys {
                 match first_seq_of(key) {
-                    Some(seq) if seq < below => {
-                        store.delete(key).await?;
-                        deleted += 1;
+                    Some(seq) if seq < below => doomed.push(key.clone()),
+                    Some(_) => {
+                        done = true;
+                        break;
                     }
-                    Some(_) => break 'pages,
                     None => {}
                 }
+            }
+            store.delete_many(&doomed).await?;
+            deleted += doomed.len();
+            if done {
+                break 'pages;
             }
             match (page.truncated, page.keys.last()) {
                 (true, Some(last)) => after = Some(last.clone()),

@@ -694,9 +694,12 @@ impl Engine {
         let manifest_key = layout::manifest_key(&entry.id);
         loop {
             let page = self.inner.store.list(&dir, None, 1000).await?;
-            for key in page.keys.iter().filter(|k| **k != manifest_key) {
-                self.inner.store.delete(key).await?;
-            }
+            let keys: Vec<String> = page
+                .keys
+                .into_iter()
+                .filter(|k| *k != manifest_key)
+                .collect();
+            self.inner.store.delete_many(&keys).await?;
             if !page.truncated {
                 break;
             }

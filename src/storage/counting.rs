@@ -131,6 +131,12 @@ impl Store for CountingStore {
         self.inner.delete(key).await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StorageResult<()> {
+        // One bulk request per call on S3 (the local directory deletes one by one).
+        self.counters.deletes.fetch_add(1, Relaxed);
+        self.inner.delete_many(keys).await
+    }
+
     async fn health(&self) -> StorageResult<()> {
         self.inner.health().await
     }

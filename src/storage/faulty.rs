@@ -131,6 +131,10 @@ impl Store for FaultyStore {
         self.run(self.inner.delete(key)).await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StorageResult<()> {
+        self.run(self.inner.delete_many(keys)).await
+    }
+
     async fn health(&self) -> StorageResult<()> {
         self.inner.health().await
     }

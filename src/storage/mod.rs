@@ -125,6 +125,15 @@ pub trait Store: Send + Sync + 'static {
     /// Delete `key`; deleting a missing key succeeds.
     async fn delete(&self, key: &str) -> StorageResult<()>;
 
+    /// Delete every key in `keys` (at most 1000), in as few requests as the backend
+    /// allows; missing keys are fine.
+    async fn delete_many(&self, keys: &[String]) -> StorageResult<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
     /// Cheap round trip that proves the store is reachable.
     async fn health(&self) -> StorageResult<()>;
 }

@@ -251,6 +251,22 @@ impl Store for RemoteStore {
         }
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StorageResult<()> {
+        let paths: Vec<Path> = keys.iter().map(|k| path(k)).collect::<Result<_, _>>()?;
+        let results: Vec<_> = self
+            .inner
+            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed())
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
     async fn health(&self) -> StorageResult<()> {
         match self.inner.head(&Path::from("sluice-health-probe")).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
