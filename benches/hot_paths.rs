@@ -81,6 +81,7 @@ fn manifest(c: &mut Criterion) {
             size: 1 << 20,
             commit: i,
             committed_at_ms: i,
+            inline: false,
         });
     }
     let encoded = m.encode_object();
@@ -99,6 +100,7 @@ fn manifest(c: &mut Criterion) {
                     size: 1 << 20,
                     commit: 7,
                     committed_at_ms: 7,
+                    inline: false,
                 });
                 next.encode_object()
             },

@@ -21,6 +21,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use s2_common::config::TimestampingMode;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -32,7 +33,7 @@ use super::{
     chunk::{Chunk, ChunkBuilder},
     error::{ConditionFailed, EngineError, EngineResult, Position},
     layout,
-    manifest::{ChunkRef, IndexSegment, Manifest, SegmentRef},
+    manifest::{ChunkRef, Manifest},
     record::{AppendInput, Command},
     stream::{StreamCore, StreamState},
 };
@@ -136,7 +137,7 @@ async fn run(
                 || !input_open
                 || batch.bytes >= settings.linger_commit_bytes
                 || tokio::time::Instant::now() >= batch.deadline);
-        if due && pipe.len() < PIPELINE_DEPTH {
+        if due && may_stage(&pipe, &batch) {
             let pending = batch.take();
             if pipe.is_empty() {
                 pipe.push_first(pending).await;
@@ -147,7 +148,7 @@ async fn run(
         }
         pipe.start_head();
         let receiving = input_open && !full;
-        let deadline = (!batch.is_empty() && pipe.len() < PIPELINE_DEPTH).then_some(batch.deadline);
+        let deadline = (!batch.is_empty() && may_stage(&pipe, &batch)).then_some(batch.deadline);
         tokio::select! {
             biased;
             finished = pipe.head_finished(), if !pipe.is_empty() => pipe.settle_head(finished).await,
@@ -158,6 +159,13 @@ async fn run(
             () = sleep_until_opt(deadline) => {}
         }
     }
+}
+
+/// Whether `batch` may go out as a commit now. Beyond two commits in flight (one manifest
+/// write and the next chunk), small batches wait and group with later arrivals: more,
+/// smaller commits would only cost requests. Large ones keep the pipeline full.
+fn may_stage(pipe: &Pipeline, batch: &Batch) -> bool {
+    pipe.len() < 2 || (batch.bytes >= PIPELINE_MIN_BYTES && pipe.len() < PIPELINE_DEPTH)
 }
 
 /// Requests gathered for the next commit.
@@ -213,11 +221,16 @@ fn linger(core: &StreamCore, settings: &AppenderSettings) -> Duration {
     }
 }
 
+/// Chunks up to this size travel inside the manifest: the commit is then one write.
+pub const INLINE_MAX_BYTES: usize = 256 * 1024;
+
 /// Commits planned but not yet settled, at most this many at once. Their chunks are
 /// written concurrently; their manifest writes happen one at a time, in order. Requests
 /// keep being gathered while commits are in flight, so a lingering (`standard`) stream
 /// fills its next commit while the previous one is being written.
 const PIPELINE_DEPTH: usize = 4;
+/// Batches smaller than this do not deepen the pipeline beyond two commits.
+const PIPELINE_MIN_BYTES: usize = 1024 * 1024;
 
 /// A planned commit in the pipeline.
 struct Stage {
@@ -273,13 +286,27 @@ impl Pipeline {
     async fn push_first(&mut self, pending: Vec<AppendRequest>) {
         let core = &self.core;
         let mut state = core.current();
-        let mut plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+        let mut plan = Plan::build(
+            &state,
+            &pending,
+            rand::random(),
+            now_ms(),
+            &[],
+            core.spilled_key().as_deref(),
+        );
         if plan.has_rejections() {
             state = match core.refresh().await {
                 Ok(s) => s,
                 Err(e) => return fail_all(pending, e),
             };
-            plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+            plan = Plan::build(
+                &state,
+                &pending,
+                rand::random(),
+                now_ms(),
+                &[],
+                core.spilled_key().as_deref(),
+            );
         }
         if state.manifest.is_deleted() {
             core.mark_stale();
@@ -292,7 +319,7 @@ impl Pipeline {
             return reply(pending, plan.outcomes, state.tail());
         }
         self.base = state;
-        let chunk_write = Some(spawn_chunk_write(core, &plan));
+        let chunk_write = spawn_writes(core, &plan);
         self.stages.push_back(Stage {
             requests: pending,
             plan,
@@ -310,17 +337,22 @@ impl Pipeline {
             manifest: top.plan.manifest.clone(),
             etag: self.base.etag.clone(),
             config: self.base.config.clone(),
+            inline: None,
         };
         let failed: Vec<usize> = self
             .stages
             .iter()
             .flat_map(|s| s.plan.failed_sessions.iter().copied())
             .collect();
-        let plan = Plan::build(&projected, &pending, rand::random(), now_ms(), &failed);
-        let chunk_write = plan
-            .chunk
-            .is_some()
-            .then(|| spawn_chunk_write(&self.core, &plan));
+        let plan = Plan::build(
+            &projected,
+            &pending,
+            rand::random(),
+            now_ms(),
+            &failed,
+            self.core.spilled_key().as_deref(),
+        );
+        let chunk_write = spawn_writes(&self.core, &plan);
         self.stages.push_back(Stage {
             requests: pending,
             plan,
@@ -401,6 +433,7 @@ impl Pipeline {
                 core.cache
                     .insert_chunk(chunk_ref.key(&core.id), chunk)
                     .await;
+                spill_inline(&core, &plan);
                 match StreamState::new(plan.manifest, etag) {
                     Ok(state) => {
                         let state = Arc::new(state);
@@ -462,11 +495,36 @@ impl Pipeline {
     }
 }
 
-fn spawn_chunk_write(core: &Arc<StreamCore>, plan: &Plan) -> JoinHandle<EngineResult<()>> {
+/// Starts writing the objects `plan` needs before its manifest, if any.
+fn spawn_writes(core: &Arc<StreamCore>, plan: &Plan) -> Option<JoinHandle<EngineResult<()>>> {
+    if plan.chunk.is_none() || plan.writes.is_empty() {
+        return None;
+    }
     let core = core.clone();
-    let (chunk_ref, chunk) = plan.chunk.clone().expect("a chunk to write");
-    let segment = plan.segment.clone();
-    tokio::spawn(async move { write_objects(&core, &chunk_ref, &chunk, segment.as_ref()).await })
+    let writes = plan.writes.clone();
+    Some(tokio::spawn(
+        async move { write_objects(&core, &writes).await },
+    ))
+}
+
+/// After a commit with an inline chunk is acked, writes that chunk out as an object in the
+/// background, so that the next commit is a single write again.
+fn spill_inline(core: &StreamCore, plan: &Plan) {
+    let Some((r, chunk)) = &plan.chunk else {
+        return;
+    };
+    if !r.inline {
+        return;
+    }
+    let key = r.key(&core.id);
+    let bytes = chunk.bytes().clone();
+    let store = core.store.clone();
+    let spilled = core.spilled.clone();
+    tokio::spawn(async move {
+        if store.put(&key, bytes).await.is_ok() {
+            *spilled.lock() = Some(key);
+        }
+    });
 }
 
 /// What became of one request in a planned commit.
@@ -481,7 +539,10 @@ struct Plan {
     commit: u64,
     manifest: Manifest,
     chunk: Option<(ChunkRef, Arc<Chunk>)>,
-    segment: Option<(SegmentRef, IndexSegment)>,
+    /// Objects that must be durable before the manifest is written: the chunk (unless it
+    /// goes inline), a folded index segment, and the previous inline chunk (unless this
+    /// node already wrote it out).
+    writes: Vec<(String, Bytes)>,
     outcomes: Vec<Outcome>,
     /// Sessions (by [`SessionGate`] address) with a request refused in this plan; a plan
     /// stacked on this one must apply none of their later requests.
@@ -501,8 +562,18 @@ impl Plan {
         commit: u64,
         now_ms: u64,
         prior_failed: &[usize],
+        spilled: Option<&str>,
     ) -> Self {
         let mut manifest = state.manifest.next_version();
+        let stream_id = manifest.stream_id.clone();
+        let mut writes = Vec::new();
+        // The previous commit's inline chunk leaves the manifest, so it needs its object.
+        if let Some((r, bytes)) = manifest.take_inline() {
+            let key = r.key(&stream_id);
+            if spilled != Some(key.as_str()) {
+                writes.push((key, bytes));
+            }
+        }
         let ts_config = state.config.timestamping;
         let capacity: usize = pending
             .iter()
@@ -606,11 +677,16 @@ impl Plan {
                 size: chunk.bytes().len() as u64,
                 commit,
                 committed_at_ms: now_ms,
+                inline: chunk.bytes().len() <= INLINE_MAX_BYTES,
             };
             (r, chunk)
         });
-        let mut segment = None;
-        if let Some((r, _)) = &chunk {
+        if let Some((r, c)) = &chunk {
+            if r.inline {
+                manifest.inline_chunk = Some(c.bytes().clone());
+            } else {
+                writes.push((r.key(&stream_id), c.bytes().clone()));
+            }
             manifest.push_chunk(r.clone());
             manifest.fencing_token = fencing_token;
             manifest.trim_point = trim_point;
@@ -620,13 +696,15 @@ impl Plan {
                 .age()
                 .map(|age| now_ms.saturating_sub(age.as_millis() as u64));
             manifest.drop_unreadable(expire_before);
-            segment = manifest.fold_if_needed(commit);
+            if let Some((seg_ref, seg)) = manifest.fold_if_needed(commit) {
+                writes.push((seg_ref.key(&stream_id), seg.encode_object()));
+            }
         }
         Plan {
             commit,
             manifest,
             chunk,
-            segment,
+            writes,
             outcomes,
             failed_sessions,
         }
@@ -744,7 +822,14 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Ve
                 EngineError::StreamDeletionPending(core.name.clone()),
             );
         }
-        let plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+        let plan = Plan::build(
+            &state,
+            &pending,
+            rand::random(),
+            now_ms(),
+            &[],
+            core.spilled_key().as_deref(),
+        );
         if plan.has_rejections() && !fresh {
             match core.refresh().await {
                 Ok(s) => {
@@ -755,12 +840,12 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Ve
                 Err(e) => return fail_all(pending, e),
             }
         }
-        let Some((chunk_ref, chunk)) = plan.chunk else {
+        let Some((chunk_ref, chunk)) = plan.chunk.clone() else {
             let tail = state.tail();
             return reply(pending, plan.outcomes, tail);
         };
 
-        let written = write_objects(core, &chunk_ref, &chunk, plan.segment.as_ref()).await;
+        let written = write_objects(core, &plan.writes).await;
         if let Err(e) = written {
             storage_failures += 1;
             warn!(stream = %core.name, error = %e, "writing chunk failed");
@@ -785,6 +870,7 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Ve
                 core.cache
                     .insert_chunk(chunk_ref.key(&core.id), chunk)
                     .await;
+                spill_inline(core, &plan);
                 let new_state = match StreamState::new(plan.manifest, etag) {
                     Ok(s) => Arc::new(s),
                     Err(e) => return fail_all(pending, e),
@@ -846,25 +932,15 @@ async fn cache_landed(core: &StreamCore, attempt: &Attempt) {
     core.cache.insert_chunk(key, attempt.chunk.clone()).await;
 }
 
-async fn write_objects(
-    core: &StreamCore,
-    chunk_ref: &ChunkRef,
-    chunk: &Arc<Chunk>,
-    segment: Option<&(SegmentRef, IndexSegment)>,
-) -> EngineResult<()> {
-    let chunk_key = chunk_ref.key(&core.id);
-    let chunk_write = core.store.put(&chunk_key, chunk.bytes().clone());
-    match segment {
-        None => {
-            chunk_write.await?;
-        }
-        Some((seg_ref, seg)) => {
-            let seg_key = seg_ref.key(&core.id);
-            let seg_write = core.store.put(&seg_key, seg.encode_object());
-            let (a, b) = tokio::join!(chunk_write, seg_write);
-            a?;
-            b?;
-        }
+async fn write_objects(core: &StreamCore, writes: &[(String, Bytes)]) -> EngineResult<()> {
+    let results = futures::future::join_all(
+        writes
+            .iter()
+            .map(|(key, bytes)| core.store.put(key, bytes.clone())),
+    )
+    .await;
+    for r in results {
+        r?;
     }
     Ok(())
 }

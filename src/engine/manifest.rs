@@ -13,6 +13,7 @@
 //! - timestamps never decrease along the index, and the newest entry's last timestamp is
 //!   `last_timestamp`;
 //! - `trim_point <= next_seq`;
+//! - at most the newest chunk is inline, and `inline_chunk` is present exactly when one is;
 //! - every chunk and segment referenced exists and is never rewritten (keys are unique per
 //!   commit).
 //!
@@ -65,6 +66,11 @@ pub struct Manifest {
     pub segments: Vec<SegmentRef>,
     #[prost(message, repeated, tag = "12")]
     pub chunks: Vec<ChunkRef>,
+    /// The bytes of the newest chunk, when it is small: a commit then takes one write
+    /// (this manifest) instead of two. The next commit writes it out as an object before
+    /// its manifest drops it (see [`ChunkRef::inline`]).
+    #[prost(bytes = "bytes", optional, tag = "13")]
+    pub inline_chunk: Option<Bytes>,
 }
 
 /// Where one commit's records are.
@@ -91,6 +97,10 @@ pub struct ChunkRef {
     /// anything a client chose).
     #[prost(uint64, tag = "8")]
     pub committed_at_ms: u64,
+    /// The chunk's bytes are in the manifest's `inline_chunk`, and maybe not (yet) in an
+    /// object of their own.
+    #[prost(bool, tag = "9")]
+    pub inline: bool,
 }
 
 impl ChunkRef {
@@ -239,6 +249,24 @@ impl Manifest {
         self.chunks.push(chunk);
     }
 
+    /// The newest chunk, if its bytes are in this manifest rather than an object.
+    pub fn inline_ref(&self) -> Option<&ChunkRef> {
+        self.chunks.last().filter(|c| c.inline)
+    }
+
+    /// Takes the inline chunk out of the manifest (the caller must write it as an object
+    /// first), returning its reference and bytes.
+    pub fn take_inline(&mut self) -> Option<(ChunkRef, Bytes)> {
+        let last = self.chunks.last_mut().filter(|c| c.inline)?;
+        last.inline = false;
+        let r = last.clone();
+        let bytes = self
+            .inline_chunk
+            .take()
+            .expect("an inline reference has inline bytes");
+        Some((r, bytes))
+    }
+
     /// If the manifest holds too many chunk references, moves the oldest into a segment
     /// written under `commit`'s key, and returns that segment for the caller to store
     /// before the manifest.
@@ -284,6 +312,9 @@ impl Manifest {
                 .unwrap_or(self.chunks.len());
             self.chunks.drain(..keep);
         }
+        if self.inline_ref().is_none() {
+            self.inline_chunk = None;
+        }
         before != (self.segments.len(), self.chunks.len())
     }
 
@@ -321,6 +352,13 @@ impl Manifest {
 
     /// Checks the invariants listed in the module documentation.
     pub fn check_invariants(&self) -> Result<(), String> {
+        let inline_count = self.chunks.iter().filter(|c| c.inline).count();
+        if inline_count > 1 || (inline_count == 1 && self.inline_ref().is_none()) {
+            return Err("only the newest chunk may be inline".into());
+        }
+        if self.inline_chunk.is_some() != (inline_count == 1) {
+            return Err("inline bytes without an inline chunk, or the reverse".into());
+        }
         if self.trim_point > self.next_seq {
             return Err(format!(
                 "trim point {} beyond tail {}",
@@ -387,6 +425,7 @@ mod tests {
             size: 100,
             commit,
             committed_at_ms: ts,
+            inline: false,
         }
     }
 
@@ -418,6 +457,46 @@ mod tests {
         assert!(m.drop_unreadable(Some(31)));
         assert!(m.chunks.is_empty());
         assert_eq!(m.first_readable(), m.next_seq);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn only_the_newest_chunk_travels_inline() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 0);
+        m.push_chunk(chunk(0, 3, 10, 1));
+        m.push_chunk(ChunkRef {
+            inline: true,
+            ..chunk(3, 2, 20, 2)
+        });
+        m.inline_chunk = Some(Bytes::from_static(b"chunk 2"));
+        m.check_invariants().unwrap();
+        let decoded = Manifest::decode_object(&m.encode_object()).unwrap();
+        assert_eq!(decoded, m);
+        assert_eq!(decoded.inline_ref().map(|c| c.commit), Some(2));
+
+        let mut next = m.next_version();
+        let (taken, bytes) = next.take_inline().unwrap();
+        assert_eq!((taken.commit, taken.inline), (2, false));
+        assert_eq!(&bytes[..], b"chunk 2");
+        assert!(next.inline_ref().is_none() && next.inline_chunk.is_none());
+        next.check_invariants().unwrap();
+
+        let mut stale = m.clone();
+        stale.push_chunk(chunk(5, 1, 30, 3));
+        assert!(
+            stale.check_invariants().is_err(),
+            "an older chunk is inline"
+        );
+        let mut orphan = m.clone();
+        orphan.chunks[1].inline = false;
+        assert!(
+            orphan.check_invariants().is_err(),
+            "bytes without a reference"
+        );
+
+        m.trim_point = 5;
+        assert!(m.drop_unreadable(None));
+        assert!(m.inline_chunk.is_none(), "trimmed inline bytes go too");
         m.check_invariants().unwrap();
     }
 

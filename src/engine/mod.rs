@@ -994,7 +994,10 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{engine::record::RecordBatchBuilder, storage};
+    use crate::{
+        engine::{appender::INLINE_MAX_BYTES, record::RecordBatchBuilder},
+        storage,
+    };
 
     fn batch(bodies: &[&[u8]]) -> AppendInput {
         let mut b = RecordBatchBuilder::new();
@@ -1066,16 +1069,26 @@ mod tests {
                 .unwrap();
         }
         let id = handle.core.id.clone();
-        assert_eq!(chunk_keys(&store, &id).await.len(), 5);
+        let written: Vec<u64> = chunk_keys(&store, &id)
+            .await
+            .iter()
+            .map(|k| maintenance_first_seq(k))
+            .collect();
+        // The newest chunk travels in the manifest and may not have its object yet.
+        assert_eq!(written[..4], [0, 2, 4, 6], "{written:?}");
 
         // Trim below seq 6: chunks 0..2, 2..4 and 4..6 become unreachable.
         engine.append(&handle, trim(6), None).await.unwrap();
         assert_eq!(handle.core.current().manifest.index_start(), 6);
         engine.maintain(&handle).await.unwrap(); // marks
         engine.maintain(&handle).await.unwrap(); // deletes, the grace period being zero
-        let left = chunk_keys(&store, &id).await;
-        assert_eq!(left.len(), 3, "{left:?}");
-        assert!(left.iter().all(|k| maintenance_first_seq(k) >= 6));
+        let left: Vec<u64> = chunk_keys(&store, &id)
+            .await
+            .iter()
+            .map(|k| maintenance_first_seq(k))
+            .collect();
+        assert_eq!(left[..2], [6, 8], "{left:?}");
+        assert!(left.iter().all(|&seq| seq >= 6), "{left:?}");
 
         let session = engine
             .read(
@@ -1091,6 +1104,77 @@ mod tests {
             .unwrap();
         let read = reader::read_unary(session).await.unwrap();
         assert_eq!(read.records().next().unwrap().seq_num, 6);
+    }
+
+    async fn read_all(engine: &Engine, handle: &StreamHandle) -> Vec<Vec<u8>> {
+        let start = ReadStart {
+            from: ReadFrom::SeqNum(0),
+            clamp: false,
+        };
+        let session = engine
+            .read(handle, start, ReadEnd::default(), true)
+            .await
+            .unwrap();
+        let read = reader::read_unary(session).await.unwrap();
+        read.records()
+            .map(|r| r.view().parts().unwrap().1.to_vec())
+            .collect()
+    }
+
+    /// A small commit is one write, its chunk inside the manifest; any node can read it
+    /// before its object exists, and the next commit (from any node) writes the object
+    /// before its manifest drops the bytes.
+    #[tokio::test]
+    async fn small_chunks_travel_in_the_manifest_until_the_next_commit() {
+        let store = storage::memory();
+        let config = || EngineConfig {
+            poll: None,
+            maintenance_interval: Duration::from_secs(3600),
+            ..EngineConfig::default()
+        };
+        let (a, b) = (
+            Engine::new(store.clone(), config()),
+            Engine::new(store.clone(), config()),
+        );
+        a.create_basin("inline-basin", BasinConfig::default(), None)
+            .await
+            .unwrap();
+        a.create_stream("inline-basin", "s", OptionalStreamConfig::default(), None)
+            .await
+            .unwrap();
+        let on_a = a.open("inline-basin", "s", AutoCreate::No).await.unwrap();
+        a.append(&on_a, batch(&[b"one", b"two"]), None)
+            .await
+            .unwrap();
+
+        let state = on_a.core.current();
+        let first = state.manifest.inline_ref().cloned().expect("inline");
+        assert!(state.manifest.inline_chunk.is_some());
+        let key = first.key(&on_a.core.id);
+        // Whether or not node a has written it out by now, other nodes must not need it.
+        store.delete(&key).await.unwrap();
+
+        let on_b = b.open("inline-basin", "s", AutoCreate::No).await.unwrap();
+        assert_eq!(read_all(&b, &on_b).await, [&b"one"[..], b"two"]);
+        b.append(&on_b, batch(&[b"three"]), None).await.unwrap();
+        let state = on_b.core.current();
+        assert!(!state.manifest.chunks[0].inline);
+        assert!(state.manifest.chunks[1].inline);
+        assert!(
+            store.get(&key).await.unwrap().is_some(),
+            "written out by node b"
+        );
+
+        let big = vec![7u8; INLINE_MAX_BYTES + 1];
+        b.append(&on_b, batch(&[&big]), None).await.unwrap();
+        let state = on_b.core.current();
+        assert!(state.manifest.inline_ref().is_none() && state.manifest.inline_chunk.is_none());
+        let c = Engine::new(store.clone(), config());
+        let on_c = c.open("inline-basin", "s", AutoCreate::No).await.unwrap();
+        let all = read_all(&c, &on_c).await;
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[2], &b"three"[..]);
+        assert_eq!(all[3].len(), big.len());
     }
 
     fn maintenance_first_seq(key: &str) -> u64 {

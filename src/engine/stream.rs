@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::{
     appender::AppendRequest,
     cache::ObjectCache,
+    chunk::Chunk,
     error::{EngineError, EngineResult, Position},
     layout,
     manifest::Manifest,
@@ -27,15 +28,27 @@ pub struct StreamState {
     pub manifest: Manifest,
     pub etag: ETag,
     pub config: StreamConfig,
+    /// The manifest's inline chunk, decoded.
+    pub inline: Option<Arc<Chunk>>,
 }
 
 impl StreamState {
     pub fn new(manifest: Manifest, etag: ETag) -> EngineResult<Self> {
         let config = parse_config(&manifest.config_json)?;
+        let inline = manifest
+            .inline_chunk
+            .clone()
+            .map(|bytes| {
+                Chunk::decode(bytes)
+                    .map(Arc::new)
+                    .map_err(|e| EngineError::Corrupt(format!("inline chunk: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
             manifest,
             etag,
             config,
+            inline,
         })
     }
 
@@ -87,6 +100,9 @@ pub struct StreamCore {
     /// The index start seen at some upkeep pass, and when: objects below it become
     /// deletable once the grace period has passed.
     pub(super) gc_mark: parking_lot::Mutex<Option<(u64, Instant)>>,
+    /// Key of the last inline chunk this node has written out as an object, so that the
+    /// next commit need not write it again.
+    pub(super) spilled: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl StreamCore {
@@ -112,11 +128,16 @@ impl StreamCore {
             heartbeat,
             collected_below: AtomicU64::new(0),
             gc_mark: parking_lot::Mutex::new(None),
+            spilled: Arc::new(parking_lot::Mutex::new(None)),
         }
     }
 
     pub fn collected_below(&self) -> u64 {
         self.collected_below.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn spilled_key(&self) -> Option<String> {
+        self.spilled.lock().clone()
     }
 
     pub(super) fn set_collected_below(&self, below: u64) {
