@@ -30,6 +30,7 @@
 #   SLUICE_NODE_ARGS        extra arguments for every `sluice serve` (word-split)
 #   HAPROXY_BIN             haproxy binary (default: haproxy on PATH; installed with apt-get
 #                           if missing and running as root)
+#   SLUICE_KILL_WAIT_DOWN   kill-node waits until HAProxy marks the node DOWN (default 1; 0: don't)
 #   RUST_LOG                passed to the nodes
 #
 # Layout of <state dir>: s3/ (ministack data), s3.ministack-state/, node<i>/{pid,port,log},
@@ -139,6 +140,18 @@ ensure_haproxy() {
     return 0
   fi
   die "haproxy not found (install it: apt-get install -y haproxy, or set HAPROXY_BIN)"
+}
+
+# Debian bookworm's HAProxy 2.6.12 ends the client's HTTP/2 stream cleanly (END_STREAM)
+# when a node dies in the middle of a response (seen: kill -9 during a read session), so
+# the client takes a truncated read for a finished one. 3.2.0 resets the stream
+# (RST_STREAM CANCEL), as it should. Versions in between were not tested.
+warn_old_haproxy() {
+  local v
+  v="$("$HAPROXY" -v 2>/dev/null | sed -n 's/^HAProxy version \([0-9]*\.[0-9]*\).*/\1/p' | head -n 1)"
+  case "$v" in
+    1.* | 2.[0-6]) log "note: HAProxy $v may end HTTP/2 client streams cleanly when a node dies mid-response (seen with 2.6.12; 3.2.0 is fine); set HAPROXY_BIN to use a newer one" ;;
+  esac
 }
 
 # Writes lb/haproxy.cfg: deploy/haproxy.cfg with its server block replaced by our nodes.
@@ -303,6 +316,7 @@ cmd_up() {
   PREFIX="${SLUICE_CLUSTER_PREFIX:-cluster}"
   if [[ ! "$NODES" =~ ^[0-9]+$ ]] || ((NODES < 1)); then die "SLUICE_CLUSTER_NODES must be a positive number"; fi
   ensure_haproxy
+  warn_old_haproxy
   command -v curl >/dev/null || die "curl is required"
   # Fresh ports every time (old ones may be taken by now); data stays.
   rm -rf -- "$STATE"/node*/port "$STATE"/node*/pid "$STATE/lb"
@@ -376,6 +390,13 @@ cmd_kill_node() {
   kill -KILL "$pid"
   wait_gone "$pid"
   log "node $1 (pid $pid) killed with SIGKILL"
+  # Until its health checks fail (2 x 2s), HAProxy still picks the node for new
+  # requests; those fail to connect and are redispatched (retry-on conn-failure).
+  if [[ "${SLUICE_KILL_WAIT_DOWN:-1}" == 1 ]] && alive "$(read_file "$STATE/lb/pid")" "$HAPROXY_MATCH"; then
+    local t0=$SECONDS
+    wait_lb_server "node$1" DOWN
+    log "HAProxy marked node$1 DOWN after ~$((SECONDS - t0))s"
+  fi
 }
 
 cmd_stop_node() {
@@ -415,10 +436,24 @@ cmd_run() {
   export S2_ACCOUNT_ENDPOINT="$SLUICE_ENDPOINT" S2_BASIN_ENDPOINT="$SLUICE_ENDPOINT"
   export S2_ACCESS_TOKEN=ignored NO_COLOR=1
   log "running: $*"
+  # In the background so that a signal to this script is handled at once (bash runs traps
+  # only after a foreground command ends); stdin stays the caller's.
+  "$@" <&0 &
+  RUN_CHILD=$!
+  trap 'stop_run_child 130' INT
+  trap 'stop_run_child 143' TERM
   local rc=0
-  "$@" || rc=$?
+  wait "$RUN_CHILD" || rc=$?
   log "command exited with status $rc"
   exit "$rc"
+}
+
+# On INT/TERM during `run`: pass SIGTERM on to the command, wait for it, then exit (the
+# EXIT trap tears the cluster down).
+stop_run_child() {
+  kill -TERM "$RUN_CHILD" 2>/dev/null || true
+  wait "$RUN_CHILD" 2>/dev/null || true
+  exit "$1"
 }
 
 # ---------------------------------------------------------------------- main --
