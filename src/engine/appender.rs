@@ -22,6 +22,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures::FutureExt;
 use s2_common::config::TimestampingMode;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -161,11 +162,15 @@ async fn run(
     }
 }
 
-/// Whether `batch` may go out as a commit now. Beyond two commits in flight (one manifest
-/// write and the next chunk), small batches wait and group with later arrivals: more,
-/// smaller commits would only cost requests. Large ones keep the pipeline full.
+/// Whether `batch` may go out as a commit now. A batch small enough to travel inline is
+/// only a manifest write, which cannot overlap the one in flight, so it waits for the
+/// pipeline to empty and keeps gathering meanwhile: the slower the store, the larger the
+/// commits, and no more requests than the store can take. A larger batch may overlap its
+/// chunk write with one commit in flight; beyond that, only large ones deepen the pipeline.
 fn may_stage(pipe: &Pipeline, batch: &Batch) -> bool {
-    pipe.len() < 2 || (batch.bytes >= PIPELINE_MIN_BYTES && pipe.len() < PIPELINE_DEPTH)
+    pipe.is_empty()
+        || (pipe.len() < 2 && batch.bytes > INLINE_MAX_BYTES)
+        || (batch.bytes >= PIPELINE_MIN_BYTES && pipe.len() < PIPELINE_DEPTH)
 }
 
 /// Requests gathered for the next commit.
@@ -286,27 +291,13 @@ impl Pipeline {
     async fn push_first(&mut self, pending: Vec<AppendRequest>) {
         let core = &self.core;
         let mut state = core.current();
-        let mut plan = Plan::build(
-            &state,
-            &pending,
-            rand::random(),
-            now_ms(),
-            &[],
-            core.spilled_key().as_deref(),
-        );
+        let mut plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
         if plan.has_rejections() {
             state = match core.refresh().await {
                 Ok(s) => s,
                 Err(e) => return fail_all(pending, e),
             };
-            plan = Plan::build(
-                &state,
-                &pending,
-                rand::random(),
-                now_ms(),
-                &[],
-                core.spilled_key().as_deref(),
-            );
+            plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
         }
         if state.manifest.is_deleted() {
             core.mark_stale();
@@ -344,14 +335,7 @@ impl Pipeline {
             .iter()
             .flat_map(|s| s.plan.failed_sessions.iter().copied())
             .collect();
-        let plan = Plan::build(
-            &projected,
-            &pending,
-            rand::random(),
-            now_ms(),
-            &failed,
-            self.core.spilled_key().as_deref(),
-        );
+        let plan = Plan::build(&projected, &pending, rand::random(), now_ms(), &failed);
         let chunk_write = spawn_writes(&self.core, &plan);
         self.stages.push_back(Stage {
             requests: pending,
@@ -507,8 +491,8 @@ fn spawn_writes(core: &Arc<StreamCore>, plan: &Plan) -> Option<JoinHandle<Engine
     ))
 }
 
-/// After a commit with an inline chunk is acked, writes that chunk out as an object in the
-/// background, so that the next commit is a single write again.
+/// After a commit with an inline chunk is acked, starts writing that chunk out as an
+/// object, so that the next commit need not wait for it (see [`StreamCore::spill`]).
 fn spill_inline(core: &StreamCore, plan: &Plan) {
     let Some((r, chunk)) = &plan.chunk else {
         return;
@@ -517,14 +501,13 @@ fn spill_inline(core: &StreamCore, plan: &Plan) {
         return;
     }
     let key = r.key(&core.id);
-    let bytes = chunk.bytes().clone();
     let store = core.store.clone();
-    let spilled = core.spilled.clone();
-    tokio::spawn(async move {
-        if store.put(&key, bytes).await.is_ok() {
-            *spilled.lock() = Some(key);
-        }
-    });
+    let (k, bytes) = (key.clone(), chunk.bytes().clone());
+    let task = tokio::spawn(async move { store.put(&k, bytes).await.is_ok() });
+    let done = async move { matches!(task.await, Ok(true)) }
+        .boxed()
+        .shared();
+    *core.spill.lock() = Some((key, done));
 }
 
 /// What became of one request in a planned commit.
@@ -562,17 +545,14 @@ impl Plan {
         commit: u64,
         now_ms: u64,
         prior_failed: &[usize],
-        spilled: Option<&str>,
     ) -> Self {
         let mut manifest = state.manifest.next_version();
         let stream_id = manifest.stream_id.clone();
         let mut writes = Vec::new();
-        // The previous commit's inline chunk leaves the manifest, so it needs its object.
+        // The previous commit's inline chunk leaves the manifest, so it needs its object
+        // (see `write_objects`: usually it is being written already).
         if let Some((r, bytes)) = manifest.take_inline() {
-            let key = r.key(&stream_id);
-            if spilled != Some(key.as_str()) {
-                writes.push((key, bytes));
-            }
+            writes.push((r.key(&stream_id), bytes));
         }
         let ts_config = state.config.timestamping;
         let capacity: usize = pending
@@ -822,14 +802,7 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Ve
                 EngineError::StreamDeletionPending(core.name.clone()),
             );
         }
-        let plan = Plan::build(
-            &state,
-            &pending,
-            rand::random(),
-            now_ms(),
-            &[],
-            core.spilled_key().as_deref(),
-        );
+        let plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
         if plan.has_rejections() && !fresh {
             match core.refresh().await {
                 Ok(s) => {
@@ -932,12 +905,18 @@ async fn cache_landed(core: &StreamCore, attempt: &Attempt) {
     core.cache.insert_chunk(key, attempt.chunk.clone()).await;
 }
 
+/// Makes `writes` durable, concurrently. A write whose object this node is already
+/// writing out (an inline chunk, [`spill_inline`]) waits for that instead of repeating it.
 async fn write_objects(core: &StreamCore, writes: &[(String, Bytes)]) -> EngineResult<()> {
-    let results = futures::future::join_all(
-        writes
-            .iter()
-            .map(|(key, bytes)| core.store.put(key, bytes.clone())),
-    )
+    let results = futures::future::join_all(writes.iter().map(|(key, bytes)| async move {
+        let spill = core.spill.lock().clone().filter(|(k, _)| k == key);
+        if let Some((_, done)) = spill
+            && done.await
+        {
+            return Ok(());
+        }
+        core.store.put(key, bytes.clone()).await.map(drop)
+    }))
     .await;
     for r in results {
         r?;

@@ -1177,6 +1177,62 @@ mod tests {
         assert_eq!(all[3].len(), big.len());
     }
 
+    /// Each small commit costs two writes (its manifest, and its chunk written out after
+    /// the ack), even when the next commit needs that object before the write has ended.
+    #[tokio::test]
+    async fn an_inline_chunk_is_written_out_once() {
+        use crate::storage::{
+            counting::{CountingStore, StoreCounters},
+            faulty::{Faults, FaultyStore},
+        };
+        let counters = Arc::new(StoreCounters::default());
+        let slow = FaultyStore::new(
+            storage::memory(),
+            7,
+            Faults {
+                delay: 1.0,
+                max_delay: Duration::from_millis(20),
+                ..Faults::default()
+            },
+        );
+        let store: DynStore = Arc::new(CountingStore::new(Arc::new(slow), counters.clone()));
+        let engine = Engine::new(
+            store,
+            EngineConfig {
+                poll: None,
+                maintenance_interval: Duration::from_secs(3600),
+                ..EngineConfig::default()
+            },
+        );
+        engine
+            .create_basin("spill-basin", BasinConfig::default(), None)
+            .await
+            .unwrap();
+        engine
+            .create_stream("spill-basin", "s", OptionalStreamConfig::default(), None)
+            .await
+            .unwrap();
+        let handle = engine
+            .open("spill-basin", "s", AutoCreate::No)
+            .await
+            .unwrap();
+        let before = counters.snapshot().puts;
+        const APPENDS: u64 = 20;
+        for i in 0..APPENDS {
+            engine
+                .append(&handle, batch(&[&i.to_be_bytes()]), None)
+                .await
+                .unwrap();
+        }
+        let puts = counters.snapshot().puts - before;
+        // The last chunk's write may still be under way.
+        assert!(
+            (2 * APPENDS - 1..=2 * APPENDS).contains(&puts),
+            "{puts} writes for {APPENDS} commits"
+        );
+        assert_eq!(read_all(&engine, &handle).await.len(), APPENDS as usize);
+    }
+
     fn maintenance_first_seq(key: &str) -> u64 {
         key.rsplit('/').next().unwrap()[..20].parse().unwrap()
     }

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::future::{BoxFuture, Shared};
 use s2_common::config::StreamConfig;
 use tokio::sync::{mpsc, watch};
 
@@ -100,9 +101,10 @@ pub struct StreamCore {
     /// The index start seen at some upkeep pass, and when: objects below it become
     /// deletable once the grace period has passed.
     pub(super) gc_mark: parking_lot::Mutex<Option<(u64, Instant)>>,
-    /// Key of the last inline chunk this node has written out as an object, so that the
-    /// next commit need not write it again.
-    pub(super) spilled: Arc<parking_lot::Mutex<Option<String>>>,
+    /// The last inline chunk this node started writing out as an object (its key, and
+    /// whether that write succeeded, once it has ended): the next commit, which needs
+    /// that object, waits for this write rather than repeating it.
+    pub(super) spill: parking_lot::Mutex<Option<(String, Shared<BoxFuture<'static, bool>>)>>,
 }
 
 impl StreamCore {
@@ -128,16 +130,12 @@ impl StreamCore {
             heartbeat,
             collected_below: AtomicU64::new(0),
             gc_mark: parking_lot::Mutex::new(None),
-            spilled: Arc::new(parking_lot::Mutex::new(None)),
+            spill: parking_lot::Mutex::new(None),
         }
     }
 
     pub fn collected_below(&self) -> u64 {
         self.collected_below.load(Ordering::Relaxed)
-    }
-
-    pub(super) fn spilled_key(&self) -> Option<String> {
-        self.spilled.lock().clone()
     }
 
     pub(super) fn set_collected_below(&self, below: u64) {
