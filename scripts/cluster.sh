@@ -42,15 +42,8 @@ set -euo pipefail
 REPO_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 HAPROXY_TEMPLATE="$REPO_DIR/deploy/haproxy.cfg"
 
-# Dummy credentials and region, always: without them AWS clients look for the cloud
-# metadata endpoint, which must never be contacted from here.
-export AWS_ACCESS_KEY_ID=test
-export AWS_SECRET_ACCESS_KEY=test
-export AWS_REGION=us-east-1
-export AWS_DEFAULT_REGION=us-east-1
-export AWS_EC2_METADATA_DISABLED=true
-export NO_PROXY="127.0.0.1,localhost,::1${NO_PROXY:+,$NO_PROXY}"
-export no_proxy="$NO_PROXY"
+# shellcheck source=scripts/loopback-env.sh
+source "$REPO_DIR/scripts/loopback-env.sh"
 
 TIMEOUT="${SLUICE_CLUSTER_TIMEOUT:-60}"
 

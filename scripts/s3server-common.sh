@@ -19,16 +19,8 @@
 
 set -euo pipefail
 
-# Dummy credentials and region, always: without them AWS SDKs (and some
-# emulators) go looking for the cloud metadata endpoint, which must never be
-# contacted from here.
-export AWS_ACCESS_KEY_ID=test
-export AWS_SECRET_ACCESS_KEY=test
-export AWS_REGION=us-east-1
-export AWS_DEFAULT_REGION=us-east-1
-# Keep any proxy settings from capturing loopback traffic.
-export NO_PROXY="127.0.0.1,localhost,::1${NO_PROXY:+,$NO_PROXY}"
-export no_proxy="$NO_PROXY"
+# shellcheck source=scripts/loopback-env.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/loopback-env.sh"
 
 S3S_TOOLS_DIR="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
 S3S_VENV="$S3S_TOOLS_DIR/$S3S_VENV_NAME"

@@ -40,13 +40,8 @@ SLUICE_REPO_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 export SLUICE_TOOLS_DIR="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
 export S2_CLI="${S2_CLI:-$SLUICE_TOOLS_DIR/s2-cli/bin/s2}"
 
-export AWS_ACCESS_KEY_ID=test
-export AWS_SECRET_ACCESS_KEY=test
-export AWS_REGION=us-east-1
-export AWS_DEFAULT_REGION=us-east-1
-export AWS_EC2_METADATA_DISABLED=true
-export NO_PROXY="127.0.0.1,localhost,::1${NO_PROXY:+,$NO_PROXY}"
-export no_proxy="$NO_PROXY"
+# shellcheck source=scripts/loopback-env.sh
+source "$SLUICE_REPO_DIR/scripts/loopback-env.sh"
 
 _SLUICE_CLEANUP=()      # shell-quoted commands, run last-in first-out
 _SLUICE_CLEANED=0

@@ -1026,6 +1026,35 @@ mod tests {
         }
     }
 
+    /// An engine without polling or periodic upkeep, and the stream `s` on it.
+    async fn engine_with_stream(
+        store: DynStore,
+        gc_grace: Duration,
+    ) -> (Engine, Arc<StreamHandle>) {
+        let engine = Engine::new(
+            store,
+            EngineConfig {
+                poll: None,
+                gc_grace,
+                maintenance_interval: Duration::from_secs(3600),
+                ..EngineConfig::default()
+            },
+        );
+        engine
+            .create_basin("test-basin", BasinConfig::default(), None)
+            .await
+            .unwrap();
+        engine
+            .create_stream("test-basin", "s", OptionalStreamConfig::default(), None)
+            .await
+            .unwrap();
+        let handle = engine
+            .open("test-basin", "s", AutoCreate::No)
+            .await
+            .unwrap();
+        (engine, handle)
+    }
+
     async fn chunk_keys(store: &DynStore, id: &str) -> Vec<String> {
         store
             .list(
@@ -1041,27 +1070,7 @@ mod tests {
     #[tokio::test]
     async fn upkeep_deletes_trimmed_chunks_after_the_grace_period() {
         let store = storage::memory();
-        let engine = Engine::new(
-            store.clone(),
-            EngineConfig {
-                poll: None,
-                gc_grace: Duration::ZERO,
-                maintenance_interval: Duration::from_secs(3600),
-                ..EngineConfig::default()
-            },
-        );
-        engine
-            .create_basin("upkeep-basin", BasinConfig::default(), None)
-            .await
-            .unwrap();
-        engine
-            .create_stream("upkeep-basin", "s", OptionalStreamConfig::default(), None)
-            .await
-            .unwrap();
-        let handle = engine
-            .open("upkeep-basin", "s", AutoCreate::No)
-            .await
-            .unwrap();
+        let (engine, handle) = engine_with_stream(store.clone(), Duration::ZERO).await;
         for i in 0..5u8 {
             engine
                 .append(&handle, batch(&[&[i], &[i]]), None)
@@ -1196,26 +1205,7 @@ mod tests {
             },
         );
         let store: DynStore = Arc::new(CountingStore::new(Arc::new(slow), counters.clone()));
-        let engine = Engine::new(
-            store,
-            EngineConfig {
-                poll: None,
-                maintenance_interval: Duration::from_secs(3600),
-                ..EngineConfig::default()
-            },
-        );
-        engine
-            .create_basin("spill-basin", BasinConfig::default(), None)
-            .await
-            .unwrap();
-        engine
-            .create_stream("spill-basin", "s", OptionalStreamConfig::default(), None)
-            .await
-            .unwrap();
-        let handle = engine
-            .open("spill-basin", "s", AutoCreate::No)
-            .await
-            .unwrap();
+        let (engine, handle) = engine_with_stream(store, maintenance::DEFAULT_GC_GRACE).await;
         let before = counters.snapshot().puts;
         const APPENDS: u64 = 20;
         for i in 0..APPENDS {
