@@ -51,9 +51,10 @@ struct ServeArgs {
     /// Memory for cached chunks, in MiB.
     #[arg(long, default_value_t = 1024, env = "SLUICE_CACHE_MIB")]
     cache_mib: u64,
-    /// How long a `standard` stream's appender gathers appends before committing.
-    #[arg(long, default_value_t = 200, env = "SLUICE_STANDARD_LINGER_MS")]
-    standard_linger_ms: u64,
+    /// How long a `standard` stream's appender gathers appends before committing
+    /// [default: 200 on a bucket, 0 on a local directory, where requests cost nothing].
+    #[arg(long, env = "SLUICE_STANDARD_LINGER_MS")]
+    standard_linger_ms: Option<u64>,
     /// How often followers look for other nodes' commits on `express` streams (S3 only).
     #[arg(long, default_value_t = 50, env = "SLUICE_POLL_EXPRESS_MS")]
     poll_express_ms: u64,
@@ -83,7 +84,9 @@ async fn main() -> anyhow_free::Result {
     };
     let mut config = ServerConfig::new(backend.clone());
     config.engine.cache_bytes = args.cache_mib * 1024 * 1024;
-    config.engine.appender.standard_linger = Duration::from_millis(args.standard_linger_ms);
+    if let Some(ms) = args.standard_linger_ms {
+        config.engine.appender.standard_linger = Duration::from_millis(ms);
+    }
     if config.engine.poll.is_some() {
         config.engine.poll = Some(PollIntervals {
             express: Duration::from_millis(args.poll_express_ms),

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::{
     api,
-    engine::{Engine, EngineConfig, PollIntervals},
+    engine::{AppenderSettings, Engine, EngineConfig, PollIntervals},
     storage::{
         DynStore, LocalStore, RemoteStore, S3Settings, StorageError,
         counting::{CountingStore, StoreCounters},
@@ -51,6 +51,10 @@ impl ServerConfig {
                 Backend::S3 { .. } => Some(PollIntervals::default()),
                 Backend::Local(_) | Backend::Memory => None,
             },
+            appender: AppenderSettings {
+                standard_linger: default_standard_linger(&backend),
+                ..AppenderSettings::default()
+            },
             ..EngineConfig::default()
         };
         Self {
@@ -58,6 +62,16 @@ impl ServerConfig {
             engine,
             shutdown_grace: Duration::from_secs(10),
         }
+    }
+}
+
+/// How long `standard` streams gather appends into one commit, unless configured. Lingering
+/// trades latency for fewer object-store requests per GiB; a local directory charges
+/// nothing per request, so there `standard` commits as promptly as `express`.
+pub fn default_standard_linger(backend: &Backend) -> Duration {
+    match backend {
+        Backend::S3 { .. } => AppenderSettings::default().standard_linger,
+        Backend::Local(_) | Backend::Memory => Duration::ZERO,
     }
 }
 
@@ -184,4 +198,24 @@ pub async fn shutdown_signal() {
 /// Binds `addr`; a clear error if the port is taken.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_streams_linger_only_where_requests_cost() {
+        let s3 = Backend::S3 {
+            settings: S3Settings::from_env("b"),
+            prefix: None,
+        };
+        let on_s3 = ServerConfig::new(s3).engine.appender;
+        assert_eq!(on_s3.standard_linger, Duration::from_millis(200));
+        let local = ServerConfig::new(Backend::Local("d".into()))
+            .engine
+            .appender;
+        assert_eq!(local.standard_linger, Duration::ZERO);
+        assert_eq!(local.express_linger, Duration::ZERO);
+    }
 }
