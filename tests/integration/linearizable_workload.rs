@@ -2,7 +2,8 @@
 //! read from the head and check the tail of one stream at random; the recorded history
 //! must be linearizable under the S2 model (see `linearizability`). One variant kills a
 //! node with SIGKILL in the middle: clients retry elsewhere, and still no acked record may
-//! be lost and none duplicated.
+//! be lost and none duplicated. The `balanced` variant does the same through the HAProxy
+//! of `scripts/cluster-tests.sh`, every client on the balancer's one address.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -88,6 +89,52 @@ impl Nodes {
             child.wait().unwrap();
         }
     }
+}
+
+/// Where the workload runs.
+enum Deployment {
+    /// Nodes of our own; clients spread over them and fail over by themselves.
+    Nodes(Nodes),
+    /// The cluster of `scripts/cluster.sh` (its state directory), behind its balancer.
+    Balanced { endpoint: String, state: String },
+}
+
+impl Deployment {
+    fn endpoints(&self) -> Vec<String> {
+        match self {
+            Self::Nodes(nodes) => nodes.endpoints.clone(),
+            Self::Balanced { endpoint, .. } => vec![endpoint.clone()],
+        }
+    }
+
+    /// Kills the second node with SIGKILL.
+    async fn kill_a_node(&mut self) {
+        match self {
+            Self::Nodes(nodes) => nodes.kill(1),
+            // Not waiting for the balancer to notice: requests keep reaching the dead node
+            // until its health checks fail, and must be redispatched or fail cleanly.
+            Self::Balanced { state, .. } => cluster_script(&["kill-node", state, "2"]).await,
+        }
+    }
+
+    /// Brings the killed node back, for the cluster's later users.
+    async fn revive(&mut self) {
+        if let Self::Balanced { state, .. } = self {
+            cluster_script(&["restart-node", state, "2"]).await;
+        }
+    }
+}
+
+async fn cluster_script(args: &[&str]) {
+    let status =
+        tokio::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh"))
+            .args(args)
+            .env("SLUICE_KILL_WAIT_DOWN", "0")
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .expect("run scripts/cluster.sh");
+    assert!(status.success(), "scripts/cluster.sh {args:?}: {status}");
 }
 
 /// What a client believes about the stream, to aim its conditions.
@@ -278,9 +325,8 @@ impl Client {
     }
 }
 
-async fn run_workload(kill_a_node: bool) {
-    let mut nodes = Nodes::start(3).await;
-    let endpoints = Arc::new(nodes.endpoints.clone());
+async fn run_workload(mut deployment: Deployment, kill_a_node: bool) {
+    let endpoints = Arc::new(deployment.endpoints());
     let basin = basin_name();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -323,12 +369,15 @@ async fn run_workload(kill_a_node: bool) {
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     if kill_a_node {
-        nodes.kill(1);
+        deployment.kill_a_node().await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
+    }
+    if kill_a_node {
+        deployment.revive().await;
     }
 
     let history = recorder.history();
@@ -366,10 +415,29 @@ async fn run_workload(kill_a_node: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_on_three_nodes_see_a_linearizable_stream() {
-    run_workload(false).await;
+    run_workload(Deployment::Nodes(Nodes::start(3).await), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_workload_loses_and_duplicates_nothing() {
-    run_workload(true).await;
+    run_workload(Deployment::Nodes(Nodes::start(3).await), true).await;
+}
+
+/// Run by `scripts/cluster-tests.sh` on its own, after the suite: it kills a node.
+mod balanced {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs a running cluster: scripts/cluster-tests.sh"]
+    async fn a_node_killed_behind_the_balancer_loses_and_duplicates_nothing() {
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} (set by scripts/cluster-tests.sh)"))
+        };
+        let deployment = Deployment::Balanced {
+            endpoint: var("SLUICE_TEST_CLUSTER_ENDPOINT"),
+            state: var("SLUICE_TEST_CLUSTER_STATE"),
+        };
+        run_workload(deployment, true).await;
+    }
 }
