@@ -284,7 +284,7 @@ def main():
     ap.add_argument("--servers", default="sluice,lite")
     ap.add_argument("--sizes", default="8192,1024")
     ap.add_argument("--classes", default="express,standard")
-    ap.add_argument("--rates", default="20,50,100,200,400")
+    ap.add_argument("--rates", default="1,20,50,100,200,400")
     ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")))
     ap.add_argument("--out", default=str(REPO / "target/bench"))
     ap.add_argument("--quick", action="store_true", help="one size, express, two rates")
