@@ -15,7 +15,8 @@
 //! - `trim_point <= next_seq`;
 //! - at most the newest chunk is inline, and `inline_chunk` is present exactly when one is;
 //! - every chunk and segment referenced exists and is never rewritten (keys are unique per
-//!   commit).
+//!   commit), except that the inline chunk's object may not exist yet: a manifest that
+//!   stops carrying its bytes is written only after that object is.
 //!
 //! Encoding, format 1: magic `SLMF`, format byte, protobuf `Manifest`, xxh3-64 of the
 //! preceding bytes (big-endian).
