@@ -418,7 +418,8 @@ impl Pipeline {
                     .insert_chunk(chunk_ref.key(&core.id), chunk)
                     .await;
                 spill_inline(&core, &plan);
-                match StreamState::new(plan.manifest, etag) {
+                let built = plan.chunk.as_ref().map(|(r, c)| (r, c));
+                match StreamState::reusing(plan.manifest, etag, built) {
                     Ok(state) => {
                         let state = Arc::new(state);
                         core.publish(state.clone());
@@ -523,8 +524,8 @@ struct Plan {
     manifest: Manifest,
     chunk: Option<(ChunkRef, Arc<Chunk>)>,
     /// Objects that must be durable before the manifest is written: the chunk (unless it
-    /// goes inline), a folded index segment, and the previous inline chunk (unless this
-    /// node already wrote it out).
+    /// goes inline), a folded index segment, and the previous inline chunk (which this
+    /// node is usually writing out already; see `write_objects`).
     writes: Vec<(String, Bytes)>,
     outcomes: Vec<Outcome>,
     /// Sessions (by [`SessionGate`] address) with a request refused in this plan; a plan
@@ -844,7 +845,8 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Ve
                     .insert_chunk(chunk_ref.key(&core.id), chunk)
                     .await;
                 spill_inline(core, &plan);
-                let new_state = match StreamState::new(plan.manifest, etag) {
+                let built = plan.chunk.as_ref().map(|(r, c)| (r, c));
+                let new_state = match StreamState::reusing(plan.manifest, etag, built) {
                     Ok(s) => Arc::new(s),
                     Err(e) => return fail_all(pending, e),
                 };

@@ -608,7 +608,7 @@ impl Engine {
                 .put_if_match(&key, next.encode_object(), &state.etag)
                 .await?
             {
-                let state = Arc::new(StreamState::new(next, etag)?);
+                let state = Arc::new(StreamState::reusing(next, etag, state.known_inline())?);
                 core.publish(state.clone());
                 return Ok(state);
             }
@@ -1159,6 +1159,11 @@ mod tests {
         let state = on_a.core.current();
         let first = state.manifest.inline_ref().cloned().expect("inline");
         assert!(state.manifest.inline_chunk.is_some());
+        let built = on_a.core.cache.chunk(&on_a.core.id, &first).await.unwrap();
+        assert!(
+            Arc::ptr_eq(state.inline.as_ref().unwrap(), &built),
+            "the committing node reuses the chunk it built"
+        );
         let key = first.key(&on_a.core.id);
         // Whether or not node a has written it out by now, other nodes must not need it.
         store.delete(&key).await.unwrap();

@@ -19,7 +19,7 @@ use super::{
     chunk::Chunk,
     error::{EngineError, EngineResult, Position},
     layout,
-    manifest::Manifest,
+    manifest::{ChunkRef, Manifest},
 };
 use crate::storage::{DynStore, ETag, Revalidated};
 
@@ -35,22 +35,41 @@ pub struct StreamState {
 
 impl StreamState {
     pub fn new(manifest: Manifest, etag: ETag) -> EngineResult<Self> {
+        Self::reusing(manifest, etag, None)
+    }
+
+    /// [`new`](Self::new), taking the decoded inline chunk from `known` when it is the one
+    /// this manifest carries (the committing node built it; a reconfiguration or an
+    /// unrelated refresh keeps it) instead of decoding and checksumming it again.
+    pub fn reusing(
+        manifest: Manifest,
+        etag: ETag,
+        known: Option<(&ChunkRef, &Arc<Chunk>)>,
+    ) -> EngineResult<Self> {
         let config = parse_config(&manifest.config_json)?;
-        let inline = manifest
-            .inline_chunk
-            .clone()
-            .map(|bytes| {
-                Chunk::decode(bytes)
-                    .map(Arc::new)
-                    .map_err(|e| EngineError::Corrupt(format!("inline chunk: {e}")))
-            })
-            .transpose()?;
+        let inline = match (manifest.inline_ref(), known) {
+            (None, _) => None,
+            (Some(r), Some((k, chunk))) if (k.first_seq, k.commit) == (r.first_seq, r.commit) => {
+                Some(chunk.clone())
+            }
+            (Some(_), _) => {
+                let bytes = manifest.inline_chunk.clone().unwrap_or_default();
+                let chunk = Chunk::decode(bytes)
+                    .map_err(|e| EngineError::Corrupt(format!("inline chunk: {e}")))?;
+                Some(Arc::new(chunk))
+            }
+        };
         Ok(Self {
             manifest,
             etag,
             config,
             inline,
         })
+    }
+
+    /// The inline chunk's reference and decoded bytes, if the manifest carries one.
+    pub fn known_inline(&self) -> Option<(&ChunkRef, &Arc<Chunk>)> {
+        self.manifest.inline_ref().zip(self.inline.as_ref())
     }
 
     pub fn tail(&self) -> Position {
@@ -213,7 +232,8 @@ impl StreamCore {
             Revalidated::Changed(obj) => {
                 let manifest = Manifest::decode_object(&obj.bytes)
                     .map_err(|e| EngineError::Corrupt(e.to_string()))?;
-                self.publish(Arc::new(StreamState::new(manifest, obj.etag)?));
+                let state = StreamState::reusing(manifest, obj.etag, known.known_inline())?;
+                self.publish(Arc::new(state));
                 Ok(self.current())
             }
             Revalidated::Missing => {
