@@ -776,23 +776,19 @@ async fn reload(core: &StreamCore) -> EngineResult<Arc<StreamState>> {
 /// The retrying path: commits `pending` one attempt after another until one lands, it is
 /// clear that none will, or the budget is spent. `attempts` made earlier (whose outcome is
 /// unknown) are looked for first.
-async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Vec<Attempt>) {
+async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts: Vec<Attempt>) {
     let started = tokio::time::Instant::now();
     let mut conflicts = 0;
     let mut storage_failures = 0;
     let mut state = core.current();
     let mut fresh = false;
     if !attempts.is_empty() {
-        state = match reload(core).await {
-            Ok(s) => s,
-            Err(e) => return fail_all(pending, e),
+        let Some((reread, unanswered)) = reread_unless_landed(core, pending, &mut attempts).await
+        else {
+            return;
         };
+        (state, pending) = (reread, unanswered);
         fresh = true;
-        if let Some(attempt) = landed(&mut attempts, &state.manifest) {
-            let tail = state.tail();
-            cache_landed(core, &attempt).await;
-            return reply(pending, attempt.outcomes, tail);
-        }
         conflicts = 1;
     }
     loop {
@@ -865,16 +861,12 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Ve
         }
 
         // The write failed or its outcome is unknown: find out where the stream stands.
-        state = match reload(core).await {
-            Ok(s) => s,
-            Err(e) => return fail_all(pending, e),
+        let Some((reread, unanswered)) = reread_unless_landed(core, pending, &mut attempts).await
+        else {
+            return;
         };
+        (state, pending) = (reread, unanswered);
         fresh = true;
-        if let Some(attempt) = landed(&mut attempts, &state.manifest) {
-            let tail = state.tail();
-            cache_landed(core, &attempt).await;
-            return reply(pending, attempt.outcomes, tail);
-        }
         if conflicts > 0 && started.elapsed() > CONFLICT_BUDGET {
             return fail_all(
                 pending,
@@ -899,6 +891,29 @@ async fn commit(core: &StreamCore, pending: Vec<AppendRequest>, mut attempts: Ve
         )
         .await;
     }
+}
+
+/// Re-reads the manifest after writes whose outcome is unknown and hands it back with
+/// `pending`, unless one of `attempts` landed or the read failed: then `pending` has been
+/// answered and this returns `None`.
+async fn reread_unless_landed(
+    core: &StreamCore,
+    pending: Vec<AppendRequest>,
+    attempts: &mut Vec<Attempt>,
+) -> Option<(Arc<StreamState>, Vec<AppendRequest>)> {
+    let state = match reload(core).await {
+        Ok(s) => s,
+        Err(e) => {
+            fail_all(pending, e);
+            return None;
+        }
+    };
+    if let Some(attempt) = landed(attempts, &state.manifest) {
+        cache_landed(core, &attempt).await;
+        reply(pending, attempt.outcomes, state.tail());
+        return None;
+    }
+    Some((state, pending))
 }
 
 /// After an attempt turned out to have landed, makes its chunk readable from memory.
