@@ -82,6 +82,7 @@ fn manifest(c: &mut Criterion) {
             commit: i,
             committed_at_ms: i,
             inline: false,
+            pack: None,
         });
     }
     let encoded = m.encode_object();
@@ -101,6 +102,7 @@ fn manifest(c: &mut Criterion) {
                     commit: 7,
                     committed_at_ms: 7,
                     inline: false,
+                    pack: None,
                 });
                 next.encode_object()
             },

@@ -4,6 +4,9 @@
 //! queued (up to a size cap), so under load each manifest write carries many batches.
 //! A commit writes one chunk, then the manifest with `If-Match` on the version the
 //! commit was planned against; success is durability, and only then are requests acked.
+//! A small chunk instead travels inside the manifest, so the commit is that one write;
+//! after the ack, the inline chunks gathered so far are written out as one pack, off the
+//! commit path, and a later manifest drops their bytes.
 //!
 //! On a precondition failure another writer got there first: re-read the manifest,
 //! re-check every request's conditions against it, re-number, and retry. On an
@@ -34,9 +37,9 @@ use super::{
     chunk::{Chunk, ChunkBuilder},
     error::{ConditionFailed, EngineError, EngineResult, Position},
     layout,
-    manifest::{ChunkRef, Manifest},
+    manifest::{ChunkRef, MAX_INLINE_CHUNKS, MAX_INLINE_TOTAL_BYTES, Manifest},
     record::{AppendInput, Command},
-    stream::{StreamCore, StreamState},
+    stream::{Spill, StreamCore, StreamState},
 };
 use crate::storage::{PutOutcome, StorageResult};
 
@@ -228,6 +231,10 @@ fn linger(core: &StreamCore, settings: &AppenderSettings) -> Duration {
 
 /// Chunks up to this size travel inside the manifest: the commit is then one write.
 pub const INLINE_MAX_BYTES: usize = 256 * 1024;
+/// Inline chunks are written out (as one pack) once there are this many of them, or
+/// [`SPILL_MIN_BYTES`]: fewer requests per commit, against larger manifests.
+const SPILL_MIN_CHUNKS: usize = 16;
+const SPILL_MIN_BYTES: usize = 64 * 1024;
 
 /// Commits planned but not yet settled, at most this many at once. Their chunks are
 /// written concurrently; their manifest writes happen one at a time, in order. Requests
@@ -291,13 +298,14 @@ impl Pipeline {
     async fn push_first(&mut self, pending: Vec<AppendRequest>) {
         let core = &self.core;
         let mut state = core.current();
-        let mut plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+        let spills = core.spills.lock().clone();
+        let mut plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[], &spills);
         if plan.has_rejections() {
             state = match core.refresh().await {
                 Ok(s) => s,
                 Err(e) => return fail_all(pending, e),
             };
-            plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+            plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[], &spills);
         }
         if state.manifest.is_deleted() {
             core.mark_stale();
@@ -328,14 +336,22 @@ impl Pipeline {
             manifest: top.plan.manifest.clone(),
             etag: self.base.etag.clone(),
             config: self.base.config.clone(),
-            inline: None,
+            inline: Vec::new(),
         };
         let failed: Vec<usize> = self
             .stages
             .iter()
             .flat_map(|s| s.plan.failed_sessions.iter().copied())
             .collect();
-        let plan = Plan::build(&projected, &pending, rand::random(), now_ms(), &failed);
+        let spills = self.core.spills.lock().clone();
+        let plan = Plan::build(
+            &projected,
+            &pending,
+            rand::random(),
+            now_ms(),
+            &failed,
+            &spills,
+        );
         let chunk_write = spawn_writes(&self.core, &plan);
         self.stages.push_back(Stage {
             requests: pending,
@@ -417,10 +433,11 @@ impl Pipeline {
                 core.cache
                     .insert_chunk(chunk_ref.key(&core.id), chunk)
                     .await;
-                spill_inline(&core, &plan);
                 let built = plan.chunk.as_ref().map(|(r, c)| (r, c));
-                match StreamState::reusing(plan.manifest, etag, built) {
+                let known = self.base.known_inline().chain(built);
+                match StreamState::reusing(plan.manifest, etag, known) {
                     Ok(state) => {
+                        spill_inline(&core, &state);
                         let state = Arc::new(state);
                         core.publish(state.clone());
                         reply(requests, plan.outcomes, state.tail());
@@ -492,23 +509,37 @@ fn spawn_writes(core: &Arc<StreamCore>, plan: &Plan) -> Option<JoinHandle<Engine
     ))
 }
 
-/// After a commit with an inline chunk is acked, starts writing that chunk out as an
-/// object, so that the next commit need not wait for it (see [`StreamCore::spill`]).
-fn spill_inline(core: &StreamCore, plan: &Plan) {
-    let Some((r, chunk)) = &plan.chunk else {
-        return;
-    };
-    if !r.inline {
+/// After a commit is acked, starts writing the inline chunks of `state` out as one pack,
+/// unless a pack is being written already or they are too few to be worth a request yet:
+/// a small commit then costs one write (its manifest) plus a share of the pack's, and no
+/// commit waits for a pack unless the manifest would outgrow its inline bounds.
+fn spill_inline(core: &StreamCore, state: &StreamState) {
+    let inline = state.manifest.inline_refs();
+    let mut spills = core.spills.lock();
+    // Keep the packs that did not fail and hold chunks still carried inline.
+    spills.retain(|s| s.done.peek() != Some(&false) && inline.iter().any(|r| s.pack.holds(r)));
+    if spills.iter().any(Spill::in_flight) {
         return;
     }
-    let key = r.key(&core.id);
+    let packed = inline
+        .iter()
+        .take_while(|r| spills.iter().any(|s| s.pack.holds(r)))
+        .count();
+    let rest = &state.manifest.inline_chunks[packed..];
+    if rest.len() < SPILL_MIN_CHUNKS && rest.iter().map(Bytes::len).sum::<usize>() < SPILL_MIN_BYTES
+    {
+        return;
+    }
+    let Some(pack) = state.manifest.pack_inline(packed, rand::random()) else {
+        return;
+    };
     let store = core.store.clone();
-    let (k, bytes) = (key.clone(), chunk.bytes().clone());
-    let task = tokio::spawn(async move { store.put(&k, bytes).await.is_ok() });
+    let (key, bytes) = (pack.key.clone(), pack.bytes.clone());
+    let task = tokio::spawn(async move { store.put(&key, bytes).await.is_ok() });
     let done = async move { matches!(task.await, Ok(true)) }
         .boxed()
         .shared();
-    *core.spill.lock() = Some((key, done));
+    spills.push(Spill { pack, done });
 }
 
 /// What became of one request in a planned commit.
@@ -540,20 +571,20 @@ fn gate_id(gate: &Arc<SessionGate>) -> usize {
 impl Plan {
     /// Plans `pending` in order against `state`. `prior_failed` are sessions refused by a
     /// plan this one is stacked on.
+    /// `spills` are this node's packs of inline chunks (see [`Spill`]).
     fn build(
         state: &StreamState,
         pending: &[AppendRequest],
         commit: u64,
         now_ms: u64,
         prior_failed: &[usize],
+        spills: &[Spill],
     ) -> Self {
         let mut manifest = state.manifest.next_version();
         let stream_id = manifest.stream_id.clone();
         let mut writes = Vec::new();
-        // The previous commit's inline chunk leaves the manifest, so it needs its object
-        // (see `write_objects`: usually it is being written already).
-        if let Some((r, bytes)) = manifest.take_inline() {
-            writes.push((r.key(&stream_id), bytes));
+        for spill in spills.iter().filter(|s| s.stored()) {
+            manifest.evict_inline(&spill.pack);
         }
         let ts_config = state.config.timestamping;
         let capacity: usize = pending
@@ -659,16 +690,33 @@ impl Plan {
                 commit,
                 committed_at_ms: now_ms,
                 inline: chunk.bytes().len() <= INLINE_MAX_BYTES,
+                pack: None,
             };
             (r, chunk)
         });
         if let Some((r, c)) = &chunk {
+            let fits = r.inline
+                && manifest.inline_refs().len() < MAX_INLINE_CHUNKS
+                && manifest.inline_bytes() + c.bytes().len() <= MAX_INLINE_TOTAL_BYTES;
+            if !fits {
+                // Inline chunks must stay the newest, within bounds: the ones carried so
+                // far leave now, in the packs they are being written to, or a new one.
+                for spill in spills {
+                    if manifest.evict_inline(&spill.pack) > 0 {
+                        writes.push((spill.pack.key.clone(), spill.pack.bytes.clone()));
+                    }
+                }
+                if let Some(pack) = manifest.pack_inline(0, rand::random()) {
+                    manifest.evict_inline(&pack);
+                    writes.push((pack.key, pack.bytes));
+                }
+            }
             if r.inline {
-                manifest.inline_chunk = Some(c.bytes().clone());
+                manifest.push_inline_chunk(r.clone(), c.bytes().clone());
             } else {
                 writes.push((r.key(&stream_id), c.bytes().clone()));
+                manifest.push_chunk(r.clone());
             }
-            manifest.push_chunk(r.clone());
             manifest.fencing_token = fencing_token;
             manifest.trim_point = trim_point;
             let expire_before = state
@@ -799,7 +847,8 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
                 EngineError::StreamDeletionPending(core.name.clone()),
             );
         }
-        let plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[]);
+        let spills = core.spills.lock().clone();
+        let plan = Plan::build(&state, &pending, rand::random(), now_ms(), &[], &spills);
         if plan.has_rejections() && !fresh {
             match core.refresh().await {
                 Ok(s) => {
@@ -840,12 +889,13 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
                 core.cache
                     .insert_chunk(chunk_ref.key(&core.id), chunk)
                     .await;
-                spill_inline(core, &plan);
                 let built = plan.chunk.as_ref().map(|(r, c)| (r, c));
-                let new_state = match StreamState::reusing(plan.manifest, etag, built) {
+                let known = state.known_inline().chain(built);
+                let new_state = match StreamState::reusing(plan.manifest, etag, known) {
                     Ok(s) => Arc::new(s),
                     Err(e) => return fail_all(pending, e),
                 };
+                spill_inline(core, &new_state);
                 let tail = new_state.tail();
                 core.publish(new_state);
                 return reply(pending, plan.outcomes, tail);
@@ -923,11 +973,17 @@ async fn cache_landed(core: &StreamCore, attempt: &Attempt) {
 }
 
 /// Makes `writes` durable, concurrently. A write whose object this node is already
-/// writing out (an inline chunk, [`spill_inline`]) waits for that instead of repeating it.
+/// writing out (a pack of inline chunks, [`spill_inline`]) waits for that instead of
+/// repeating it.
 async fn write_objects(core: &StreamCore, writes: &[(String, Bytes)]) -> EngineResult<()> {
     let results = futures::future::join_all(writes.iter().map(|(key, bytes)| async move {
-        let spill = core.spill.lock().clone().filter(|(k, _)| k == key);
-        if let Some((_, done)) = spill
+        let spill = core
+            .spills
+            .lock()
+            .iter()
+            .find(|s| s.pack.key == *key)
+            .map(|s| s.done.clone());
+        if let Some(done) = spill
             && done.await
         {
             return Ok(());
@@ -939,4 +995,113 @@ async fn write_objects(core: &StreamCore, writes: &[(String, Bytes)]) -> EngineR
         r?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::future::{self, FutureExt};
+
+    use super::*;
+    use crate::{
+        engine::{manifest::Pack, record::RecordBatchBuilder},
+        storage::ETag,
+    };
+
+    fn request(body: &[u8]) -> AppendRequest {
+        let mut b = RecordBatchBuilder::new();
+        b.push(None, std::iter::empty(), body).unwrap();
+        AppendRequest {
+            input: AppendInput {
+                batch: b.finish().unwrap(),
+                match_seq_num: None,
+                fencing_token: None,
+            },
+            arrival_ms: 1,
+            session: None,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    /// A state whose manifest carries `n` one-record inline chunks.
+    fn state_with_inline(n: usize) -> StreamState {
+        let config = super::super::stream::config_json(&Default::default());
+        let state =
+            StreamState::new(Manifest::new("id".into(), config, 0), ETag::new("e")).unwrap();
+        with_more_inline(state, n)
+    }
+
+    fn with_more_inline(mut state: StreamState, n: usize) -> StreamState {
+        for _ in 0..n {
+            let i = state.manifest.next_seq;
+            let plan = Plan::build(&state, &[request(&[i as u8])], i, 1, &[], &[]);
+            assert!(plan.writes.is_empty(), "commit {i} is one write");
+            state = StreamState::new(plan.manifest, ETag::new("e")).unwrap();
+        }
+        state
+    }
+
+    fn spill(pack: Pack, stored: Option<bool>) -> Spill {
+        let done = match stored {
+            Some(ok) => future::ready(ok).boxed(),
+            None => future::pending().boxed(),
+        };
+        let spill = Spill {
+            pack,
+            done: done.shared(),
+        };
+        // A shared future reports its outcome only once polled.
+        let _ = spill.done.clone().now_or_never();
+        spill
+    }
+
+    #[test]
+    fn a_stored_pack_takes_its_members_out_of_the_next_manifest() {
+        let state = state_with_inline(20);
+        let pack = state.manifest.pack_inline(0, 9).unwrap();
+        let stored = [spill(pack.clone(), Some(true))];
+        let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &stored);
+        assert!(plan.writes.is_empty());
+        assert_eq!(plan.manifest.inline_refs().len(), 1);
+        assert_eq!(plan.manifest.chunks[..20], pack.members[..]);
+        plan.manifest.check_invariants().unwrap();
+
+        let unfinished = [spill(pack, None)];
+        let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &unfinished);
+        assert!(
+            plan.writes.is_empty(),
+            "nothing waits for a pack while there is room"
+        );
+        assert_eq!(plan.manifest.inline_refs().len(), 21);
+        plan.manifest.check_invariants().unwrap();
+    }
+
+    /// When the manifest has no room for another inline chunk, the ones it carries leave
+    /// in the pack being written (awaited, not rewritten: same key) and a new one.
+    #[test]
+    fn a_full_manifest_sends_its_inline_chunks_out_before_the_next() {
+        let state = state_with_inline(16);
+        let spills = [spill(state.manifest.pack_inline(0, 9).unwrap(), None)];
+        let state = with_more_inline(state, MAX_INLINE_CHUNKS - 16);
+        let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &spills);
+        assert_eq!(
+            plan.writes.len(),
+            2,
+            "the pack under way and one for the rest"
+        );
+        assert_eq!(plan.writes[0].0, spills[0].pack.key);
+        let (rest_key, rest_bytes) = &plan.writes[1];
+        let m = &plan.manifest;
+        assert_eq!(m.inline_refs().len(), 1);
+        assert_eq!(m.chunks[..16], spills[0].pack.members[..]);
+        for r in &m.chunks[16..MAX_INLINE_CHUNKS] {
+            let (key, range) = r.location("id");
+            assert_eq!(&key, rest_key);
+            let range = range.unwrap();
+            assert_eq!(
+                rest_bytes.slice(range.start as usize..range.end as usize),
+                state.manifest.inline_chunks[r.first_seq as usize]
+            );
+        }
+        m.check_invariants().unwrap();
+    }
 }

@@ -10,7 +10,7 @@ use super::{
     error::{EngineError, EngineResult},
     manifest::{ChunkRef, IndexSegment, SegmentRef},
 };
-use crate::storage::DynStore;
+use crate::storage::{DynStore, StorageError};
 
 #[derive(Clone)]
 pub struct ObjectCache {
@@ -60,17 +60,30 @@ impl ObjectCache {
         }
     }
 
+    /// Chunk `r`, from memory or from its object (or its range of a pack).
     pub async fn chunk(&self, stream_id: &str, r: &ChunkRef) -> EngineResult<Arc<Chunk>> {
-        let key = r.key(stream_id);
+        let (object, range) = r.location(stream_id);
         let store = self.store.clone();
         let expected = r.clone();
         self.chunks
-            .try_get_with(key.clone(), async move {
-                let obj = store
-                    .get(&key)
-                    .await?
-                    .ok_or_else(|| EngineError::ObjectMissing(key.clone()))?;
-                let chunk = Chunk::decode(obj.bytes)
+            .try_get_with(r.key(stream_id), async move {
+                let key = object;
+                let bytes = match range {
+                    Some(range) => match store.get_range(&key, range).await {
+                        Err(StorageError::NotFound(_)) => {
+                            return Err(EngineError::ObjectMissing(key));
+                        }
+                        other => other?,
+                    },
+                    None => {
+                        store
+                            .get(&key)
+                            .await?
+                            .ok_or_else(|| EngineError::ObjectMissing(key.clone()))?
+                            .bytes
+                    }
+                };
+                let chunk = Chunk::decode(bytes)
                     .map_err(|e| EngineError::Corrupt(format!("{key}: {e}")))?;
                 if chunk.first_seq() != expected.first_seq || chunk.len() != expected.count as usize
                 {

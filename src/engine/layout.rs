@@ -6,7 +6,8 @@
 //! | `basins/<encoded name>` | basin catalog entry | control plane | replaced with `If-Match`, created with `If-None-Match` | JSON [`catalog::BasinEntry`](super::catalog::BasinEntry), `version` bumps on every write |
 //! | `streams/<basin>/<encoded name>` | stream catalog entry | control plane | as above | JSON [`catalog::StreamEntry`](super::catalog::StreamEntry) |
 //! | `data/<stream-id>/manifest` | stream manifest: tail, fencing token, trim point, config, chunk index, and the newest chunk's bytes when that chunk is small | the stream's appender; reconfigure, delete | replaced with `If-Match`, created with `If-None-Match` | [`manifest`](super::manifest) format 1 |
-//! | `data/<stream-id>/chunks/<first-seq>-<commit>` | records of one commit (a small one is written after its commit, before the next manifest drops its bytes) | the stream's appender | immutable, key never reused | [`chunk`](super::chunk) format 1 |
+//! | `data/<stream-id>/chunks/<first-seq>-<commit>` | records of one commit | the stream's appender | immutable, key never reused | [`chunk`](super::chunk) format 1 |
+//! | `data/<stream-id>/chunks/<first-seq>-<pack-id>` | a pack: consecutive small commits' chunks, back to back, written out of the manifest that carried them (after their acks, before a manifest drops their bytes); `<first-seq>` is the newest member's | the stream's appender | immutable, key never reused | chunks in [`chunk`](super::chunk) format 1, located by [`manifest::PackLoc`](super::manifest::PackLoc) |
 //! | `data/<stream-id>/index/<first-seq>-<commit>` | chunk references folded out of the manifest | the stream's appender | immutable | [`manifest`](super::manifest) index segment |
 //!
 //! Names in catalog keys use an order-preserving encoding ([`encode_name`]) so that a LIST

@@ -13,10 +13,12 @@
 //! - timestamps never decrease along the index, and the newest entry's last timestamp is
 //!   `last_timestamp`;
 //! - `trim_point <= next_seq`;
-//! - at most the newest chunk is inline, and `inline_chunk` is present exactly when one is;
+//! - the inline chunks are the newest references, at most [`MAX_INLINE_CHUNKS`] of them and
+//!   [`MAX_INLINE_TOTAL_BYTES`] together, and `inline_chunks` holds exactly their bytes, in
+//!   order;
 //! - every chunk and segment referenced exists and is never rewritten (keys are unique per
-//!   commit), except that the inline chunk's object may not exist yet: a manifest that
-//!   stops carrying its bytes is written only after that object is.
+//!   commit or pack), except that inline chunks may have no object yet: a manifest that
+//!   stops carrying a chunk's bytes is written only after the pack holding them is.
 //!
 //! Encoding, format 1: magic `SLMF`, format byte, protobuf `Manifest`, xxh3-64 of the
 //! preceding bytes (big-endian).
@@ -34,6 +36,11 @@ const FORMAT: u8 = 1;
 pub const MAX_MANIFEST_CHUNKS: usize = 256;
 /// How many of the oldest chunk references one fold moves into a segment.
 pub const FOLD_CHUNKS: usize = 128;
+/// Most chunks the manifest carries inline; far below [`MAX_MANIFEST_CHUNKS`] −
+/// [`FOLD_CHUNKS`], so a fold never reaches an inline chunk.
+pub const MAX_INLINE_CHUNKS: usize = 32;
+/// Most bytes of inline chunks the manifest carries.
+pub const MAX_INLINE_TOTAL_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct Manifest {
@@ -67,11 +74,11 @@ pub struct Manifest {
     pub segments: Vec<SegmentRef>,
     #[prost(message, repeated, tag = "12")]
     pub chunks: Vec<ChunkRef>,
-    /// The bytes of the newest chunk, when it is small: a commit then takes one write
-    /// (this manifest) instead of two. The next commit writes it out as an object before
-    /// its manifest drops it (see [`ChunkRef::inline`]).
-    #[prost(bytes = "bytes", optional, tag = "13")]
-    pub inline_chunk: Option<Bytes>,
+    /// The bytes of the inline chunks (the newest references with [`ChunkRef::inline`]),
+    /// oldest first. A small commit is then one write, this manifest; several of them are
+    /// later written out together as one pack object (see [`PackLoc`]).
+    #[prost(bytes = "bytes", repeated, tag = "13")]
+    pub inline_chunks: Vec<Bytes>,
 }
 
 /// Where one commit's records are.
@@ -98,10 +105,33 @@ pub struct ChunkRef {
     /// anything a client chose).
     #[prost(uint64, tag = "8")]
     pub committed_at_ms: u64,
-    /// The chunk's bytes are in the manifest's `inline_chunk`, and maybe not (yet) in an
-    /// object of their own.
+    /// The chunk's bytes are in the manifest's `inline_chunks`, and maybe not (yet) in
+    /// any object.
     #[prost(bool, tag = "9")]
     pub inline: bool,
+    /// Set when the chunk was written out of the manifest as part of a pack; otherwise
+    /// (and while inline) its object, if any, is its own, under [`Self::key`].
+    #[prost(message, optional, tag = "10")]
+    pub pack: Option<PackLoc>,
+}
+
+/// Where a chunk is inside a pack: one object holding several consecutive chunks that
+/// travelled inline, back to back, each exactly as it would be stored alone.
+///
+/// A pack's key is a chunk key named after its newest member's first seq_num and a
+/// random pack id, so it is unique per pack (two nodes packing overlapping runs never
+/// collide), and garbage collection, which deletes chunk objects whose key seq_num is below
+/// the index start, deletes it only once every member is unreachable.
+#[derive(Clone, PartialEq, Message)]
+pub struct PackLoc {
+    /// First seq_num of the pack's newest member.
+    #[prost(uint64, tag = "1")]
+    pub key_seq: u64,
+    #[prost(fixed64, tag = "2")]
+    pub id: u64,
+    /// Where this chunk's bytes start in the pack.
+    #[prost(uint64, tag = "3")]
+    pub offset: u64,
 }
 
 impl ChunkRef {
@@ -109,8 +139,40 @@ impl ChunkRef {
         self.first_seq + u64::from(self.count)
     }
 
+    /// The chunk's identity (also its cache key), and the key of its object unless packed.
     pub fn key(&self, stream_id: &str) -> String {
         layout::chunk_key(stream_id, self.first_seq, self.commit)
+    }
+
+    /// The object holding the chunk, and the byte range in it (`None`: the whole object).
+    pub fn location(&self, stream_id: &str) -> (String, Option<std::ops::Range<u64>>) {
+        match &self.pack {
+            Some(p) => (
+                layout::chunk_key(stream_id, p.key_seq, p.id),
+                Some(p.offset..p.offset + self.size),
+            ),
+            None => (self.key(stream_id), None),
+        }
+    }
+
+    /// Whether both refer to the same commit's chunk (wherever its bytes are).
+    pub fn same_chunk(&self, other: &ChunkRef) -> bool {
+        (self.first_seq, self.commit) == (other.first_seq, other.commit)
+    }
+}
+
+/// Consecutive inline chunks laid out as one object, and their references pointing into it.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    pub key: String,
+    pub bytes: Bytes,
+    /// The members' references as they are once packed (not inline, `pack` set).
+    pub members: Vec<ChunkRef>,
+}
+
+impl Pack {
+    pub fn holds(&self, r: &ChunkRef) -> bool {
+        self.members.iter().any(|m| m.same_chunk(r))
     }
 }
 
@@ -250,22 +312,71 @@ impl Manifest {
         self.chunks.push(chunk);
     }
 
-    /// The newest chunk, if its bytes are in this manifest rather than an object.
-    pub fn inline_ref(&self) -> Option<&ChunkRef> {
-        self.chunks.last().filter(|c| c.inline)
+    /// Adds a commit's chunk at the tail, its bytes carried in the manifest. The caller
+    /// keeps within [`MAX_INLINE_CHUNKS`] and [`MAX_INLINE_TOTAL_BYTES`].
+    pub fn push_inline_chunk(&mut self, chunk: ChunkRef, bytes: Bytes) {
+        debug_assert!(chunk.inline && chunk.size == bytes.len() as u64);
+        self.push_chunk(chunk);
+        self.inline_chunks.push(bytes);
     }
 
-    /// Takes the inline chunk out of the manifest (the caller must write it as an object
-    /// first), returning its reference and bytes.
-    pub fn take_inline(&mut self) -> Option<(ChunkRef, Bytes)> {
-        let last = self.chunks.last_mut().filter(|c| c.inline)?;
-        last.inline = false;
-        let r = last.clone();
-        let bytes = self
-            .inline_chunk
-            .take()
-            .expect("an inline reference has inline bytes");
-        Some((r, bytes))
+    /// The chunks whose bytes are in this manifest: the newest references, oldest first.
+    pub fn inline_refs(&self) -> &[ChunkRef] {
+        let n = self.chunks.iter().rev().take_while(|c| c.inline).count();
+        &self.chunks[self.chunks.len() - n..]
+    }
+
+    /// Total size of the inline chunks.
+    pub fn inline_bytes(&self) -> usize {
+        self.inline_chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// The inline chunks from the `skip`-th on, laid out as a pack named by `id`. Nothing
+    /// changes here: the manifest drops them ([`Self::evict_inline`]) once the pack is
+    /// stored.
+    pub fn pack_inline(&self, skip: usize, id: u64) -> Option<Pack> {
+        let refs = self.inline_refs().get(skip..).filter(|r| !r.is_empty())?;
+        let chunks = &self.inline_chunks[skip..];
+        let key_seq = refs.last().expect("non-empty").first_seq;
+        let mut bytes = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+        let mut members = Vec::with_capacity(refs.len());
+        for (r, chunk) in refs.iter().zip(chunks) {
+            members.push(ChunkRef {
+                inline: false,
+                pack: Some(PackLoc {
+                    key_seq,
+                    id,
+                    offset: bytes.len() as u64,
+                }),
+                ..r.clone()
+            });
+            bytes.extend_from_slice(chunk);
+        }
+        Some(Pack {
+            key: layout::chunk_key(&self.stream_id, key_seq, id),
+            bytes: bytes.freeze(),
+            members,
+        })
+    }
+
+    /// Drops from the manifest the bytes of the inline chunks that `pack` holds (the caller
+    /// has stored it, or stores it before this manifest), pointing their references into
+    /// it. Members no longer indexed are skipped. Returns how many chunks left.
+    pub fn evict_inline(&mut self, pack: &Pack) -> usize {
+        let start = self.chunks.len() - self.inline_refs().len();
+        let mut evicted = 0;
+        for member in &pack.members {
+            match self.chunks.get(start + evicted) {
+                Some(r) if r.inline && r.same_chunk(member) => {
+                    self.chunks[start + evicted] = member.clone();
+                    evicted += 1;
+                }
+                _ if evicted == 0 => continue,
+                _ => break,
+            }
+        }
+        self.inline_chunks.drain(..evicted);
+        evicted
     }
 
     /// If the manifest holds too many chunk references, moves the oldest into a segment
@@ -276,6 +387,10 @@ impl Manifest {
             return None;
         }
         let folded: Vec<ChunkRef> = self.chunks.drain(..FOLD_CHUNKS).collect();
+        debug_assert!(
+            folded.iter().all(|c| !c.inline),
+            "inline chunks are never folded"
+        );
         let first = folded.first().expect("non-empty");
         let last = folded.last().expect("non-empty");
         let seg = SegmentRef {
@@ -313,9 +428,8 @@ impl Manifest {
                 .unwrap_or(self.chunks.len());
             self.chunks.drain(..keep);
         }
-        if self.inline_ref().is_none() {
-            self.inline_chunk = None;
-        }
+        let dropped_inline = self.inline_chunks.len() - self.inline_refs().len();
+        self.inline_chunks.drain(..dropped_inline);
         before != (self.segments.len(), self.chunks.len())
     }
 
@@ -353,12 +467,24 @@ impl Manifest {
 
     /// Checks the invariants listed in the module documentation.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let inline_count = self.chunks.iter().filter(|c| c.inline).count();
-        if inline_count > 1 || (inline_count == 1 && self.inline_ref().is_none()) {
-            return Err("only the newest chunk may be inline".into());
+        let inline = self.inline_refs();
+        if self.chunks.iter().filter(|c| c.inline).count() != inline.len() {
+            return Err("an inline chunk is older than a chunk that is not".into());
         }
-        if self.inline_chunk.is_some() != (inline_count == 1) {
-            return Err("inline bytes without an inline chunk, or the reverse".into());
+        if inline.len() > MAX_INLINE_CHUNKS || self.inline_bytes() > MAX_INLINE_TOTAL_BYTES {
+            return Err(format!(
+                "{} inline chunks of {} bytes",
+                inline.len(),
+                self.inline_bytes()
+            ));
+        }
+        if self.inline_chunks.len() != inline.len()
+            || inline
+                .iter()
+                .zip(&self.inline_chunks)
+                .any(|(r, b)| r.size != b.len() as u64 || r.pack.is_some())
+        {
+            return Err("inline bytes do not match the inline chunks".into());
         }
         if self.trim_point > self.next_seq {
             return Err(format!(
@@ -427,6 +553,7 @@ mod tests {
             commit,
             committed_at_ms: ts,
             inline: false,
+            pack: None,
         }
     }
 
@@ -461,44 +588,91 @@ mod tests {
         m.check_invariants().unwrap();
     }
 
+    fn inline(
+        first_seq: u64,
+        count: u32,
+        ts: u64,
+        commit: u64,
+        bytes: &'static [u8],
+    ) -> (ChunkRef, Bytes) {
+        let r = ChunkRef {
+            inline: true,
+            size: bytes.len() as u64,
+            ..chunk(first_seq, count, ts, commit)
+        };
+        (r, Bytes::from_static(bytes))
+    }
+
     #[test]
-    fn only_the_newest_chunk_travels_inline() {
+    fn the_newest_chunks_travel_inline_until_packed() {
         let mut m = Manifest::new("id".into(), "{}".into(), 0);
         m.push_chunk(chunk(0, 3, 10, 1));
-        m.push_chunk(ChunkRef {
-            inline: true,
-            ..chunk(3, 2, 20, 2)
-        });
-        m.inline_chunk = Some(Bytes::from_static(b"chunk 2"));
+        let (r, b) = inline(3, 2, 20, 2, b"chunk 2");
+        m.push_inline_chunk(r, b);
+        let (r, b) = inline(5, 1, 30, 3, b"chunk three");
+        m.push_inline_chunk(r, b);
         m.check_invariants().unwrap();
         let decoded = Manifest::decode_object(&m.encode_object()).unwrap();
         assert_eq!(decoded, m);
-        assert_eq!(decoded.inline_ref().map(|c| c.commit), Some(2));
+        let commits: Vec<u64> = decoded.inline_refs().iter().map(|c| c.commit).collect();
+        assert_eq!(commits, [2, 3]);
+        assert_eq!(decoded.inline_bytes(), 18);
 
+        let pack = m.pack_inline(0, 0xab).unwrap();
+        assert_eq!(&pack.bytes[..], b"chunk 2chunk three");
+        assert_eq!(
+            pack.key,
+            layout::chunk_key("id", 5, 0xab),
+            "named by the newest member"
+        );
+        let ranges: Vec<_> = pack.members.iter().map(|r| r.location("id")).collect();
+        assert_eq!(ranges[0], (pack.key.clone(), Some(0..7)));
+        assert_eq!(ranges[1], (pack.key.clone(), Some(7..18)));
+        assert!(m.pack_inline(2, 1).is_none());
+
+        // A commit lands meanwhile; the pack then takes the older two out.
         let mut next = m.next_version();
-        let (taken, bytes) = next.take_inline().unwrap();
-        assert_eq!((taken.commit, taken.inline), (2, false));
-        assert_eq!(&bytes[..], b"chunk 2");
-        assert!(next.inline_ref().is_none() && next.inline_chunk.is_none());
+        let (r, b) = inline(6, 1, 40, 4, b"four");
+        next.push_inline_chunk(r, b);
+        assert_eq!(next.evict_inline(&pack), 2);
+        assert_eq!(next.inline_refs().len(), 1);
+        assert_eq!(&next.inline_chunks[..], [Bytes::from_static(b"four")]);
+        assert_eq!(next.chunks[1], pack.members[0]);
         next.check_invariants().unwrap();
+        assert_eq!(next.evict_inline(&pack), 0, "already out");
+
+        // Trimmed members are skipped.
+        let mut trimmed = m.next_version();
+        trimmed.trim_point = 5;
+        assert!(trimmed.drop_unreadable(None));
+        assert_eq!(
+            trimmed.inline_chunks.len(),
+            1,
+            "trimmed inline bytes go too"
+        );
+        trimmed.check_invariants().unwrap();
+        assert_eq!(trimmed.evict_inline(&pack), 1);
+        assert!(trimmed.inline_chunks.is_empty());
+        trimmed.check_invariants().unwrap();
 
         let mut stale = m.clone();
-        stale.push_chunk(chunk(5, 1, 30, 3));
+        stale.push_chunk(chunk(6, 1, 40, 4));
         assert!(
             stale.check_invariants().is_err(),
             "an older chunk is inline"
         );
         let mut orphan = m.clone();
-        orphan.chunks[1].inline = false;
+        orphan.chunks[2].inline = false;
         assert!(
             orphan.check_invariants().is_err(),
             "bytes without a reference"
         );
-
-        m.trim_point = 5;
-        assert!(m.drop_unreadable(None));
-        assert!(m.inline_chunk.is_none(), "trimmed inline bytes go too");
-        m.check_invariants().unwrap();
+        let mut too_many = Manifest::new("id".into(), "{}".into(), 0);
+        for i in 0..=MAX_INLINE_CHUNKS as u64 {
+            let (r, b) = inline(i, 1, i, i, b"x");
+            too_many.push_inline_chunk(r, b);
+        }
+        assert!(too_many.check_invariants().is_err());
     }
 
     #[test]
@@ -517,15 +691,37 @@ mod tests {
     }
 
     proptest! {
-        /// Any sequence of commits, with folding, keeps every invariant and every record
-        /// locatable.
+        /// Any sequence of commits, inline or not, with packing and folding, keeps every
+        /// invariant and every record locatable.
         #[test]
-        fn invariants_hold_through_commits_and_folds(counts in prop::collection::vec(1u32..50, 1..700)) {
+        fn invariants_hold_through_commits_packs_and_folds(
+            commits in prop::collection::vec((1u32..50, 0u8..4), 1..700),
+        ) {
             let mut m = Manifest::new("id".into(), "{}".into(), 0);
             let mut ts = 0;
-            for (i, count) in counts.iter().enumerate() {
+            let mut pending_pack: Option<Pack> = None;
+            for (i, (count, kind)) in commits.iter().enumerate() {
                 let mut next = m.next_version();
-                next.push_chunk(chunk(next.next_seq, *count, ts, i as u64));
+                let r = chunk(next.next_seq, *count, ts, i as u64);
+                // Kinds: 0 a chunk with its own object, 1 and 2 inline, 3 also packs the
+                // inline ones (dropping them once the pack of an earlier step is stored).
+                if let Some(pack) = pending_pack.take() {
+                    next.evict_inline(&pack);
+                }
+                if *kind == 3 {
+                    pending_pack = next.pack_inline(0, i as u64);
+                }
+                if *kind == 0 || next.inline_refs().len() == MAX_INLINE_CHUNKS {
+                    if let Some(pack) = next.pack_inline(0, !(i as u64)) {
+                        prop_assert_eq!(next.evict_inline(&pack), pack.members.len());
+                    }
+                }
+                if *kind == 0 {
+                    next.push_chunk(r);
+                } else {
+                    let bytes = Bytes::from(vec![*kind; *count as usize]);
+                    next.push_inline_chunk(ChunkRef { inline: true, size: bytes.len() as u64, ..r }, bytes);
+                }
                 ts += 2;
                 if let Some((seg, idx)) = next.fold_if_needed(i as u64) {
                     prop_assert_eq!(idx.chunks.len(), FOLD_CHUNKS);

@@ -1067,15 +1067,33 @@ mod tests {
             .keys
     }
 
+    /// Waits for this node's packs of inline chunks to be written.
+    async fn spills_settled(handle: &StreamHandle) {
+        let writes: Vec<_> = handle
+            .core
+            .spills
+            .lock()
+            .iter()
+            .map(|s| s.done.clone())
+            .collect();
+        for w in writes {
+            w.await;
+        }
+    }
+
     #[tokio::test]
     async fn upkeep_deletes_trimmed_chunks_after_the_grace_period() {
         let store = storage::memory();
         let (engine, handle) = engine_with_stream(store.clone(), Duration::ZERO).await;
-        for i in 0..5u8 {
+        // Large enough that each commit's chunk is written out (as a pack of its own)
+        // right after it.
+        let body = vec![1u8; 40 * 1024];
+        for _ in 0..5u8 {
             engine
-                .append(&handle, batch(&[&[i], &[i]]), None)
+                .append(&handle, batch(&[&body, &body]), None)
                 .await
                 .unwrap();
+            spills_settled(&handle).await;
         }
         let id = handle.core.id.clone();
         let written: Vec<u64> = chunk_keys(&store, &id)
@@ -1083,8 +1101,7 @@ mod tests {
             .iter()
             .map(|k| maintenance_first_seq(k))
             .collect();
-        // The newest chunk travels in the manifest and may not have its object yet.
-        assert_eq!(written[..4], [0, 2, 4, 6], "{written:?}");
+        assert_eq!(written, [0, 2, 4, 6, 8], "{written:?}");
 
         // Trim below seq 6: chunks 0..2, 2..4 and 4..6 become unreachable.
         engine.append(&handle, trim(6), None).await.unwrap();
@@ -1130,20 +1147,24 @@ mod tests {
             .collect()
     }
 
-    /// A small commit is one write, its chunk inside the manifest; any node can read it
-    /// before its object exists, and the next commit (from any node) writes the object
-    /// before its manifest drops the bytes.
-    #[tokio::test]
-    async fn small_chunks_travel_in_the_manifest_until_the_next_commit() {
-        let store = storage::memory();
-        let config = || EngineConfig {
+    fn two_engines_config() -> EngineConfig {
+        EngineConfig {
             poll: None,
             maintenance_interval: Duration::from_secs(3600),
+            gc_grace: Duration::ZERO,
             ..EngineConfig::default()
-        };
+        }
+    }
+
+    /// Small commits are one write each, their chunks inside the manifest; any node reads
+    /// them from there before they have objects. Once enough have gathered they are
+    /// written out as one pack, and the next commit (from any node) points into it.
+    #[tokio::test]
+    async fn small_chunks_travel_in_the_manifest_until_packed() {
+        let store = storage::memory();
         let (a, b) = (
-            Engine::new(store.clone(), config()),
-            Engine::new(store.clone(), config()),
+            Engine::new(store.clone(), two_engines_config()),
+            Engine::new(store.clone(), two_engines_config()),
         );
         a.create_basin("inline-basin", BasinConfig::default(), None)
             .await
@@ -1152,49 +1173,92 @@ mod tests {
             .await
             .unwrap();
         let on_a = a.open("inline-basin", "s", AutoCreate::No).await.unwrap();
-        a.append(&on_a, batch(&[b"one", b"two"]), None)
-            .await
-            .unwrap();
-
+        let id = on_a.core.id.clone();
+        a.append(&on_a, batch(&[b"r0", b"r1"]), None).await.unwrap();
         let state = on_a.core.current();
-        let first = state.manifest.inline_ref().cloned().expect("inline");
-        assert!(state.manifest.inline_chunk.is_some());
-        let built = on_a.core.cache.chunk(&on_a.core.id, &first).await.unwrap();
+        let first = state.manifest.inline_refs()[0].clone();
+        let built = on_a.core.cache.chunk(&id, &first).await.unwrap();
         assert!(
-            Arc::ptr_eq(state.inline.as_ref().unwrap(), &built),
+            Arc::ptr_eq(&state.inline[0], &built),
             "the committing node reuses the chunk it built"
         );
-        let key = first.key(&on_a.core.id);
-        // Whether or not node a has written it out by now, other nodes must not need it.
-        store.delete(&key).await.unwrap();
+        for i in 2..16u32 {
+            a.append(&on_a, batch(&[format!("r{i}").as_bytes()]), None)
+                .await
+                .unwrap();
+        }
+        let state = on_a.core.current();
+        assert_eq!(state.manifest.inline_refs().len(), 15);
+        let kept = on_a.core.current();
+        for (r, chunk) in kept.known_inline().take(14) {
+            let previous = on_a.core.cache.chunk(&id, r).await.unwrap();
+            assert!(Arc::ptr_eq(chunk, &previous), "decoded once");
+        }
 
         let on_b = b.open("inline-basin", "s", AutoCreate::No).await.unwrap();
-        assert_eq!(read_all(&b, &on_b).await, [&b"one"[..], b"two"]);
-        b.append(&on_b, batch(&[b"three"]), None).await.unwrap();
-        let state = on_b.core.current();
-        assert!(!state.manifest.chunks[0].inline);
-        assert!(state.manifest.chunks[1].inline);
-        assert!(
-            store.get(&key).await.unwrap().is_some(),
-            "written out by node b"
-        );
+        let expected: Vec<Vec<u8>> = (0..16).map(|i| format!("r{i}").into_bytes()).collect();
+        assert_eq!(read_all(&b, &on_b).await, expected);
 
+        // The 16th inline chunk starts a pack of all of them; the commit after it is
+        // written drops their bytes.
+        a.append(&on_a, batch(&[b"r16"]), None).await.unwrap();
+        spills_settled(&on_a).await;
+        let packs = chunk_keys(&store, &id).await;
+        assert_eq!(packs.len(), 1, "{packs:?}");
+        assert_eq!(
+            maintenance_first_seq(&packs[0]),
+            16,
+            "named by its newest member"
+        );
+        a.append(&on_a, batch(&[b"r17"]), None).await.unwrap();
+        let m = on_a.core.current().manifest.clone();
+        assert_eq!(m.inline_refs().len(), 1);
+        assert!(m.chunks[..16].iter().all(|c| c.pack.is_some() && !c.inline));
+        m.check_invariants().unwrap();
+
+        // A node that never saw the inline chunks reads them from the pack, by range.
+        let c = Engine::new(store.clone(), two_engines_config());
+        let on_c = c.open("inline-basin", "s", AutoCreate::No).await.unwrap();
+        let expected: Vec<Vec<u8>> = (0..18).map(|i| format!("r{i}").into_bytes()).collect();
+        assert_eq!(read_all(&c, &on_c).await, expected);
+
+        // Node b commits next, with r17 still inline and no pack of its own under way.
+        b.append(&on_b, batch(&[b"r18"]), None).await.unwrap();
+        assert_eq!(on_b.core.current().manifest.inline_refs().len(), 2);
+
+        // A chunk too big to travel inline takes the inline ones out with it.
         let big = vec![7u8; INLINE_MAX_BYTES + 1];
         b.append(&on_b, batch(&[&big]), None).await.unwrap();
-        let state = on_b.core.current();
-        assert!(state.manifest.inline_ref().is_none() && state.manifest.inline_chunk.is_none());
-        let c = Engine::new(store.clone(), config());
-        let on_c = c.open("inline-basin", "s", AutoCreate::No).await.unwrap();
-        let all = read_all(&c, &on_c).await;
-        assert_eq!(all.len(), 4);
-        assert_eq!(all[2], &b"three"[..]);
-        assert_eq!(all[3].len(), big.len());
+        let m = on_b.core.current().manifest.clone();
+        assert!(m.inline_refs().is_empty() && m.inline_chunks.is_empty());
+        m.check_invariants().unwrap();
+        let d = Engine::new(store.clone(), two_engines_config());
+        let on_d = d.open("inline-basin", "s", AutoCreate::No).await.unwrap();
+        let all = read_all(&d, &on_d).await;
+        assert_eq!(all.len(), 20);
+        assert_eq!(all[17..19], [b"r17".to_vec(), b"r18".to_vec()]);
+        assert_eq!(all[19].len(), big.len());
+
+        // Trimming into the pack keeps it; trimming past its newest member collects it.
+        let pack_key = packs[0].clone();
+        a.append(&on_a, trim(8), None).await.unwrap();
+        a.maintain(&on_a).await.unwrap(); // marks
+        a.maintain(&on_a).await.unwrap(); // deletes
+        assert!(store.get(&pack_key).await.unwrap().is_some());
+        let e = Engine::new(store.clone(), two_engines_config());
+        let on_e = e.open("inline-basin", "s", AutoCreate::No).await.unwrap();
+        let read = read_all(&e, &on_e).await;
+        assert_eq!(read[0], b"r8");
+        a.append(&on_a, trim(17), None).await.unwrap();
+        a.maintain(&on_a).await.unwrap();
+        a.maintain(&on_a).await.unwrap();
+        assert!(store.get(&pack_key).await.unwrap().is_none());
     }
 
-    /// Each small commit costs two writes (its manifest, and its chunk written out after
-    /// the ack), even when the next commit needs that object before the write has ended.
+    /// A small commit costs one write (its manifest) plus a sixteenth of a pack's, even
+    /// when a commit needs a pack before its write has ended.
     #[tokio::test]
-    async fn an_inline_chunk_is_written_out_once() {
+    async fn small_commits_cost_about_one_write_each() {
         use crate::storage::{
             counting::{CountingStore, StoreCounters},
             faulty::{Faults, FaultyStore},
@@ -1212,17 +1276,17 @@ mod tests {
         let store: DynStore = Arc::new(CountingStore::new(Arc::new(slow), counters.clone()));
         let (engine, handle) = engine_with_stream(store, maintenance::DEFAULT_GC_GRACE).await;
         let before = counters.snapshot().puts;
-        const APPENDS: u64 = 20;
+        const APPENDS: u64 = 64;
         for i in 0..APPENDS {
             engine
                 .append(&handle, batch(&[&i.to_be_bytes()]), None)
                 .await
                 .unwrap();
         }
+        spills_settled(&handle).await;
         let puts = counters.snapshot().puts - before;
-        // The last chunk's write may still be under way.
         assert!(
-            (2 * APPENDS - 1..=2 * APPENDS).contains(&puts),
+            (APPENDS + 1..=APPENDS + APPENDS / 16 + 1).contains(&puts),
             "{puts} writes for {APPENDS} commits"
         );
         assert_eq!(read_all(&engine, &handle).await.len(), APPENDS as usize);

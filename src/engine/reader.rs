@@ -265,7 +265,7 @@ pub async fn chunk_at(
     seq: u64,
 ) -> EngineResult<Arc<Chunk>> {
     let (chunk_ref, following): (ChunkRef, Vec<ChunkRef>) = match state.manifest.locate_seq(seq) {
-        Located::Chunk(c) if c.inline => return inline_chunk(state),
+        Located::Chunk(c) if c.inline => return state.inline_chunk(c),
         Located::Chunk(c) => {
             let i = state
                 .manifest
@@ -310,15 +310,6 @@ pub async fn chunk_at(
     core.cache.chunk(&core.id, &chunk_ref).await
 }
 
-/// The newest chunk, carried in the manifest itself (see [`ChunkRef::inline`]): it may have
-/// no object yet, so it is never fetched.
-fn inline_chunk(state: &StreamState) -> EngineResult<Arc<Chunk>> {
-    state
-        .inline
-        .clone()
-        .ok_or_else(|| EngineError::Corrupt("inline chunk reference without inline bytes".into()))
-}
-
 /// The seq_num of the first record with timestamp ≥ `ts`, or the tail if none.
 pub async fn seq_for_timestamp(
     core: &StreamCore,
@@ -326,8 +317,10 @@ pub async fn seq_for_timestamp(
     ts: u64,
 ) -> EngineResult<u64> {
     let chunk_ref: ChunkRef = match state.manifest.locate_timestamp(ts) {
+        // Carried in the manifest itself (see `ChunkRef::inline`): it may have no object
+        // yet, so it is never fetched.
         Located::Chunk(c) if c.inline => {
-            let chunk = inline_chunk(state)?;
+            let chunk = state.inline_chunk(c)?;
             return Ok(chunk.first_seq() + chunk.index_of_timestamp(ts) as u64);
         }
         Located::Chunk(c) => c.clone(),

@@ -19,7 +19,7 @@ use super::{
     chunk::Chunk,
     error::{EngineError, EngineResult, Position},
     layout,
-    manifest::{ChunkRef, Manifest},
+    manifest::{ChunkRef, Manifest, Pack},
 };
 use crate::storage::{DynStore, ETag, Revalidated};
 
@@ -29,36 +29,44 @@ pub struct StreamState {
     pub manifest: Manifest,
     pub etag: ETag,
     pub config: StreamConfig,
-    /// The manifest's inline chunk, decoded.
-    pub inline: Option<Arc<Chunk>>,
+    /// The manifest's inline chunks, decoded, in the order of its inline references.
+    pub inline: Vec<Arc<Chunk>>,
 }
 
 impl StreamState {
     pub fn new(manifest: Manifest, etag: ETag) -> EngineResult<Self> {
-        Self::reusing(manifest, etag, None)
+        Self::reusing(manifest, etag, std::iter::empty())
     }
 
-    /// [`new`](Self::new), taking the decoded inline chunk from `known` when it is the one
-    /// this manifest carries (the committing node built it; a reconfiguration or an
-    /// unrelated refresh keeps it) instead of decoding and checksumming it again.
-    pub fn reusing(
+    /// [`new`](Self::new), taking decoded inline chunks from `known` where they are ones
+    /// this manifest carries (the committing node built the newest; the previous state
+    /// holds the rest) instead of decoding and checksumming them again.
+    pub fn reusing<'a>(
         manifest: Manifest,
         etag: ETag,
-        known: Option<(&ChunkRef, &Arc<Chunk>)>,
+        known: impl IntoIterator<Item = (&'a ChunkRef, &'a Arc<Chunk>)>,
     ) -> EngineResult<Self> {
         let config = parse_config(&manifest.config_json)?;
-        let inline = match (manifest.inline_ref(), known) {
-            (None, _) => None,
-            (Some(r), Some((k, chunk))) if (k.first_seq, k.commit) == (r.first_seq, r.commit) => {
-                Some(chunk.clone())
+        let refs = manifest.inline_refs();
+        let mut inline: Vec<Option<Arc<Chunk>>> = vec![None; refs.len()];
+        for (k, chunk) in known {
+            let i = refs.partition_point(|r| r.first_seq < k.first_seq);
+            if let Some(r) = refs.get(i)
+                && r.same_chunk(k)
+            {
+                inline[i] = Some(chunk.clone());
             }
-            (Some(_), _) => {
-                let bytes = manifest.inline_chunk.clone().unwrap_or_default();
-                let chunk = Chunk::decode(bytes)
-                    .map_err(|e| EngineError::Corrupt(format!("inline chunk: {e}")))?;
-                Some(Arc::new(chunk))
-            }
-        };
+        }
+        let inline = inline
+            .into_iter()
+            .zip(&manifest.inline_chunks)
+            .map(|(known, bytes)| match known {
+                Some(chunk) => Ok(chunk),
+                None => Chunk::decode(bytes.clone())
+                    .map(Arc::new)
+                    .map_err(|e| EngineError::Corrupt(format!("inline chunk: {e}"))),
+            })
+            .collect::<EngineResult<Vec<_>>>()?;
         Ok(Self {
             manifest,
             etag,
@@ -67,9 +75,19 @@ impl StreamState {
         })
     }
 
-    /// The inline chunk's reference and decoded bytes, if the manifest carries one.
-    pub fn known_inline(&self) -> Option<(&ChunkRef, &Arc<Chunk>)> {
-        self.manifest.inline_ref().zip(self.inline.as_ref())
+    /// The inline chunks' references and decoded bytes.
+    pub fn known_inline(&self) -> impl Iterator<Item = (&ChunkRef, &Arc<Chunk>)> {
+        self.manifest.inline_refs().iter().zip(&self.inline)
+    }
+
+    /// The decoded bytes of inline chunk `r`.
+    pub fn inline_chunk(&self, r: &ChunkRef) -> EngineResult<Arc<Chunk>> {
+        self.known_inline()
+            .find(|(k, _)| k.same_chunk(r))
+            .map(|(_, chunk)| chunk.clone())
+            .ok_or_else(|| {
+                EngineError::Corrupt("inline chunk reference without inline bytes".into())
+            })
     }
 
     pub fn tail(&self) -> Position {
@@ -120,10 +138,9 @@ pub struct StreamCore {
     /// The index start seen at some upkeep pass, and when: objects below it become
     /// deletable once the grace period has passed.
     pub(super) gc_mark: parking_lot::Mutex<Option<(u64, Instant)>>,
-    /// The last inline chunk this node started writing out as an object (its key, and
-    /// whether that write succeeded, once it has ended): the next commit, which needs
-    /// that object, waits for this write rather than repeating it.
-    pub(super) spill: parking_lot::Mutex<Option<(String, Shared<BoxFuture<'static, bool>>)>>,
+    /// Packs of inline chunks this node is writing out, or has written and whose members
+    /// the manifest still carries, oldest first; see [`Spill`].
+    pub(super) spills: parking_lot::Mutex<Vec<Spill>>,
 }
 
 impl StreamCore {
@@ -149,7 +166,7 @@ impl StreamCore {
             heartbeat,
             collected_below: AtomicU64::new(0),
             gc_mark: parking_lot::Mutex::new(None),
-            spill: parking_lot::Mutex::new(None),
+            spills: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -241,6 +258,26 @@ impl StreamCore {
                 Err(EngineError::StreamNotFound(self.name.clone()))
             }
         }
+    }
+}
+
+/// A pack of inline chunks being written out after their commits were acknowledged. Once
+/// it is stored, the next commit drops the members' bytes from the manifest; a commit
+/// that must drop them sooner waits for this write instead of repeating it.
+#[derive(Clone)]
+pub struct Spill {
+    pub pack: Pack,
+    /// Whether the write succeeded, once it has ended.
+    pub done: Shared<BoxFuture<'static, bool>>,
+}
+
+impl Spill {
+    pub fn stored(&self) -> bool {
+        self.done.peek() == Some(&true)
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.done.peek().is_none()
     }
 }
 
