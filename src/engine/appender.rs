@@ -25,7 +25,6 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::FutureExt;
 use s2_common::config::TimestampingMode;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -535,11 +534,9 @@ fn spill_inline(core: &StreamCore, state: &StreamState) {
     };
     let store = core.store.clone();
     let (key, bytes) = (pack.key.clone(), pack.bytes.clone());
-    let task = tokio::spawn(async move { store.put(&key, bytes).await.is_ok() });
-    let done = async move { matches!(task.await, Ok(true)) }
-        .boxed()
-        .shared();
-    spills.push(Spill { pack, done });
+    spills.push(Spill::start(pack, async move {
+        store.put(&key, bytes).await.is_ok()
+    }));
 }
 
 /// What became of one request in a planned commit.
@@ -999,7 +996,7 @@ async fn write_objects(core: &StreamCore, writes: &[(String, Bytes)]) -> EngineR
 
 #[cfg(test)]
 mod tests {
-    use futures::future::{self, FutureExt};
+    use futures::future;
 
     use super::*;
     use crate::{
@@ -1040,32 +1037,32 @@ mod tests {
         state
     }
 
-    fn spill(pack: Pack, stored: Option<bool>) -> Spill {
-        let done = match stored {
-            Some(ok) => future::ready(ok).boxed(),
-            None => future::pending().boxed(),
+    async fn spill(pack: Pack, stored: Option<bool>) -> Spill {
+        let spill = match stored {
+            Some(ok) => Spill::start(pack, future::ready(ok)),
+            None => Spill::start(pack, future::pending()),
         };
-        let spill = Spill {
-            pack,
-            done: done.shared(),
-        };
-        // A shared future reports its outcome only once polled.
-        let _ = spill.done.clone().now_or_never();
+        if stored.is_some() {
+            // Not awaiting `done`: the spill must learn its outcome by itself.
+            while spill.in_flight() {
+                tokio::task::yield_now().await;
+            }
+        }
         spill
     }
 
-    #[test]
-    fn a_stored_pack_takes_its_members_out_of_the_next_manifest() {
+    #[tokio::test]
+    async fn a_stored_pack_takes_its_members_out_of_the_next_manifest() {
         let state = state_with_inline(20);
         let pack = state.manifest.pack_inline(0, 9).unwrap();
-        let stored = [spill(pack.clone(), Some(true))];
+        let stored = [spill(pack.clone(), Some(true)).await];
         let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &stored);
         assert!(plan.writes.is_empty());
         assert_eq!(plan.manifest.inline_refs().len(), 1);
         assert_eq!(plan.manifest.chunks[..20], pack.members[..]);
         plan.manifest.check_invariants().unwrap();
 
-        let unfinished = [spill(pack, None)];
+        let unfinished = [spill(pack, None).await];
         let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &unfinished);
         assert!(
             plan.writes.is_empty(),
@@ -1077,10 +1074,10 @@ mod tests {
 
     /// When the manifest has no room for another inline chunk, the ones it carries leave
     /// in the pack being written (awaited, not rewritten: same key) and a new one.
-    #[test]
-    fn a_full_manifest_sends_its_inline_chunks_out_before_the_next() {
+    #[tokio::test]
+    async fn a_full_manifest_sends_its_inline_chunks_out_before_the_next() {
         let state = state_with_inline(16);
-        let spills = [spill(state.manifest.pack_inline(0, 9).unwrap(), None)];
+        let spills = [spill(state.manifest.pack_inline(0, 9).unwrap(), None).await];
         let state = with_more_inline(state, MAX_INLINE_CHUNKS - 16);
         let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &spills);
         assert_eq!(

@@ -711,10 +711,10 @@ mod tests {
                 if *kind == 3 {
                     pending_pack = next.pack_inline(0, i as u64);
                 }
-                if *kind == 0 || next.inline_refs().len() == MAX_INLINE_CHUNKS {
-                    if let Some(pack) = next.pack_inline(0, !(i as u64)) {
-                        prop_assert_eq!(next.evict_inline(&pack), pack.members.len());
-                    }
+                if (*kind == 0 || next.inline_refs().len() == MAX_INLINE_CHUNKS)
+                    && let Some(pack) = next.pack_inline(0, !(i as u64))
+                {
+                    prop_assert_eq!(next.evict_inline(&pack), pack.members.len());
                 }
                 if *kind == 0 {
                     next.push_chunk(r);

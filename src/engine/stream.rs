@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::future::{BoxFuture, Shared};
+use futures::{
+    FutureExt,
+    future::{BoxFuture, Shared},
+};
 use s2_common::config::StreamConfig;
 use tokio::sync::{mpsc, watch};
 
@@ -272,6 +275,14 @@ pub struct Spill {
 }
 
 impl Spill {
+    /// Starts `write` (storing `pack`) in the background; it runs to the end whether or
+    /// not anyone waits for it, so [`Self::stored`] and [`Self::in_flight`] stay current.
+    pub fn start(pack: Pack, write: impl Future<Output = bool> + Send + 'static) -> Self {
+        let done = write.boxed().shared();
+        tokio::spawn(done.clone());
+        Self { pack, done }
+    }
+
     pub fn stored(&self) -> bool {
         self.done.peek() == Some(&true)
     }
