@@ -36,7 +36,7 @@ use super::{
     chunk::{Chunk, ChunkBuilder},
     error::{ConditionFailed, EngineError, EngineResult, Position},
     layout,
-    manifest::{ChunkRef, MAX_INLINE_CHUNKS, MAX_INLINE_TOTAL_BYTES, Manifest},
+    manifest::{ChunkRef, IndexSegment, MAX_INLINE_CHUNKS, MAX_INLINE_TOTAL_BYTES, Manifest},
     record::{AppendInput, Command},
     stream::{Spill, StreamCore, StreamState},
 };
@@ -429,9 +429,7 @@ impl Pipeline {
                     manifest: Some(Ok(PutOutcome::Written(etag))),
                 },
             ) => {
-                core.cache
-                    .insert_chunk(chunk_ref.key(&core.id), chunk)
-                    .await;
+                cache_committed(&core, (&chunk_ref, &chunk), plan.segment.clone()).await;
                 let built = plan.chunk.as_ref().map(|(r, c)| (r, c));
                 let known = self.base.known_inline().chain(built);
                 match StreamState::reusing(plan.manifest, etag, known) {
@@ -552,9 +550,11 @@ struct Plan {
     manifest: Manifest,
     chunk: Option<(ChunkRef, Arc<Chunk>)>,
     /// Objects that must be durable before the manifest is written: the chunk (unless it
-    /// goes inline), a folded index segment, and the previous inline chunk (which this
-    /// node is usually writing out already; see `write_objects`).
+    /// goes inline), a folded index segment, and packs of inline chunks that must leave
+    /// the manifest (which this node is usually writing out already; see `write_objects`).
     writes: Vec<(String, Bytes)>,
+    /// The index segment folded out of the manifest, if any, under its key.
+    segment: Option<(String, Arc<IndexSegment>)>,
     outcomes: Vec<Outcome>,
     /// Sessions (by [`SessionGate`] address) with a request refused in this plan; a plan
     /// stacked on this one must apply none of their later requests.
@@ -580,6 +580,7 @@ impl Plan {
         let mut manifest = state.manifest.next_version();
         let stream_id = manifest.stream_id.clone();
         let mut writes = Vec::new();
+        let mut segment = None;
         for spill in spills.iter().filter(|s| s.stored()) {
             manifest.evict_inline(&spill.pack);
         }
@@ -723,7 +724,9 @@ impl Plan {
                 .map(|age| now_ms.saturating_sub(age.as_millis() as u64));
             manifest.drop_unreadable(expire_before);
             if let Some((seg_ref, seg)) = manifest.fold_if_needed(commit) {
-                writes.push((seg_ref.key(&stream_id), seg.encode_object()));
+                let key = seg_ref.key(&stream_id);
+                writes.push((key.clone(), seg.encode_object()));
+                segment = Some((key, Arc::new(seg)));
             }
         }
         Plan {
@@ -731,6 +734,7 @@ impl Plan {
             manifest,
             chunk,
             writes,
+            segment,
             outcomes,
             failed_sessions,
         }
@@ -883,9 +887,7 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
         let result = core.store.put_if_match(&key, bytes, &state.etag).await;
         match result {
             Ok(PutOutcome::Written(etag)) => {
-                core.cache
-                    .insert_chunk(chunk_ref.key(&core.id), chunk)
-                    .await;
+                cache_committed(core, (&chunk_ref, &chunk), plan.segment.clone()).await;
                 let built = plan.chunk.as_ref().map(|(r, c)| (r, c));
                 let known = state.known_inline().chain(built);
                 let new_state = match StreamState::reusing(plan.manifest, etag, known) {
@@ -961,6 +963,21 @@ async fn reread_unless_landed(
         return None;
     }
     Some((state, pending))
+}
+
+/// Makes what a commit just wrote readable from memory: its chunk, and the index segment
+/// it folded, which a catch-up read needs before any of that segment's chunks.
+async fn cache_committed(
+    core: &StreamCore,
+    (chunk_ref, chunk): (&ChunkRef, &Arc<Chunk>),
+    segment: Option<(String, Arc<IndexSegment>)>,
+) {
+    core.cache
+        .insert_chunk(chunk_ref.key(&core.id), chunk.clone())
+        .await;
+    if let Some((key, segment)) = segment {
+        core.cache.insert_segment(key, segment).await;
+    }
 }
 
 /// After an attempt turned out to have landed, makes its chunk readable from memory.

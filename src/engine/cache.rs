@@ -42,6 +42,11 @@ impl ObjectCache {
         self.chunks.insert(key, chunk).await;
     }
 
+    /// Makes a just-written index segment readable without a round trip.
+    pub async fn insert_segment(&self, key: String, segment: Arc<IndexSegment>) {
+        self.segments.insert(key, segment).await;
+    }
+
     pub fn has_chunk(&self, stream_id: &str, r: &ChunkRef) -> bool {
         self.chunks.contains_key(&r.key(stream_id))
     }

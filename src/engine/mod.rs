@@ -1292,6 +1292,31 @@ mod tests {
         assert_eq!(read_all(&engine, &handle).await.len(), APPENDS as usize);
     }
 
+    /// The node that folds chunk references into an index segment keeps the segment, so a
+    /// catch-up read over it starts from memory instead of a round trip per segment.
+    #[tokio::test]
+    async fn a_catch_up_read_finds_the_written_segments_in_memory() {
+        use crate::storage::counting::{CountingStore, StoreCounters};
+        let counters = Arc::new(StoreCounters::default());
+        let store: DynStore = Arc::new(CountingStore::new(storage::memory(), counters.clone()));
+        let (engine, handle) = engine_with_stream(store, maintenance::DEFAULT_GC_GRACE).await;
+        let appends = manifest::MAX_MANIFEST_CHUNKS as u64 + 1;
+        for i in 0..appends {
+            engine
+                .append(&handle, batch(&[&i.to_be_bytes()]), None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(handle.core.current().manifest.segments.len(), 1);
+        let before = counters.snapshot().gets;
+        assert_eq!(read_all(&engine, &handle).await.len(), appends as usize);
+        assert_eq!(
+            counters.snapshot().gets - before,
+            1,
+            "only the manifest is read again"
+        );
+    }
+
     fn maintenance_first_seq(key: &str) -> u64 {
         key.rsplit('/').next().unwrap()[..20].parse().unwrap()
     }
