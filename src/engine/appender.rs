@@ -232,7 +232,7 @@ fn linger(core: &StreamCore, settings: &AppenderSettings) -> Duration {
 pub const INLINE_MAX_BYTES: usize = 256 * 1024;
 /// Inline chunks are written out (as one pack) once there are this many of them, or
 /// [`SPILL_MIN_BYTES`]: fewer requests per commit, against larger manifests.
-const SPILL_MIN_CHUNKS: usize = 16;
+pub const SPILL_MIN_CHUNKS: usize = 8;
 const SPILL_MIN_BYTES: usize = 256 * 1024;
 
 /// Commits planned but not yet settled, at most this many at once. Their chunks are

@@ -33,12 +33,15 @@ const SEGMENT_MAGIC: &[u8; 4] = b"SLIX";
 const FORMAT: u8 = 1;
 
 /// Chunk references kept in the manifest before the oldest are folded into a segment.
-pub const MAX_MANIFEST_CHUNKS: usize = 256;
+/// Every commit rewrites them all (about 60 bytes each), so fewer keep small commits
+/// cheap in bytes; every fold costs one more write.
+pub const MAX_MANIFEST_CHUNKS: usize = 96;
 /// How many of the oldest chunk references one fold moves into a segment.
-pub const FOLD_CHUNKS: usize = 128;
-/// Most chunks the manifest carries inline; far below [`MAX_MANIFEST_CHUNKS`] −
+pub const FOLD_CHUNKS: usize = 64;
+/// Most chunks the manifest carries inline; at most [`MAX_MANIFEST_CHUNKS`] + 1 −
 /// [`FOLD_CHUNKS`], so a fold never reaches an inline chunk.
 pub const MAX_INLINE_CHUNKS: usize = 32;
+const _: () = assert!(MAX_INLINE_CHUNKS < MAX_MANIFEST_CHUNKS + 1 - FOLD_CHUNKS);
 /// Most bytes of inline chunks the manifest carries.
 pub const MAX_INLINE_TOTAL_BYTES: usize = 1024 * 1024;
 

@@ -995,7 +995,10 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::{
-        engine::{appender::INLINE_MAX_BYTES, record::RecordBatchBuilder},
+        engine::{
+            appender::{INLINE_MAX_BYTES, SPILL_MIN_CHUNKS},
+            record::RecordBatchBuilder,
+        },
         storage,
     };
 
@@ -1085,15 +1088,13 @@ mod tests {
     async fn upkeep_deletes_trimmed_chunks_after_the_grace_period() {
         let store = storage::memory();
         let (engine, handle) = engine_with_stream(store.clone(), Duration::ZERO).await;
-        // Large enough that each commit's chunk is written out (as a pack of its own)
-        // right after it.
-        let body = vec![1u8; 40 * 1024];
+        // Too large to travel inline: each commit writes its chunk's object.
+        let body = vec![1u8; INLINE_MAX_BYTES / 2 + 1];
         for _ in 0..5u8 {
             engine
                 .append(&handle, batch(&[&body, &body]), None)
                 .await
                 .unwrap();
-            spills_settled(&handle).await;
         }
         let id = handle.core.id.clone();
         let written: Vec<u64> = chunk_keys(&store, &id)
@@ -1182,48 +1183,59 @@ mod tests {
             Arc::ptr_eq(&state.inline[0], &built),
             "the committing node reuses the chunk it built"
         );
-        for i in 2..16u32 {
+        let n = SPILL_MIN_CHUNKS as u32;
+        for i in 2..n {
             a.append(&on_a, batch(&[format!("r{i}").as_bytes()]), None)
                 .await
                 .unwrap();
         }
-        let state = on_a.core.current();
-        assert_eq!(state.manifest.inline_refs().len(), 15);
         let kept = on_a.core.current();
-        for (r, chunk) in kept.known_inline().take(14) {
+        assert_eq!(kept.manifest.inline_refs().len(), n as usize - 1);
+        for (r, chunk) in kept.known_inline().take(n as usize - 2) {
             let previous = on_a.core.cache.chunk(&id, r).await.unwrap();
             assert!(Arc::ptr_eq(chunk, &previous), "decoded once");
         }
+        let records =
+            |end: u32| -> Vec<Vec<u8>> { (0..end).map(|i| format!("r{i}").into_bytes()).collect() };
 
         let on_b = b.open("inline-basin", "s", AutoCreate::No).await.unwrap();
-        let expected: Vec<Vec<u8>> = (0..16).map(|i| format!("r{i}").into_bytes()).collect();
-        assert_eq!(read_all(&b, &on_b).await, expected);
+        assert_eq!(read_all(&b, &on_b).await, records(n));
 
-        // The 16th inline chunk starts a pack of all of them; the commit after it is
+        // The n-th inline chunk starts a pack of all of them; the commit after it is
         // written drops their bytes.
-        a.append(&on_a, batch(&[b"r16"]), None).await.unwrap();
+        a.append(&on_a, batch(&[format!("r{n}").as_bytes()]), None)
+            .await
+            .unwrap();
         spills_settled(&on_a).await;
         let packs = chunk_keys(&store, &id).await;
         assert_eq!(packs.len(), 1, "{packs:?}");
         assert_eq!(
             maintenance_first_seq(&packs[0]),
-            16,
+            u64::from(n),
             "named by its newest member"
         );
-        a.append(&on_a, batch(&[b"r17"]), None).await.unwrap();
+        a.append(&on_a, batch(&[format!("r{}", n + 1).as_bytes()]), None)
+            .await
+            .unwrap();
         let m = on_a.core.current().manifest.clone();
         assert_eq!(m.inline_refs().len(), 1);
-        assert!(m.chunks[..16].iter().all(|c| c.pack.is_some() && !c.inline));
+        assert!(
+            m.chunks[..n as usize]
+                .iter()
+                .all(|c| c.pack.is_some() && !c.inline)
+        );
         m.check_invariants().unwrap();
 
         // A node that never saw the inline chunks reads them from the pack, by range.
         let c = Engine::new(store.clone(), two_engines_config());
         let on_c = c.open("inline-basin", "s", AutoCreate::No).await.unwrap();
-        let expected: Vec<Vec<u8>> = (0..18).map(|i| format!("r{i}").into_bytes()).collect();
-        assert_eq!(read_all(&c, &on_c).await, expected);
+        assert_eq!(read_all(&c, &on_c).await, records(n + 2));
 
-        // Node b commits next, with r17 still inline and no pack of its own under way.
-        b.append(&on_b, batch(&[b"r18"]), None).await.unwrap();
+        // Node b commits next, with the newest chunk still inline and no pack of its own
+        // under way.
+        b.append(&on_b, batch(&[format!("r{}", n + 2).as_bytes()]), None)
+            .await
+            .unwrap();
         assert_eq!(on_b.core.current().manifest.inline_refs().len(), 2);
 
         // A chunk too big to travel inline takes the inline ones out with it.
@@ -1234,28 +1246,27 @@ mod tests {
         m.check_invariants().unwrap();
         let d = Engine::new(store.clone(), two_engines_config());
         let on_d = d.open("inline-basin", "s", AutoCreate::No).await.unwrap();
-        let all = read_all(&d, &on_d).await;
-        assert_eq!(all.len(), 20);
-        assert_eq!(all[17..19], [b"r17".to_vec(), b"r18".to_vec()]);
-        assert_eq!(all[19].len(), big.len());
+        let mut all = read_all(&d, &on_d).await;
+        assert_eq!(all.pop(), Some(big));
+        assert_eq!(all, records(n + 3));
 
         // Trimming into the pack keeps it; trimming past its newest member collects it.
         let pack_key = packs[0].clone();
-        a.append(&on_a, trim(8), None).await.unwrap();
+        a.append(&on_a, trim(4), None).await.unwrap();
         a.maintain(&on_a).await.unwrap(); // marks
         a.maintain(&on_a).await.unwrap(); // deletes
         assert!(store.get(&pack_key).await.unwrap().is_some());
         let e = Engine::new(store.clone(), two_engines_config());
         let on_e = e.open("inline-basin", "s", AutoCreate::No).await.unwrap();
         let read = read_all(&e, &on_e).await;
-        assert_eq!(read[0], b"r8");
-        a.append(&on_a, trim(17), None).await.unwrap();
+        assert_eq!(read[0], b"r4");
+        a.append(&on_a, trim(u64::from(n) + 1), None).await.unwrap();
         a.maintain(&on_a).await.unwrap();
         a.maintain(&on_a).await.unwrap();
         assert!(store.get(&pack_key).await.unwrap().is_none());
     }
 
-    /// A small commit costs one write (its manifest) plus a sixteenth of a pack's, even
+    /// A small commit costs one write (its manifest) plus a share of a pack's, even
     /// when a commit needs a pack before its write has ended.
     #[tokio::test]
     async fn small_commits_cost_about_one_write_each() {
@@ -1286,7 +1297,7 @@ mod tests {
         spills_settled(&handle).await;
         let puts = counters.snapshot().puts - before;
         assert!(
-            (APPENDS + 1..=APPENDS + APPENDS / 16 + 1).contains(&puts),
+            (APPENDS + 1..=APPENDS + APPENDS / SPILL_MIN_CHUNKS as u64 + 1).contains(&puts),
             "{puts} writes for {APPENDS} commits"
         );
         assert_eq!(read_all(&engine, &handle).await.len(), APPENDS as usize);
