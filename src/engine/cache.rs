@@ -1,7 +1,9 @@
 //! Caches over immutable objects. Chunk and index-segment keys are never reused, so a
 //! cached object is valid for as long as it is cached; only capacity evicts.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
 
 use moka::future::Cache;
 
@@ -10,12 +12,27 @@ use super::{
     error::{EngineError, EngineResult},
     manifest::{ChunkRef, IndexSegment, SegmentRef},
 };
-use crate::storage::{DynStore, StorageError};
+use crate::storage::DynStore;
+
+/// Bytes of whole packs kept for members about to be read, and for how long unused.
+const PACK_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const PACK_IDLE: Duration = Duration::from_secs(10);
+
+async fn get_object(store: &DynStore, key: &str) -> EngineResult<Bytes> {
+    Ok(store
+        .get(key)
+        .await?
+        .ok_or_else(|| EngineError::ObjectMissing(key.to_owned()))?
+        .bytes)
+}
 
 #[derive(Clone)]
 pub struct ObjectCache {
     store: DynStore,
     chunks: Cache<String, Arc<Chunk>>,
+    /// Whole packs, briefly: a reader needs all of a pack's members one after another,
+    /// and one read of the object serves them all.
+    packs: Cache<String, Bytes>,
     segments: Cache<String, Arc<IndexSegment>>,
 }
 
@@ -27,6 +44,11 @@ impl ObjectCache {
             chunks: Cache::builder()
                 .max_capacity(capacity_bytes)
                 .weigher(|_k: &String, v: &Arc<Chunk>| v.weight().try_into().unwrap_or(u32::MAX))
+                .build(),
+            packs: Cache::builder()
+                .max_capacity(PACK_CACHE_BYTES)
+                .weigher(|_k: &String, v: &Bytes| v.len().try_into().unwrap_or(u32::MAX))
+                .time_to_idle(PACK_IDLE)
                 .build(),
             segments: Cache::builder()
                 .max_capacity(64 * 1024 * 1024)
@@ -69,24 +91,27 @@ impl ObjectCache {
     pub async fn chunk(&self, stream_id: &str, r: &ChunkRef) -> EngineResult<Arc<Chunk>> {
         let (object, range) = r.location(stream_id);
         let store = self.store.clone();
+        let packs = self.packs.clone();
         let expected = r.clone();
         self.chunks
             .try_get_with(r.key(stream_id), async move {
                 let key = object;
                 let bytes = match range {
-                    Some(range) => match store.get_range(&key, range).await {
-                        Err(StorageError::NotFound(_)) => {
-                            return Err(EngineError::ObjectMissing(key));
+                    Some(range) => {
+                        let pack = packs
+                            .try_get_with(key.clone(), get_object(&store, &key))
+                            .await
+                            .map_err(|e: Arc<EngineError>| (*e).clone())?;
+                        let (start, end) = (range.start as usize, range.end as usize);
+                        if end > pack.len() {
+                            return Err(EngineError::Corrupt(format!(
+                                "{key}: {} bytes, index says a chunk ends at {end}",
+                                pack.len()
+                            )));
                         }
-                        other => other?,
-                    },
-                    None => {
-                        store
-                            .get(&key)
-                            .await?
-                            .ok_or_else(|| EngineError::ObjectMissing(key.clone()))?
-                            .bytes
+                        pack.slice(start..end)
                     }
+                    None => get_object(&store, &key).await?,
                 };
                 let chunk = Chunk::decode(bytes)
                     .map_err(|e| EngineError::Corrupt(format!("{key}: {e}")))?;

@@ -1303,6 +1303,40 @@ mod tests {
         assert_eq!(read_all(&engine, &handle).await.len(), APPENDS as usize);
     }
 
+    /// A node reading chunks that were packed together fetches the pack once.
+    #[tokio::test]
+    async fn packed_chunks_are_fetched_with_one_read() {
+        use crate::storage::counting::{CountingStore, StoreCounters};
+        let store = storage::memory();
+        let (writer, on_writer) =
+            engine_with_stream(store.clone(), maintenance::DEFAULT_GC_GRACE).await;
+        let n = SPILL_MIN_CHUNKS as u64;
+        for i in 0..=n {
+            writer
+                .append(&on_writer, batch(&[&i.to_be_bytes()]), None)
+                .await
+                .unwrap();
+            spills_settled(&on_writer).await;
+        }
+        let m = on_writer.core.current().manifest.clone();
+        assert!(m.chunks[..n as usize].iter().all(|c| c.pack.is_some()));
+
+        let counters = Arc::new(StoreCounters::default());
+        let counted: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
+        let reader = Engine::new(counted, two_engines_config());
+        let on_reader = reader
+            .open("test-basin", "s", AutoCreate::No)
+            .await
+            .unwrap();
+        let before = counters.snapshot().gets;
+        assert_eq!(read_all(&reader, &on_reader).await.len(), n as usize + 1);
+        assert_eq!(
+            counters.snapshot().gets - before,
+            2,
+            "the manifest, then the pack"
+        );
+    }
+
     /// The node that folds chunk references into an index segment keeps the segment, so a
     /// catch-up read over it starts from memory instead of a round trip per segment.
     #[tokio::test]

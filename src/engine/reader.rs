@@ -19,8 +19,24 @@ use super::{
     stream::{StreamCore, StreamState},
 };
 
-/// Chunks fetched ahead of a reader that reads from storage.
-const READ_AHEAD_CHUNKS: usize = 8;
+/// How far ahead of a reader that reads from storage chunks are fetched: up to this many
+/// chunks, or bytes. Small chunks are often members of one pack, fetched by one read.
+const READ_AHEAD_CHUNKS: usize = 64;
+const READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The references to fetch ahead, from the ones that follow a chunk being fetched.
+fn read_ahead<'a>(following: impl Iterator<Item = &'a ChunkRef>) -> Vec<ChunkRef> {
+    let mut bytes = 0;
+    following
+        .filter(|r| !r.inline)
+        .take(READ_AHEAD_CHUNKS)
+        .take_while(|r| {
+            bytes += r.size;
+            bytes <= READ_AHEAD_BYTES
+        })
+        .cloned()
+        .collect()
+}
 
 /// Records per batch and metered bytes per batch, at most.
 pub const MAX_BATCH_RECORDS: usize = 1000;
@@ -271,13 +287,7 @@ pub async fn chunk_at(
                 .manifest
                 .chunks
                 .partition_point(|r| r.first_seq < c.first_seq);
-            let following = state.manifest.chunks[i + 1..]
-                .iter()
-                .filter(|r| !r.inline)
-                .take(READ_AHEAD_CHUNKS)
-                .cloned()
-                .collect();
-            (c.clone(), following)
+            (c.clone(), read_ahead(state.manifest.chunks[i + 1..].iter()))
         }
         Located::Segment(s) => {
             let seg = core.cache.segment(&core.id, s).await?;
@@ -287,14 +297,8 @@ pub async fn chunk_at(
                 .get(i)
                 .cloned()
                 .ok_or_else(|| EngineError::Corrupt(format!("segment lacks seq {seq}")))?;
-            let following = seg.chunks[i + 1..]
-                .iter()
-                .chain(&state.manifest.chunks)
-                .filter(|r| !r.inline)
-                .take(READ_AHEAD_CHUNKS)
-                .cloned()
-                .collect();
-            (chunk_ref, following)
+            let following = seg.chunks[i + 1..].iter().chain(&state.manifest.chunks);
+            (chunk_ref, read_ahead(following))
         }
         Located::Tail => {
             return Err(EngineError::Corrupt(format!(
