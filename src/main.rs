@@ -55,6 +55,10 @@ struct ServeArgs {
     /// [default: 200 on a bucket, 0 on a local directory, where requests cost nothing].
     #[arg(long, env = "SLUICE_STANDARD_LINGER_MS")]
     standard_linger_ms: Option<u64>,
+    /// The same for `express` streams: 0 commits as soon as the previous commit is
+    /// written; more trades ack latency for fewer requests per GiB.
+    #[arg(long, default_value_t = 0, env = "SLUICE_EXPRESS_LINGER_MS")]
+    express_linger_ms: u64,
     /// How often followers look for other nodes' commits on `express` streams (S3 only).
     #[arg(long, default_value_t = 50, env = "SLUICE_POLL_EXPRESS_MS")]
     poll_express_ms: u64,
@@ -84,6 +88,7 @@ async fn main() -> anyhow_free::Result {
     };
     let mut config = ServerConfig::new(backend.clone());
     config.engine.cache_bytes = args.cache_mib * 1024 * 1024;
+    config.engine.appender.express_linger = Duration::from_millis(args.express_linger_ms);
     if let Some(ms) = args.standard_linger_ms {
         config.engine.appender.standard_linger = Duration::from_millis(ms);
     }
