@@ -11,7 +11,7 @@ use sluice::{
     api::s2s::regular_frame,
     engine::{
         chunk::{Chunk, ChunkBuilder},
-        manifest::{ChunkRef, Manifest},
+        manifest::{ChunkRef, MAX_MANIFEST_CHUNKS, Manifest},
         record::{RecordBatch, parse_append_input},
     },
 };
@@ -70,8 +70,10 @@ fn chunks(c: &mut Criterion) {
 }
 
 fn manifest(c: &mut Criterion) {
+    // A full manifest: as many references as it keeps before folding.
+    let refs = MAX_MANIFEST_CHUNKS as u64;
     let mut m = Manifest::new("0123456789abcdef".into(), "{}".into(), 0);
-    for i in 0..200u64 {
+    for i in 0..refs - 1 {
         m.push_chunk(ChunkRef {
             first_seq: i * 128,
             count: 128,
@@ -87,29 +89,32 @@ fn manifest(c: &mut Criterion) {
     }
     let encoded = m.encode_object();
     let mut g = c.benchmark_group("manifest");
-    g.bench_function("commit: next version, push chunk, encode (200 refs)", |b| {
-        b.iter_batched(
-            || m.clone(),
-            |m| {
-                let mut next = m.next_version();
-                next.push_chunk(ChunkRef {
-                    first_seq: next.next_seq,
-                    count: 128,
-                    first_timestamp: 300,
-                    last_timestamp: 300,
-                    metered_bytes: 1 << 20,
-                    size: 1 << 20,
-                    commit: 7,
-                    committed_at_ms: 7,
-                    inline: false,
-                    pack: None,
-                });
-                next.encode_object()
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("decode (200 refs)", |b| {
+    g.bench_function(
+        format!("commit: next version, push chunk, encode (to {refs} refs)"),
+        |b| {
+            b.iter_batched(
+                || m.clone(),
+                |m| {
+                    let mut next = m.next_version();
+                    next.push_chunk(ChunkRef {
+                        first_seq: next.next_seq,
+                        count: 128,
+                        first_timestamp: 300,
+                        last_timestamp: 300,
+                        metered_bytes: 1 << 20,
+                        size: 1 << 20,
+                        commit: 7,
+                        committed_at_ms: 7,
+                        inline: false,
+                        pack: None,
+                    });
+                    next.encode_object()
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
+    g.bench_function(format!("decode ({} refs)", refs - 1), |b| {
         b.iter(|| Manifest::decode_object(black_box(&encoded)).unwrap())
     });
     g.finish();
