@@ -12,22 +12,24 @@ for r in d:
     by[(r['backend'], r['record_size'], r['storage_class'], r['server'])].append(r)
 def at(k, rate):
     return next((r for r in by[k] if r['target_mibps'] == rate), None)
+def configs():
+    """Every (backend, record size, storage class) of the sweep, in table order."""
+    for b in ['local', 'ministack']:
+        for s in [8192, 1024]:
+            for c in ['express', 'standard']:
+                yield b, s, c
 print("### Maximum sustained write throughput (MiB/s, highest rate reached in the sweep)\n")
 print("| backend | record | class | Sluice | s2 lite | ratio |\n|---|---|---|---|---|---|")
-for b in ['local', 'ministack']:
-    for s in [8192, 1024]:
-        for c in ['express', 'standard']:
-            a = max(r['write_mibps'] or 0 for r in by[(b, s, c, 'sluice')])
-            l = max(r['write_mibps'] or 0 for r in by[(b, s, c, 'lite')])
-            print(f"| {b} | {s} | {c} | {a:.1f} | {l:.1f} | {a/l:.2f}× |")
+for b, s, c in configs():
+    a = max(r['write_mibps'] or 0 for r in by[(b, s, c, 'sluice')])
+    l = max(r['write_mibps'] or 0 for r in by[(b, s, c, 'lite')])
+    print(f"| {b} | {s} | {c} | {a:.1f} | {l:.1f} | {a/l:.2f}× |")
 print("\n### Ack latency at 20 MiB/s (below both saturations), ms\n")
 print("| backend | record | class | Sluice p50 / p99 | s2 lite p50 / p99 | p99 ratio |\n|---|---|---|---|---|---|")
-for b in ['local', 'ministack']:
-    for s in [8192, 1024]:
-        for c in ['express', 'standard']:
-            a = at((b, s, c, 'sluice'), 20); l = at((b, s, c, 'lite'), 20)
-            if a and l:
-                print(f"| {b} | {s} | {c} | {a['ack_p50_ms']:.1f} / {a['ack_p99_ms']:.1f} | {l['ack_p50_ms']:.1f} / {l['ack_p99_ms']:.1f} | {a['ack_p99_ms']/l['ack_p99_ms']:.2f}× |")
+for b, s, c in configs():
+    a = at((b, s, c, 'sluice'), 20); l = at((b, s, c, 'lite'), 20)
+    if a and l:
+        print(f"| {b} | {s} | {c} | {a['ack_p50_ms']:.1f} / {a['ack_p99_ms']:.1f} | {l['ack_p50_ms']:.1f} / {l['ack_p99_ms']:.1f} | {a['ack_p99_ms']/l['ack_p99_ms']:.2f}× |")
 print("\n### Express ack p50 at 1 MiB/s, ms\n")
 print("| backend | record | Sluice | s2 lite |\n|---|---|---|---|")
 for b in ['local', 'ministack']:
@@ -36,13 +38,11 @@ for b in ['local', 'ministack']:
         print(f"| {b} | {s} | {a['ack_p50_ms']:.1f} | {l['ack_p50_ms']:.1f} |")
 print("\n### Catch-up read throughput (MiB/s; median over the sweep's runs, and at 20 MiB/s)\n")
 print("| backend | record | class | Sluice median | s2 lite median | ratio | Sluice @20 | lite @20 |\n|---|---|---|---|---|---|---|---|")
-for b in ['local', 'ministack']:
-    for s in [8192, 1024]:
-        for c in ['express', 'standard']:
-            a = st.median(r['catchup_mibps'] for r in by[(b, s, c, 'sluice')])
-            l = st.median(r['catchup_mibps'] for r in by[(b, s, c, 'lite')])
-            a20 = at((b, s, c, 'sluice'), 20); l20 = at((b, s, c, 'lite'), 20)
-            print(f"| {b} | {s} | {c} | {a:.0f} | {l:.0f} | {a/l:.2f}× | {a20['catchup_mibps']:.0f} | {l20['catchup_mibps']:.0f} |")
+for b, s, c in configs():
+    a = st.median(r['catchup_mibps'] for r in by[(b, s, c, 'sluice')])
+    l = st.median(r['catchup_mibps'] for r in by[(b, s, c, 'lite')])
+    a20 = at((b, s, c, 'sluice'), 20); l20 = at((b, s, c, 'lite'), 20)
+    print(f"| {b} | {s} | {c} | {a:.0f} | {l:.0f} | {a/l:.2f}× | {a20['catchup_mibps']:.0f} | {l20['catchup_mibps']:.0f} |")
 print("\n### Object-store requests per GiB written (ministack, through the counting proxy)\n")
 print("| record | class | target MiB/s | Sluice | s2 lite | ratio | bytes written per GiB, Sluice / lite |\n|---|---|---|---|---|---|---|")
 def per_gib(r):

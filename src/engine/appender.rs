@@ -465,10 +465,10 @@ impl Pipeline {
                             }
                         }
                         vec![Attempt {
-                            first_seq: chunk_ref.first_seq,
-                            commit: plan.commit,
+                            chunk_ref,
                             outcomes: plan.outcomes,
                             chunk,
+                            segment: plan.segment,
                         }]
                     }
                     None => {
@@ -546,7 +546,6 @@ enum Outcome {
 
 /// A commit worked out against one manifest version.
 struct Plan {
-    commit: u64,
     manifest: Manifest,
     chunk: Option<(ChunkRef, Arc<Chunk>)>,
     /// Objects that must be durable before the manifest is written: the chunk (unless it
@@ -730,7 +729,6 @@ impl Plan {
             }
         }
         Plan {
-            commit,
             manifest,
             chunk,
             writes,
@@ -749,10 +747,10 @@ impl Plan {
 
 /// A written-or-maybe-written attempt of the current commit.
 struct Attempt {
-    first_seq: u64,
-    commit: u64,
+    chunk_ref: ChunkRef,
     outcomes: Vec<Outcome>,
     chunk: Arc<Chunk>,
+    segment: Option<(String, Arc<IndexSegment>)>,
 }
 
 fn now_ms() -> u64 {
@@ -790,7 +788,7 @@ fn fail_all(pending: Vec<AppendRequest>, error: EngineError) {
 fn landed(attempts: &mut Vec<Attempt>, manifest: &Manifest) -> Option<Attempt> {
     let i = attempts
         .iter()
-        .position(|a| manifest.contains_commit(a.first_seq, a.commit))?;
+        .position(|a| manifest.contains_commit(a.chunk_ref.first_seq, a.chunk_ref.commit))?;
     Some(attempts.swap_remove(i))
 }
 
@@ -877,10 +875,10 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
         }
 
         attempts.push(Attempt {
-            first_seq: chunk_ref.first_seq,
-            commit: plan.commit,
+            chunk_ref: chunk_ref.clone(),
             outcomes: plan.outcomes.clone(),
             chunk: chunk.clone(),
+            segment: plan.segment.clone(),
         });
         let bytes = plan.manifest.encode_object();
         let key = layout::manifest_key(&core.id);
@@ -958,15 +956,15 @@ async fn reread_unless_landed(
         }
     };
     if let Some(attempt) = landed(attempts, &state.manifest) {
-        cache_landed(core, &attempt).await;
+        cache_committed(core, (&attempt.chunk_ref, &attempt.chunk), attempt.segment).await;
         reply(pending, attempt.outcomes, state.tail());
         return None;
     }
     Some((state, pending))
 }
 
-/// Makes what a commit just wrote readable from memory: its chunk, and the index segment
-/// it folded, which a catch-up read needs before any of that segment's chunks.
+/// Makes what a commit just wrote (or, after an unknown outcome, turned out to have
+/// written) readable from memory: its chunk, and the index segment it folded, which a catch-up read needs before any of that segment's chunks.
 async fn cache_committed(
     core: &StreamCore,
     (chunk_ref, chunk): (&ChunkRef, &Arc<Chunk>),
@@ -978,12 +976,6 @@ async fn cache_committed(
     if let Some((key, segment)) = segment {
         core.cache.insert_segment(key, segment).await;
     }
-}
-
-/// After an attempt turned out to have landed, makes its chunk readable from memory.
-async fn cache_landed(core: &StreamCore, attempt: &Attempt) {
-    let key = layout::chunk_key(&core.id, attempt.first_seq, attempt.commit);
-    core.cache.insert_chunk(key, attempt.chunk.clone()).await;
 }
 
 /// Makes `writes` durable, concurrently. A write whose object this node is already
