@@ -59,7 +59,8 @@ struct ServeArgs {
     /// written; more trades ack latency for fewer requests per GiB.
     #[arg(long, default_value_t = 0, env = "SLUICE_EXPRESS_LINGER_MS")]
     express_linger_ms: u64,
-    /// How often followers look for other nodes' commits on `express` streams (S3 only).
+    /// How often followers look for other nodes' commits on `express` streams while
+    /// other nodes commit (S3 only); on a quiet stream up to ten times less often.
     #[arg(long, default_value_t = 50, env = "SLUICE_POLL_EXPRESS_MS")]
     poll_express_ms: u64,
     /// The same for `standard` streams.

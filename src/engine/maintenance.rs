@@ -7,8 +7,9 @@
 //! and an object is deleted only after it has been unreachable for a grace period (a
 //! reader holding an older manifest re-reads it when an object is gone).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{

@@ -1362,6 +1362,89 @@ mod tests {
         );
     }
 
+    /// A follower of a stream nobody else writes polls its manifest less and less often,
+    /// down to a tenth of the base rate, and still sees another node's commit within a
+    /// quarter of the quiet spell before it; once others commit, polling is brisk again.
+    #[tokio::test(start_paused = true)]
+    async fn followers_of_a_quiet_stream_poll_less_often() {
+        use crate::storage::counting::{CountingStore, StoreCounters};
+        const BASE: Duration = Duration::from_millis(50);
+        let store = storage::memory();
+        let (writer, on_writer) =
+            engine_with_stream(store.clone(), maintenance::DEFAULT_GC_GRACE).await;
+        let counters = Arc::new(StoreCounters::default());
+        let counted: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
+        let follower = Engine::new(
+            counted,
+            EngineConfig {
+                poll: Some(PollIntervals {
+                    express: BASE,
+                    standard: BASE,
+                }),
+                ..two_engines_config()
+            },
+        );
+        let on_follower = follower
+            .open("test-basin", "s", AutoCreate::No)
+            .await
+            .unwrap();
+        let start = ReadStart {
+            from: ReadFrom::SeqNum(0),
+            clamp: false,
+        };
+        let mut session = follower
+            .read(&on_follower, start, ReadEnd::default(), false)
+            .await
+            .unwrap();
+        let (tx, mut records) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(out) = session.next().await {
+                if let reader::ReadOutput::Batch(b) = out.unwrap() {
+                    tx.send(b.records().count()).unwrap();
+                }
+            }
+        });
+
+        let quiet = Duration::from_secs(60);
+        let before = counters.snapshot().gets;
+        tokio::time::sleep(quiet).await;
+        let polls = counters.snapshot().gets - before;
+        let cap = BASE * stream::POLL_BACKOFF_LIMIT;
+        assert!(
+            (quiet.div_duration_f64(cap) as u64..=quiet.div_duration_f64(cap) as u64 + 30)
+                .contains(&polls),
+            "{polls} manifest reads in {quiet:?} (at the base rate: {})",
+            quiet.div_duration_f64(BASE)
+        );
+
+        let appended = tokio::time::Instant::now();
+        writer
+            .append(&on_writer, batch(&[b"after a quiet minute"]), None)
+            .await
+            .unwrap();
+        assert_eq!(records.recv().await, Some(1));
+        assert!(
+            appended.elapsed() <= cap,
+            "seen after {:?}",
+            appended.elapsed()
+        );
+
+        let before = counters.snapshot().gets;
+        for i in 0..10u64 {
+            writer
+                .append(&on_writer, batch(&[&i.to_be_bytes()]), None)
+                .await
+                .unwrap();
+            assert_eq!(records.recv().await, Some(1));
+        }
+        let busy = counters.snapshot().gets - before;
+        assert!(busy <= 2 * 10, "{busy} reads for 10 commits seen");
+        assert!(
+            on_follower.core.poll_interval() < Some(BASE * 2),
+            "back to brisk polling"
+        );
+    }
+
     fn maintenance_first_seq(key: &str) -> u64 {
         key.rsplit('/').next().unwrap()[..20].parse().unwrap()
     }

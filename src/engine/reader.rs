@@ -239,7 +239,7 @@ impl ReadSession {
                 self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core.heartbeat);
                 return Ok(Some(ReadOutput::Heartbeat(tail)));
             }
-            let poll = self.core.poll_interval;
+            let poll = self.core.poll_interval();
             let wait_deadline = self.wait_deadline;
             tokio::select! {
                 changed = self.rx.changed() => {

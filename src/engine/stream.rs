@@ -6,7 +6,7 @@ use std::{
         Arc, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::{
@@ -14,7 +14,10 @@ use futures::{
     future::{BoxFuture, Shared},
 };
 use s2_common::config::StreamConfig;
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 
 use super::{
     appender::AppendRequest,
@@ -117,6 +120,10 @@ pub fn config_json(config: &StreamConfig) -> String {
     serde_json::to_string(&api).expect("config serializes")
 }
 
+/// How far followers' polling of a quiet stream slows down: at most this many times the
+/// base interval.
+pub const POLL_BACKOFF_LIMIT: u32 = 10;
+
 /// Shared by everything on this node that works with one stream.
 pub struct StreamCore {
     pub basin: String,
@@ -131,9 +138,13 @@ pub struct StreamCore {
     /// Set when the stream turned out to be deleted or replaced; the registry then
     /// resolves the name afresh.
     stale: AtomicBool,
-    /// How often followers look for commits made by other nodes; `None` when this node is
-    /// the only writer (the local directory is locked to one process).
-    pub(super) poll_interval: Option<Duration>,
+    /// How often followers look for commits made by other nodes while such commits are
+    /// recent; `None` when this node is the only writer (the local directory is locked to
+    /// one process). See [`Self::poll_interval`].
+    poll_base: Option<Duration>,
+    /// When a read of the manifest last found it changed by someone else (or the stream
+    /// was opened here).
+    last_outside_change: parking_lot::Mutex<Instant>,
     /// Gap without records after which followers get a heartbeat.
     pub(super) heartbeat: std::ops::Range<Duration>,
     /// Objects below this seq_num have been deleted by this node's upkeep.
@@ -153,7 +164,7 @@ impl StreamCore {
         store: DynStore,
         cache: ObjectCache,
         state: StreamState,
-        poll_interval: Option<Duration>,
+        poll_base: Option<Duration>,
         heartbeat: std::ops::Range<Duration>,
     ) -> Self {
         Self {
@@ -165,12 +176,24 @@ impl StreamCore {
             state: watch::Sender::new(Arc::new(state)),
             last_refresh: tokio::sync::Mutex::new(Instant::now()),
             stale: AtomicBool::new(false),
-            poll_interval,
+            poll_base,
+            last_outside_change: parking_lot::Mutex::new(Instant::now()),
             heartbeat,
             collected_below: AtomicU64::new(0),
             gc_mark: parking_lot::Mutex::new(None),
             spills: parking_lot::Mutex::new(Vec::new()),
         }
+    }
+
+    /// How long followers wait before looking for other nodes' commits: the base interval
+    /// while others committed recently, then a quarter of the time since anyone else last
+    /// did, up to [`POLL_BACKOFF_LIMIT`] times the base. A stream only this node writes,
+    /// or nobody writes, thus costs a tenth of the reads, and a commit after a quiet spell
+    /// is seen within a quarter of that spell.
+    pub fn poll_interval(&self) -> Option<Duration> {
+        let base = self.poll_base?;
+        let quiet = self.last_outside_change.lock().elapsed();
+        Some((quiet / 4).clamp(base, base * POLL_BACKOFF_LIMIT))
     }
 
     pub fn collected_below(&self) -> u64 {
@@ -250,6 +273,7 @@ impl StreamCore {
         match result {
             Revalidated::Unchanged => Ok(self.current()),
             Revalidated::Changed(obj) => {
+                *self.last_outside_change.lock() = Instant::now();
                 let manifest = Manifest::decode_object(&obj.bytes)
                     .map_err(|e| EngineError::Corrupt(e.to_string()))?;
                 let state = StreamState::reusing(manifest, obj.etag, known.known_inline())?;
