@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Round trips to ministack: the p50 of 200 sequential PUTs on one kept-alive connection,
-straight and through the counting proxy, for a few body sizes, and of conditional
-(`If-Match`) PUTs replacing one object. Starts and stops its own ministack on loopback.
+straight and through the counting proxy (both started as `make bench` starts them), for
+two body sizes, and of conditional (`If-Match`) PUTs replacing one object. Starts and
+stops its own ministack on loopback.
 
     python3 scripts/bench/store-rtt.py
 """
@@ -9,12 +10,11 @@ straight and through the counting proxy, for a few body sizes, and of conditiona
 import http.client
 import pathlib
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from run import BUCKET, Ministack
+
 N = 200
 
 
@@ -32,32 +32,24 @@ def timed(conn, method, path, body, headers=None):
 
 
 def main():
-    work = pathlib.Path(tempfile.mkdtemp())
-    out = subprocess.run([str(REPO / "scripts/ministack.sh"), "start", str(work / "s3"), "rtt"],
-                         check=True, capture_output=True, text=True).stdout
-    port = int(out.strip().split("=", 1)[1].rsplit(":", 1)[1])
-    proxy = subprocess.Popen([sys.executable, str(REPO / "scripts/bench/s3proxy.py"), "--upstream",
-                              f"127.0.0.1:{port}", "--log", str(work / "log.jsonl")],
-                             stdout=subprocess.PIPE, text=True)
+    s3 = Ministack(pathlib.Path(tempfile.mkdtemp()))
     try:
-        proxy_port = int(proxy.stdout.readline().strip().rsplit(":", 1)[1])
-        for name, p in (("straight", port), ("proxy", proxy_port)):
-            conn = http.client.HTTPConnection("127.0.0.1", p)
+        for name, endpoint in (("straight", s3.endpoint), ("proxy", s3.proxy_endpoint)):
+            conn = http.client.HTTPConnection("127.0.0.1", int(endpoint.rsplit(":", 1)[1]))
             for size in (4096, 65536):
                 body = b"x" * size
-                plain = [timed(conn, "PUT", f"/rtt/{name}-{size}-{i}", body)[0] for i in range(N)]
-                _, etag = timed(conn, "PUT", f"/rtt/{name}-{size}-m", body)
+                prefix = f"/{BUCKET}/rtt-{name}-{size}"
+                plain = [timed(conn, "PUT", f"{prefix}-{i}", body)[0] for i in range(N)]
+                _, etag = timed(conn, "PUT", f"{prefix}-m", body)
                 cond = []
                 for i in range(N):
-                    t, etag = timed(conn, "PUT", f"/rtt/{name}-{size}-m",
+                    t, etag = timed(conn, "PUT", f"{prefix}-m",
                                     body[:-8] + i.to_bytes(8, "big"), {"If-Match": etag})
                     cond.append(t)
                 print(f"{name:8} {size:6} B: PUT p50 {p50_ms(plain):.2f} ms, "
                       f"If-Match PUT p50 {p50_ms(cond):.2f} ms")
     finally:
-        proxy.terminate()
-        subprocess.run([str(REPO / "scripts/ministack.sh"), "stop", str(work / "s3")],
-                       capture_output=True)
+        s3.stop()
 
 
 if __name__ == "__main__":
