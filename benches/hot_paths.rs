@@ -3,15 +3,18 @@
 //!
 //!     cargo bench --bench hot_paths
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use prost::Message;
 use s2_api::v1::stream::{proto, s2s::CompressionAlgorithm};
 use sluice::{
-    api::s2s::regular_frame,
+    api::s2s::{batch_frame, regular_frame},
     engine::{
         chunk::{Chunk, ChunkBuilder},
         manifest::{ChunkRef, MAX_MANIFEST_CHUNKS, Manifest},
+        reader::{ChunkSlice, ReadBatch},
         record::{RecordBatch, parse_append_input},
     },
 };
@@ -121,13 +124,18 @@ fn manifest(c: &mut Criterion) {
 }
 
 fn framing(c: &mut Criterion) {
-    let payload = chunk_of(
+    let chunk = Arc::new(chunk_of(
         &parse_append_input(&append_input(126, 8 * 1024))
             .unwrap()
             .batch,
-    )
-    .bytes()
-    .clone();
+    ));
+    let payload = chunk.bytes().clone();
+    let batch = ReadBatch {
+        slices: vec![ChunkSlice::new(chunk.clone(), 0..chunk.len())],
+        count: chunk.len(),
+        metered_bytes: payload.len(),
+        tail: None,
+    };
     let mut g = c.benchmark_group("s2s_frame");
     g.throughput(Throughput::Bytes(payload.len() as u64));
     g.bench_function("1 MiB uncompressed", |b| {
@@ -135,6 +143,9 @@ fn framing(c: &mut Criterion) {
     });
     g.bench_function("1 MiB zstd", |b| {
         b.iter(|| regular_frame(black_box(&payload), CompressionAlgorithm::Zstd))
+    });
+    g.bench_function("1 MiB read batch", |b| {
+        b.iter(|| batch_frame(black_box(&batch), CompressionAlgorithm::None))
     });
     g.finish();
 }

@@ -206,6 +206,10 @@ pub fn put_proto_batch(batch: &ReadBatch, buf: &mut BytesMut) {
     for slice in &batch.slices {
         buf.put_slice(&slice.encoded());
     }
+    put_proto_tail(batch, buf);
+}
+
+fn put_proto_tail(batch: &ReadBatch, buf: &mut BytesMut) {
     if let Some(tail) = batch.tail {
         let tail = proto_position(tail);
         buf.put_u8(0x12);
@@ -213,6 +217,45 @@ pub fn put_proto_batch(batch: &ReadBatch, buf: &mut BytesMut) {
         tail.encode(buf).expect("BytesMut grows");
     }
 }
+
+/// Runs of records at least this long are sent as slices of the cached chunks; shorter
+/// ones are copied. A slice earns its own HTTP/2 DATA frames only if it fills one (16 KiB
+/// by default): a batch of many tiny slices would otherwise cost the client a frame each.
+pub const SHARED_SLICE_MIN_BYTES: usize = 16 * 1024;
+
+/// `prefix` followed by [`encode_proto_batch`]'s output, as pieces to send in order.
+/// Runs of records of at least [`SHARED_SLICE_MIN_BYTES`] are the cached chunks' own
+/// bytes, not copies; the prefix, shorter runs and the tail are copied into one buffer
+/// shared by the pieces between them.
+pub fn proto_batch_parts(prefix: &[u8], batch: &ReadBatch) -> Vec<Bytes> {
+    let copied: usize = batch
+        .slices
+        .iter()
+        .map(|s| s.encoded_len())
+        .filter(|&len| len < SHARED_SLICE_MIN_BYTES)
+        .sum();
+    let mut buf = BytesMut::with_capacity(prefix.len() + copied + MAX_TAIL_LEN);
+    let mut parts = Vec::new();
+    buf.put_slice(prefix);
+    for slice in &batch.slices {
+        if slice.encoded_len() < SHARED_SLICE_MIN_BYTES {
+            buf.put_slice(&slice.encoded());
+            continue;
+        }
+        if !buf.is_empty() {
+            parts.push(buf.split().freeze());
+        }
+        parts.push(slice.encoded());
+    }
+    put_proto_tail(batch, &mut buf);
+    if !buf.is_empty() {
+        parts.push(buf.freeze());
+    }
+    parts
+}
+
+/// Upper bound of [`put_proto_tail`]'s output: tag, length, and two varint fields.
+const MAX_TAIL_LEN: usize = 2 + 2 * 11;
 
 /// A JSON `ReadBatch` with record data encoded per `s2-format`.
 pub fn json_batch(batch: &ReadBatch, format: Format) -> JsonReadBatch {
@@ -298,4 +341,106 @@ pub async fn read(
         JsonOrProto::Proto => proto_response(encode_proto_batch(&batch)),
         JsonOrProto::Json => axum::Json(json_batch(&batch, format)).into_response(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{ops::Range, sync::Arc};
+
+    use prost::Message;
+    use s2_api::v1::stream::proto;
+
+    use super::*;
+    use crate::engine::{
+        chunk::{Chunk, ChunkBuilder},
+        error::Position,
+        reader::ChunkSlice,
+        record::RecordBatchBuilder,
+    };
+
+    /// A chunk from `first_seq` of `n` records whose bodies are `size` bytes.
+    fn chunk(first_seq: u64, n: usize, size: usize) -> Arc<Chunk> {
+        let mut records = RecordBatchBuilder::new();
+        for i in 0..n {
+            let body = vec![(first_seq as usize + i) as u8; size];
+            records.push(None, std::iter::empty(), &body).unwrap();
+        }
+        let records = records.finish().unwrap();
+        let mut builder = ChunkBuilder::new(first_seq, records.payload_len());
+        for (meta, fields) in records.encoded_records() {
+            builder.push(7, meta.metered as usize, fields);
+        }
+        Arc::new(builder.finish())
+    }
+
+    fn batch(slices: Vec<(Arc<Chunk>, Range<usize>)>, tail: Option<Position>) -> ReadBatch {
+        let slices: Vec<_> = slices
+            .into_iter()
+            .map(|(c, r)| ChunkSlice::new(c, r))
+            .collect();
+        ReadBatch {
+            count: slices.iter().map(|s| s.records().count()).sum(),
+            metered_bytes: slices
+                .iter()
+                .flat_map(|s| s.records())
+                .map(|r| r.metered)
+                .sum(),
+            slices,
+            tail,
+        }
+    }
+
+    fn seq_nums(encoded: &[u8]) -> Vec<u64> {
+        let batch = proto::ReadBatch::decode(encoded).unwrap();
+        batch.records.iter().map(|r| r.seq_num).collect()
+    }
+
+    #[test]
+    fn batch_parts_send_large_runs_from_the_chunk_and_copy_the_rest() {
+        let large = chunk(3, 4, 8192);
+        let tail = Position {
+            seq_num: 12,
+            timestamp: 7,
+        };
+        let batch = batch(
+            vec![
+                (chunk(0, 3, 100), 0..3),
+                (large.clone(), 0..4),
+                (chunk(7, 3, 100), 0..2),
+            ],
+            Some(tail),
+        );
+
+        let parts = proto_batch_parts(b"pre", &batch);
+
+        assert_eq!(
+            parts.len(),
+            3,
+            "copied run, shared run, copied run and tail"
+        );
+        let shared = ChunkSlice::new(large, 0..4).encoded();
+        assert_eq!(
+            parts[1].as_ptr(),
+            shared.as_ptr(),
+            "the large run is not copied"
+        );
+        let joined = parts.concat();
+        assert_eq!(&joined[..3], b"pre");
+        assert_eq!(&joined[3..], &encode_proto_batch(&batch)[..]);
+        assert_eq!(seq_nums(&joined[3..]), (0..9).collect::<Vec<_>>());
+        let decoded = proto::ReadBatch::decode(&joined[3..]).unwrap();
+        assert_eq!(decoded.tail.map(|t| t.seq_num), Some(12));
+    }
+
+    #[test]
+    fn batch_parts_of_short_runs_are_one_buffer() {
+        let slices = (0..10).map(|i| (chunk(i, 1, 1024), 0..1)).collect();
+        let batch = batch(slices, None);
+
+        let parts = proto_batch_parts(&[9], &batch);
+
+        assert_eq!(parts.len(), 1);
+        assert_eq!(&parts[0][1..], &encode_proto_batch(&batch)[..]);
+        assert_eq!(seq_nums(&parts[0][1..]), (0..10).collect::<Vec<_>>());
+    }
 }

@@ -34,7 +34,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{
     AppState,
     error::ApiError,
-    records::{encode_proto_batch, proto_ack, proto_batch_len, proto_position, put_proto_batch},
+    records::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
 };
 use crate::engine::{
     Ack, EngineResult, ReadBatch, ReadOutput, ReadSession, SessionGate,
@@ -102,20 +102,18 @@ pub fn regular_frame(payload: &[u8], compression: CompressionAlgorithm) -> Bytes
     buf.freeze()
 }
 
-/// A frame carrying a `ReadBatch`. Uncompressed, the records are copied once, straight
-/// from the cached chunks into the frame.
-pub fn batch_frame(batch: &ReadBatch, compression: CompressionAlgorithm) -> Bytes {
+/// A frame carrying a `ReadBatch`, as pieces to send in order. Uncompressed, large runs
+/// of records go out as the cached chunks' own bytes and the rest is copied once
+/// ([`proto_batch_parts`]).
+pub fn batch_frame(batch: &ReadBatch, compression: CompressionAlgorithm) -> Vec<Bytes> {
     let len = proto_batch_len(batch);
     if compression != CompressionAlgorithm::None && len >= COMPRESSION_THRESHOLD {
-        return regular_frame(&encode_proto_batch(batch), compression);
+        return vec![regular_frame(&encode_proto_batch(batch), compression)];
     }
     assert!(len <= MAX_PAYLOAD_LEN, "frame payload over 2 MiB");
-    let mut buf = BytesMut::with_capacity(4 + len);
-    buf.put_uint((len + 1) as u64, 3);
-    buf.put_u8(0);
-    put_proto_batch(batch, &mut buf);
-    debug_assert_eq!(buf.len(), 4 + len);
-    buf.freeze()
+    let length = ((len + 1) as u32).to_be_bytes();
+    let prefix = [length[1], length[2], length[3], 0];
+    proto_batch_parts(&prefix, batch)
 }
 
 pub fn terminal_frame(error: &ApiError) -> Bytes {
@@ -351,24 +349,21 @@ pub fn read_session(
                         records: vec![],
                         tail: Some(proto_position(tail)),
                     };
-                    regular_frame(&hb.encode_to_vec(), compression)
+                    vec![regular_frame(&hb.encode_to_vec(), compression)]
                 }
-                Err(e) => {
-                    return Some((
-                        Ok::<_, Infallible>(terminal_frame(&e.into())),
-                        (None, handle, draining),
-                    ));
-                }
+                Err(e) => return Some((vec![terminal_frame(&e.into())], (None, handle, draining))),
             };
-            Some((Ok(frame), (Some(session), handle, draining)))
+            Some((frame, (Some(session), handle, draining)))
         },
-    );
+    )
+    .flat_map(|parts| futures::stream::iter(parts.into_iter().map(Ok::<_, Infallible>)));
     session_response(Body::from_stream(frames.boxed()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{chunk::ChunkBuilder, reader::ChunkSlice, record::RecordBatchBuilder};
 
     fn reader_over(bytes: Vec<u8>) -> FrameReader {
         FrameReader::new(Body::from(bytes))
@@ -387,6 +382,49 @@ mod tests {
             assert_eq!(
                 r.next().await.unwrap().unwrap(),
                 Bytes::from(payload.clone())
+            );
+            assert!(r.next().await.unwrap().is_none());
+        }
+    }
+
+    /// A read batch of 40 records of 1 KiB in one chunk: long enough to be sent from the
+    /// chunk's own bytes uncompressed, and to be compressed when asked.
+    fn sample_batch() -> ReadBatch {
+        let mut records = RecordBatchBuilder::new();
+        for i in 0..40u8 {
+            records.push(None, std::iter::empty(), &[i; 1024]).unwrap();
+        }
+        let records = records.finish().unwrap();
+        let mut chunk = ChunkBuilder::new(0, records.payload_len());
+        for (meta, fields) in records.encoded_records() {
+            chunk.push(1, meta.metered as usize, fields);
+        }
+        let chunk = Arc::new(chunk.finish());
+        ReadBatch {
+            slices: vec![ChunkSlice::new(chunk, 0..40)],
+            count: 40,
+            metered_bytes: records.metered_bytes(),
+            tail: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_frames_carry_the_encoded_batch_with_every_compression() {
+        let batch = sample_batch();
+        for algo in [
+            CompressionAlgorithm::None,
+            CompressionAlgorithm::Zstd,
+            CompressionAlgorithm::Gzip,
+        ] {
+            let parts = batch_frame(&batch, algo);
+            if algo == CompressionAlgorithm::None {
+                assert!(parts.len() > 1, "uncompressed records are not copied");
+            }
+            let mut r = reader_over(parts.concat());
+            assert_eq!(
+                r.next().await.unwrap().unwrap(),
+                encode_proto_batch(&batch),
+                "{algo:?}"
             );
             assert!(r.next().await.unwrap().is_none());
         }

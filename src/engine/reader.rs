@@ -50,6 +50,12 @@ pub struct ChunkSlice {
 }
 
 impl ChunkSlice {
+    /// Records `range` of `chunk`; `range` must lie within the chunk.
+    pub fn new(chunk: Arc<Chunk>, range: Range<usize>) -> Self {
+        assert!(range.end <= chunk.len(), "slice beyond the chunk");
+        Self { chunk, range }
+    }
+
     pub fn records(&self) -> impl Iterator<Item = ChunkRecord<'_>> {
         self.range.clone().map(|i| self.chunk.record(i))
     }
@@ -374,10 +380,7 @@ async fn collect(
             i += 1;
         }
         if i > begin {
-            batch.slices.push(ChunkSlice {
-                chunk: chunk.clone(),
-                range: begin..i,
-            });
+            batch.slices.push(ChunkSlice::new(chunk.clone(), begin..i));
         }
         seq = chunk.first_seq() + i as u64;
         if stop {
