@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
-use moka::future::Cache;
+use moka::{future::Cache, policy::EvictionPolicy};
 
 use super::{
     chunk::Chunk,
@@ -38,20 +38,28 @@ pub struct ObjectCache {
 
 impl ObjectCache {
     /// `capacity_bytes` bounds the chunk bytes held in memory.
+    ///
+    /// Every cache here evicts the least recently used entry first: in a log the newest
+    /// objects are the hot ones, and moka's default frequency-based admission turns away a
+    /// just-committed chunk or a just-fetched pack (seen once) in favour of old entries
+    /// that were read a few times, even entries of streams since deleted.
     pub fn new(store: DynStore, capacity_bytes: u64) -> Self {
         Self {
             store,
             chunks: Cache::builder()
                 .max_capacity(capacity_bytes)
+                .eviction_policy(EvictionPolicy::lru())
                 .weigher(|_k: &String, v: &Arc<Chunk>| v.weight().try_into().unwrap_or(u32::MAX))
                 .build(),
             packs: Cache::builder()
                 .max_capacity(PACK_CACHE_BYTES)
+                .eviction_policy(EvictionPolicy::lru())
                 .weigher(|_k: &String, v: &Bytes| v.len().try_into().unwrap_or(u32::MAX))
                 .time_to_idle(PACK_IDLE)
                 .build(),
             segments: Cache::builder()
                 .max_capacity(64 * 1024 * 1024)
+                .eviction_policy(EvictionPolicy::lru())
                 .weigher(|_k: &String, v: &Arc<IndexSegment>| {
                     (v.chunks.len() * 64).try_into().unwrap_or(u32::MAX)
                 })
@@ -150,5 +158,60 @@ impl ObjectCache {
             })
             .await
             .map_err(|e: Arc<EngineError>| (*e).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{chunk::ChunkBuilder, record::RecordBatchBuilder};
+
+    /// A chunk of one record with a `size`-byte body.
+    fn chunk(first_seq: u64, size: usize) -> Arc<Chunk> {
+        let mut records = RecordBatchBuilder::new();
+        records
+            .push(None, std::iter::empty(), &vec![1; size])
+            .unwrap();
+        let records = records.finish().unwrap();
+        let mut builder = ChunkBuilder::new(first_seq, records.payload_len());
+        for (meta, fields) in records.encoded_records() {
+            builder.push(0, meta.metered as usize, fields);
+        }
+        Arc::new(builder.finish())
+    }
+
+    /// Fills `cache` (room for 16 entries) with entries read several times, then inserts
+    /// 16 new ones, and returns how many of the new ones it kept.
+    async fn new_entries_kept<V: Clone + Send + Sync + 'static>(
+        cache: &Cache<String, V>,
+        entry: impl Fn(u64) -> V,
+    ) -> usize {
+        for i in 0..16 {
+            cache.insert(format!("old/{i}"), entry(i)).await;
+        }
+        for _ in 0..3 {
+            for i in 0..16 {
+                assert!(cache.get(&format!("old/{i}")).await.is_some());
+            }
+        }
+        for i in 0..16 {
+            cache.insert(format!("new/{i}"), entry(i)).await;
+            cache.run_pending_tasks().await;
+        }
+        (0..16)
+            .filter(|i| cache.contains_key(&format!("new/{i}")))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn new_chunks_and_packs_displace_old_ones_that_were_read_often() {
+        let weight = chunk(0, 64 * 1024).weight() as u64;
+        let cache = ObjectCache::new(crate::storage::memory(), 16 * weight);
+        let kept = new_entries_kept(&cache.chunks, |i| chunk(i, 64 * 1024)).await;
+        assert_eq!(kept, 16, "every new chunk is cached");
+
+        let pack = Bytes::from(vec![0; PACK_CACHE_BYTES as usize / 16]);
+        let kept = new_entries_kept(&cache.packs, |_| pack.clone()).await;
+        assert_eq!(kept, 16, "every new pack is cached");
     }
 }
