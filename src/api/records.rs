@@ -1,13 +1,21 @@
 //! Records: check-tail, append and read, dispatched by content negotiation to unary JSON,
 //! unary protobuf, SSE and S2S sessions.
 
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{FromRequest, Request, State},
     response::{IntoResponse, Response},
 };
 use bytes::{BufMut, BytesMut};
 use http::{HeaderMap, HeaderValue, header};
+use http_body::{Frame, SizeHint};
 use prost::Message;
 use s2_api::{
     data::Format,
@@ -185,6 +193,60 @@ fn proto_response(body: Bytes) -> Response {
 
 // ---- read ----
 
+/// A protobuf `ReadBatch` response sent as [`proto_batch_parts`], so large runs of
+/// records are not copied.
+fn proto_batch_response(batch: &ReadBatch) -> Response {
+    let parts = PartsBody::new(proto_batch_parts(&[], batch));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/protobuf"),
+        )],
+        Body::new(parts),
+    )
+        .into_response()
+}
+
+/// A body of pieces sent in order, whose length is known up front (an HTTP/1.1 response
+/// keeps its `content-length`).
+struct PartsBody {
+    parts: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl PartsBody {
+    fn new(parts: Vec<Bytes>) -> Self {
+        Self {
+            remaining: parts.iter().map(|p| p.len() as u64).sum(),
+            parts: parts.into(),
+        }
+    }
+}
+
+impl http_body::Body for PartsBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let part = self.parts.pop_front();
+        if let Some(part) = &part {
+            self.remaining -= part.len() as u64;
+        }
+        Poll::Ready(part.map(|p| Ok(Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// A protobuf `ReadBatch`: the records' stored bytes, then the tail if known.
 pub fn encode_proto_batch(batch: &ReadBatch) -> Bytes {
     let mut buf = BytesMut::with_capacity(proto_batch_len(batch));
@@ -338,7 +400,7 @@ pub async fn read(
     let session = state.engine.read(&handle, start, end, true).await?;
     let batch = crate::engine::reader::read_unary(session).await?;
     Ok(match response_mime(&headers) {
-        JsonOrProto::Proto => proto_response(encode_proto_batch(&batch)),
+        JsonOrProto::Proto => proto_batch_response(&batch),
         JsonOrProto::Json => axum::Json(json_batch(&batch, format)).into_response(),
     })
 }

@@ -187,6 +187,37 @@ async fn protobuf_append_and_read_round_trip(backend: Backend) {
         .await
         .assert_status(200);
     assert_eq!(reply["start"]["seq_num"], 3);
+
+    // Records long enough to be sent as the cached chunk's own bytes come back whole, with
+    // the length of the response stated up front.
+    let large: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 40 * 1024]).collect();
+    let bodies: Vec<&[u8]> = large.iter().map(|b| &b[..]).collect();
+    let reply = api
+        .send(
+            api.request(Method::POST, "/streams/p/records")
+                .header("content-type", "application/protobuf")
+                .body(proto_input(&bodies).encode_to_vec()),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let reply = api
+        .send(
+            api.request(Method::GET, "/streams/p/records?seq_num=4")
+                .header("accept", "application/protobuf"),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.headers["content-length"],
+        reply.body.len().to_string().as_str()
+    );
+    let batch = proto::ReadBatch::decode(reply.body).unwrap();
+    let seq_nums: Vec<u64> = batch.records.iter().map(|r| r.seq_num).collect();
+    assert_eq!(seq_nums, vec![4, 5, 6]);
+    for (record, body) in batch.records.iter().zip(&large) {
+        assert_eq!(&record.body[..], &body[..]);
+    }
+    assert_eq!(batch.tail.unwrap().seq_num, 7);
 }
 
 async fn conditions_fail_with_exact_bodies(backend: Backend) {
