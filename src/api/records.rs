@@ -264,7 +264,7 @@ pub fn proto_batch_len(batch: &ReadBatch) -> usize {
 }
 
 /// Writes [`encode_proto_batch`]'s output into `buf`, copying each record's bytes once.
-pub fn put_proto_batch(batch: &ReadBatch, buf: &mut BytesMut) {
+fn put_proto_batch(batch: &ReadBatch, buf: &mut BytesMut) {
     for slice in &batch.slices {
         buf.put_slice(&slice.encoded());
     }
@@ -414,25 +414,15 @@ mod tests {
 
     use super::*;
     use crate::engine::{
-        chunk::{Chunk, ChunkBuilder},
+        chunk::{Chunk, chunk_of_bodies},
         error::Position,
         reader::ChunkSlice,
-        record::RecordBatchBuilder,
     };
 
     /// A chunk from `first_seq` of `n` records whose bodies are `size` bytes.
     fn chunk(first_seq: u64, n: usize, size: usize) -> Arc<Chunk> {
-        let mut records = RecordBatchBuilder::new();
-        for i in 0..n {
-            let body = vec![(first_seq as usize + i) as u8; size];
-            records.push(None, std::iter::empty(), &body).unwrap();
-        }
-        let records = records.finish().unwrap();
-        let mut builder = ChunkBuilder::new(first_seq, records.payload_len());
-        for (meta, fields) in records.encoded_records() {
-            builder.push(7, meta.metered as usize, fields);
-        }
-        Arc::new(builder.finish())
+        let bodies: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; size]).collect();
+        Arc::new(chunk_of_bodies(first_seq, bodies.iter().map(|b| &b[..])))
     }
 
     fn batch(slices: Vec<(Arc<Chunk>, Range<usize>)>, tail: Option<Position>) -> ReadBatch {

@@ -363,7 +363,7 @@ pub fn read_session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{chunk::ChunkBuilder, reader::ChunkSlice, record::RecordBatchBuilder};
+    use crate::engine::{chunk::chunk_of_bodies, reader::ChunkSlice};
 
     fn reader_over(bytes: Vec<u8>) -> FrameReader {
         FrameReader::new(Body::from(bytes))
@@ -390,20 +390,12 @@ mod tests {
     /// A read batch of 40 records of 1 KiB in one chunk: long enough to be sent from the
     /// chunk's own bytes uncompressed, and to be compressed when asked.
     fn sample_batch() -> ReadBatch {
-        let mut records = RecordBatchBuilder::new();
-        for i in 0..40u8 {
-            records.push(None, std::iter::empty(), &[i; 1024]).unwrap();
-        }
-        let records = records.finish().unwrap();
-        let mut chunk = ChunkBuilder::new(0, records.payload_len());
-        for (meta, fields) in records.encoded_records() {
-            chunk.push(1, meta.metered as usize, fields);
-        }
-        let chunk = Arc::new(chunk.finish());
+        let bodies: Vec<[u8; 1024]> = (0..40u8).map(|i| [i; 1024]).collect();
+        let chunk = Arc::new(chunk_of_bodies(0, bodies.iter().map(|b| &b[..])));
         ReadBatch {
-            slices: vec![ChunkSlice::new(chunk, 0..40)],
             count: 40,
-            metered_bytes: records.metered_bytes(),
+            metered_bytes: (0..40).map(|i| chunk.record(i).metered).sum(),
+            slices: vec![ChunkSlice::new(chunk, 0..40)],
             tail: None,
         }
     }

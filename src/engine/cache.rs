@@ -164,20 +164,11 @@ impl ObjectCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{chunk::ChunkBuilder, record::RecordBatchBuilder};
+    use crate::engine::chunk::chunk_of_bodies;
 
     /// A chunk of one record with a `size`-byte body.
     fn chunk(first_seq: u64, size: usize) -> Arc<Chunk> {
-        let mut records = RecordBatchBuilder::new();
-        records
-            .push(None, std::iter::empty(), &vec![1; size])
-            .unwrap();
-        let records = records.finish().unwrap();
-        let mut builder = ChunkBuilder::new(first_seq, records.payload_len());
-        for (meta, fields) in records.encoded_records() {
-            builder.push(0, meta.metered as usize, fields);
-        }
-        Arc::new(builder.finish())
+        Arc::new(chunk_of_bodies(first_seq, [&vec![1; size][..]]))
     }
 
     /// Fills `cache` (room for 16 entries) with entries read several times, then inserts

@@ -281,6 +281,21 @@ impl ChunkBuilder {
     }
 }
 
+/// A chunk from `first_seq` of records with these bodies, no headers and timestamp 0.
+#[cfg(test)]
+pub fn chunk_of_bodies<'a>(first_seq: u64, bodies: impl IntoIterator<Item = &'a [u8]>) -> Chunk {
+    let mut records = crate::engine::record::RecordBatchBuilder::new();
+    for body in bodies {
+        records.push(None, std::iter::empty(), body).unwrap();
+    }
+    let records = records.finish().unwrap();
+    let mut builder = ChunkBuilder::new(first_seq, records.payload_len());
+    for (meta, fields) in records.encoded_records() {
+        builder.push(0, meta.metered as usize, fields);
+    }
+    builder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
