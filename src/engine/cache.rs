@@ -77,7 +77,12 @@ impl ObjectCache {
         self.segments.insert(key, segment).await;
     }
 
-    pub fn has_chunk(&self, stream_id: &str, r: &ChunkRef) -> bool {
+    /// Chunk `r` if it is in memory.
+    pub async fn cached_chunk(&self, stream_id: &str, r: &ChunkRef) -> Option<Arc<Chunk>> {
+        self.chunks.get(&r.key(stream_id)).await
+    }
+
+    fn has_chunk(&self, stream_id: &str, r: &ChunkRef) -> bool {
         self.chunks.contains_key(&r.key(stream_id))
     }
 

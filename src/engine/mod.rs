@@ -1337,6 +1337,53 @@ mod tests {
         );
     }
 
+    /// A node reading a chunk from storage fetches the ones after it meanwhile, so a
+    /// catch-up does not wait a round trip per chunk.
+    #[tokio::test]
+    async fn a_reader_on_a_cold_cache_fetches_the_next_chunks_ahead() {
+        use crate::storage::counting::{CountingStore, StoreCounters};
+        let store = storage::memory();
+        let (writer, on_writer) =
+            engine_with_stream(store.clone(), maintenance::DEFAULT_GC_GRACE).await;
+        const CHUNKS: u64 = 6;
+        let body = vec![7; 300 * 1024]; // too large to travel inside the manifest
+        for _ in 0..CHUNKS {
+            writer
+                .append(&on_writer, batch(&[&body]), None)
+                .await
+                .unwrap();
+        }
+        let counters = Arc::new(StoreCounters::default());
+        let counted: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
+        let reader = Engine::new(counted, two_engines_config());
+        let on_reader = reader
+            .open("test-basin", "s", AutoCreate::No)
+            .await
+            .unwrap();
+        // Counted in bytes: the catalog's small objects may be read meanwhile.
+        let chunk_bytes = (CHUNKS * body.len() as u64)..((CHUNKS + 1) * body.len() as u64);
+        let before = counters.snapshot().bytes_read;
+        let read = || counters.snapshot().bytes_read - before;
+
+        let state = on_reader.core.current();
+        reader::chunk_at(&on_reader.core, &state, 0).await.unwrap();
+
+        let fetched_all = async {
+            while read() < chunk_bytes.start {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), fetched_all)
+            .await
+            .expect("the chunks after the first are fetched without being read");
+        for seq in 0..CHUNKS {
+            reader::chunk_at(&on_reader.core, &state, seq)
+                .await
+                .unwrap();
+        }
+        assert!(chunk_bytes.contains(&read()), "each chunk read once");
+    }
+
     /// The node that folds chunk references into an index segment keeps the segment, so a
     /// catch-up read over it starts from memory instead of a round trip per segment.
     #[tokio::test]

@@ -281,20 +281,15 @@ async fn sleep_opt(d: Option<Duration>) {
 }
 
 /// The chunk holding the first record at or after `seq`, which must be below the tail.
+/// A cached chunk costs one lookup; the read-ahead is worked out only on a miss.
 pub async fn chunk_at(
     core: &StreamCore,
     state: &StreamState,
     seq: u64,
 ) -> EngineResult<Arc<Chunk>> {
-    let (chunk_ref, following): (ChunkRef, Vec<ChunkRef>) = match state.manifest.locate_seq(seq) {
+    let (chunk_ref, segment) = match state.manifest.locate_seq(seq) {
         Located::Chunk(c) if c.inline => return state.inline_chunk(c),
-        Located::Chunk(c) => {
-            let i = state
-                .manifest
-                .chunks
-                .partition_point(|r| r.first_seq < c.first_seq);
-            (c.clone(), read_ahead(state.manifest.chunks[i + 1..].iter()))
-        }
+        Located::Chunk(c) => (c.clone(), None),
         Located::Segment(s) => {
             let seg = core.cache.segment(&core.id, s).await?;
             let i = seg.chunks.partition_point(|c| c.end_seq() <= seq);
@@ -303,8 +298,7 @@ pub async fn chunk_at(
                 .get(i)
                 .cloned()
                 .ok_or_else(|| EngineError::Corrupt(format!("segment lacks seq {seq}")))?;
-            let following = seg.chunks[i + 1..].iter().chain(&state.manifest.chunks);
-            (chunk_ref, read_ahead(following))
+            (chunk_ref, Some((seg, i)))
         }
         Located::Tail => {
             return Err(EngineError::Corrupt(format!(
@@ -313,10 +307,19 @@ pub async fn chunk_at(
             )));
         }
     };
-    if !core.cache.has_chunk(&core.id, &chunk_ref) {
-        // Reading from storage: fetch what comes next meanwhile.
-        core.cache.prefetch(&core.id, following);
+    if let Some(chunk) = core.cache.cached_chunk(&core.id, &chunk_ref).await {
+        return Ok(chunk);
     }
+    // Reading from storage: fetch what comes next meanwhile.
+    let manifest_chunks = &state.manifest.chunks;
+    let following = match &segment {
+        Some((seg, i)) => read_ahead(seg.chunks[i + 1..].iter().chain(manifest_chunks)),
+        None => {
+            let i = manifest_chunks.partition_point(|r| r.first_seq <= chunk_ref.first_seq);
+            read_ahead(manifest_chunks[i..].iter())
+        }
+    };
+    core.cache.prefetch(&core.id, following);
     core.cache.chunk(&core.id, &chunk_ref).await
 }
 
