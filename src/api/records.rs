@@ -266,7 +266,7 @@ pub fn proto_batch_len(batch: &ReadBatch) -> usize {
 /// Writes [`encode_proto_batch`]'s output into `buf`, copying each record's bytes once.
 fn put_proto_batch(batch: &ReadBatch, buf: &mut BytesMut) {
     for slice in &batch.slices {
-        buf.put_slice(&slice.encoded());
+        buf.put_slice(slice.encoded_slice());
     }
     put_proto_tail(batch, buf);
 }
@@ -301,7 +301,7 @@ pub fn proto_batch_parts(prefix: &[u8], batch: &ReadBatch) -> Vec<Bytes> {
     buf.put_slice(prefix);
     for slice in &batch.slices {
         if slice.encoded_len() < SHARED_SLICE_MIN_BYTES {
-            buf.put_slice(&slice.encoded());
+            buf.put_slice(slice.encoded_slice());
             continue;
         }
         if !buf.is_empty() {

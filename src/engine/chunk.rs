@@ -180,23 +180,22 @@ impl Chunk {
         self.entries.partition_point(|e| e.timestamp < ts)
     }
 
-    /// Size of [`Self::entries_bytes`] for `range`.
+    /// Size of [`Self::entries`] for `range`.
     pub fn entries_len(&self, range: Range<usize>) -> usize {
-        if range.is_empty() {
-            return 0;
-        }
-        self.entries[range.end - 1].end as usize - self.start_of(range.start)
+        self.entries(range).len()
     }
 
-    /// The encoded `ReadBatch.records` entries of records `range`, as one slice of the
-    /// chunk's bytes.
-    pub fn entries_bytes(&self, range: Range<usize>) -> Bytes {
+    /// The encoded `ReadBatch.records` entries of records `range`, borrowed.
+    pub fn entries(&self, range: Range<usize>) -> &[u8] {
         if range.is_empty() {
-            return Bytes::new();
+            return &[];
         }
-        let start = self.start_of(range.start);
-        let end = self.entries[range.end - 1].end as usize;
-        self.data.slice(start..end)
+        &self.data[self.start_of(range.start)..self.entries[range.end - 1].end as usize]
+    }
+
+    /// [`Self::entries`] as one slice of the chunk's bytes, not a copy.
+    pub fn entries_bytes(&self, range: Range<usize>) -> Bytes {
+        self.data.slice_ref(self.entries(range))
     }
 }
 

@@ -60,6 +60,11 @@ impl ChunkSlice {
         self.range.clone().map(|i| self.chunk.record(i))
     }
 
+    /// The records as encoded `ReadBatch.records` entries, borrowed from the chunk.
+    pub fn encoded_slice(&self) -> &[u8] {
+        self.chunk.entries(self.range.clone())
+    }
+
     /// The records as encoded `ReadBatch.records` entries.
     pub fn encoded(&self) -> Bytes {
         self.chunk.entries_bytes(self.range.clone())
