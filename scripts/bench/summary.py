@@ -36,13 +36,17 @@ for b in ['local', 'ministack']:
     for s in [8192, 1024]:
         a = at((b, s, 'express', 'sluice'), 1); l = at((b, s, 'express', 'lite'), 1)
         print(f"| {b} | {s} | {a['ack_p50_ms']:.1f} | {l['ack_p50_ms']:.1f} |")
-print("\n### Catch-up read throughput (MiB/s; median over the sweep's runs, and at 20 MiB/s)\n")
-print("| backend | record | class | Sluice median | s2 lite median | ratio | Sluice @20 | lite @20 |\n|---|---|---|---|---|---|---|---|")
+print("\n### Catch-up read throughput (MiB/s; median over the sweep's runs, over the rates both servers ran, and at 20 MiB/s)\n")
+print("| backend | record | class | Sluice median | s2 lite median | ratio | ratio at shared rates | Sluice @20 | lite @20 |\n|---|---|---|---|---|---|---|---|---|")
 for b, s, c in configs():
-    a = st.median(r['catchup_mibps'] for r in by[(b, s, c, 'sluice')])
-    l = st.median(r['catchup_mibps'] for r in by[(b, s, c, 'lite')])
+    sluice, lite = by[(b, s, c, 'sluice')], by[(b, s, c, 'lite')]
+    a = st.median(r['catchup_mibps'] for r in sluice)
+    l = st.median(r['catchup_mibps'] for r in lite)
+    shared = {r['target_mibps'] for r in sluice} & {r['target_mibps'] for r in lite}
+    a_shared = st.median(r['catchup_mibps'] for r in sluice if r['target_mibps'] in shared)
+    l_shared = st.median(r['catchup_mibps'] for r in lite if r['target_mibps'] in shared)
     a20 = at((b, s, c, 'sluice'), 20); l20 = at((b, s, c, 'lite'), 20)
-    print(f"| {b} | {s} | {c} | {a:.0f} | {l:.0f} | {a/l:.2f}× | {a20['catchup_mibps']:.0f} | {l20['catchup_mibps']:.0f} |")
+    print(f"| {b} | {s} | {c} | {a:.0f} | {l:.0f} | {a/l:.2f}× | {a_shared/l_shared:.2f}× | {a20['catchup_mibps']:.0f} | {l20['catchup_mibps']:.0f} |")
 print("\n### Object-store requests per GiB written (ministack, through the counting proxy)\n")
 print("| record | class | target MiB/s | Sluice | s2 lite | ratio | bytes written per GiB, Sluice / lite |\n|---|---|---|---|---|---|---|")
 def per_gib(r):
