@@ -1148,6 +1148,28 @@ mod tests {
             .collect()
     }
 
+    /// Another node on `store`, every request it makes counted, with the stream `s` open.
+    async fn counted_node(
+        store: DynStore,
+        config: EngineConfig,
+    ) -> (
+        Engine,
+        Arc<StreamHandle>,
+        Arc<crate::storage::counting::StoreCounters>,
+    ) {
+        use crate::storage::counting::{CountingStore, StoreCounters};
+        let counters = Arc::new(StoreCounters::default());
+        let engine = Engine::new(
+            Arc::new(CountingStore::new(store, counters.clone())),
+            config,
+        );
+        let handle = engine
+            .open("test-basin", "s", AutoCreate::No)
+            .await
+            .unwrap();
+        (engine, handle, counters)
+    }
+
     fn two_engines_config() -> EngineConfig {
         EngineConfig {
             poll: None,
@@ -1306,7 +1328,6 @@ mod tests {
     /// A node reading chunks that were packed together fetches the pack once.
     #[tokio::test]
     async fn packed_chunks_are_fetched_with_one_read() {
-        use crate::storage::counting::{CountingStore, StoreCounters};
         let store = storage::memory();
         let (writer, on_writer) =
             engine_with_stream(store.clone(), maintenance::DEFAULT_GC_GRACE).await;
@@ -1321,13 +1342,7 @@ mod tests {
         let m = on_writer.core.current().manifest.clone();
         assert!(m.chunks[..n as usize].iter().all(|c| c.pack.is_some()));
 
-        let counters = Arc::new(StoreCounters::default());
-        let counted: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
-        let reader = Engine::new(counted, two_engines_config());
-        let on_reader = reader
-            .open("test-basin", "s", AutoCreate::No)
-            .await
-            .unwrap();
+        let (reader, on_reader, counters) = counted_node(store, two_engines_config()).await;
         let before = counters.snapshot().gets;
         assert_eq!(read_all(&reader, &on_reader).await.len(), n as usize + 1);
         assert_eq!(
@@ -1341,7 +1356,6 @@ mod tests {
     /// catch-up does not wait a round trip per chunk.
     #[tokio::test]
     async fn a_reader_on_a_cold_cache_fetches_the_next_chunks_ahead() {
-        use crate::storage::counting::{CountingStore, StoreCounters};
         let store = storage::memory();
         let (writer, on_writer) =
             engine_with_stream(store.clone(), maintenance::DEFAULT_GC_GRACE).await;
@@ -1353,13 +1367,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let counters = Arc::new(StoreCounters::default());
-        let counted: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
-        let reader = Engine::new(counted, two_engines_config());
-        let on_reader = reader
-            .open("test-basin", "s", AutoCreate::No)
-            .await
-            .unwrap();
+        let (_reader, on_reader, counters) = counted_node(store, two_engines_config()).await;
         // Counted in bytes: the catalog's small objects may be read meanwhile.
         let chunk_bytes = (CHUNKS * body.len() as u64)..((CHUNKS + 1) * body.len() as u64);
         let before = counters.snapshot().bytes_read;
@@ -1414,27 +1422,18 @@ mod tests {
     /// quarter of the quiet spell before it; once others commit, polling is brisk again.
     #[tokio::test(start_paused = true)]
     async fn followers_of_a_quiet_stream_poll_less_often() {
-        use crate::storage::counting::{CountingStore, StoreCounters};
         const BASE: Duration = Duration::from_millis(50);
         let store = storage::memory();
         let (writer, on_writer) =
             engine_with_stream(store.clone(), maintenance::DEFAULT_GC_GRACE).await;
-        let counters = Arc::new(StoreCounters::default());
-        let counted: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
-        let follower = Engine::new(
-            counted,
-            EngineConfig {
-                poll: Some(PollIntervals {
-                    express: BASE,
-                    standard: BASE,
-                }),
-                ..two_engines_config()
-            },
-        );
-        let on_follower = follower
-            .open("test-basin", "s", AutoCreate::No)
-            .await
-            .unwrap();
+        let config = EngineConfig {
+            poll: Some(PollIntervals {
+                express: BASE,
+                standard: BASE,
+            }),
+            ..two_engines_config()
+        };
+        let (follower, on_follower, counters) = counted_node(store, config).await;
         let start = ReadStart {
             from: ReadFrom::SeqNum(0),
             clamp: false,
