@@ -3,13 +3,15 @@
 # `s2 bench`'s own catch-up (the client decodes and hashes every record, and on two cores
 # competes with the server for CPU), and a bare HTTP/2 S2S read session by curl to
 # /dev/null (close to the server's own limit). A catch-up of a few hundred MiB lasts well
-# under a second, so it repeats each measurement RUNS times.
+# under a second, so it repeats each measurement: RUNS times for `s2 bench`, READS times
+# for curl.
 #   SLUICE_BIN=target/release/sluice scripts/with-sluice.sh local -- scripts/bench/catchup.sh
 # Against `s2 lite`: start it, set S2_ACCOUNT_ENDPOINT, S2_BASIN_ENDPOINT, S2_CLI, dummy
 # AWS_* variables, and run this script directly.
-# Knobs: RUNS (5), SIZE record bytes (8192), RATE MiB/s (50), DUR seconds of writing (5).
+# Knobs: RUNS (5), READS (RUNS), SIZE record bytes (8192), RATE MiB/s (50), DUR seconds of
+# writing (5).
 set -euo pipefail
-runs=${RUNS:-5} size=${SIZE:-8192} rate=${RATE:-50} dur=${DUR:-5}
+runs=${RUNS:-5} reads=${READS:-${RUNS:-5}} size=${SIZE:-8192} rate=${RATE:-50} dur=${DUR:-5}
 basin=catchup-bench
 "$S2_CLI" create-basin "$basin" >/dev/null 2>&1 || true
 out=$(mktemp)
@@ -33,7 +35,7 @@ stream=$(grep -o "s2://$basin/[^ ]*" "$out" | head -1)
 stream=${stream#"s2://$basin/"}
 records=$(grep -o '[0-9]* records in' "$out" | head -1 | cut -d' ' -f1)
 encoded=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$stream")
-for _ in $(seq "$runs"); do
+for _ in $(seq "$reads"); do
   curl -sS --noproxy '*' --http2-prior-knowledge -o /dev/null \
     -w '%{size_download} %{time_total}\n' \
     -H 'content-type: s2s/proto' -H "s2-basin: $basin" -H 'authorization: Bearer ignored' \
