@@ -4,10 +4,16 @@
 //! conditional replace, its ETags derive from inode and mtime (which can repeat), and its
 //! writes are not synced to disk. This backend therefore
 //! - versions objects by a hash of their content (like S3's MD5 ETags),
-//! - writes through a synced staging file moved into place and a synced directory, so an
+//! - writes through a synced file moved into place and a synced directory, so an
 //!   acknowledged write survives a machine crash, not just a process crash,
+//! - replaces an object by swapping it with a spare file that then keeps the replaced
+//!   version for the next replace, so a manifest write neither creates nor frees an inode
+//!   (on ext4 without a journal, every inode creation scans past the inodes freed in the
+//!   last minutes; at 200 MiB/s of `express` appends that scan took 14 % of the server's
+//!   CPU with a new file per manifest write, 8.5 % with the spare),
 //! - performs every write under a per-key lock, so check-then-write is atomic for this
-//!   process, and
+//!   process, and every read under the same lock shared, so no read is still reading a
+//!   replaced file when its inode is overwritten as the spare,
 //! - holds an exclusive lock file on the directory, so no second process can write to it.
 
 use std::{
@@ -21,7 +27,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, local::LocalFileSystem};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use super::{
     ETag, ListPage, Object, PutOutcome, Revalidated, StorageError, StorageResult, Store,
@@ -31,12 +37,14 @@ use super::{
 
 const LOCK_FILE: &str = ".sluice.lock";
 const KEY_LOCK_STRIPES: usize = 256;
+/// Suffix of a key's spare file. `LocalFileSystem` listings skip names ending in `#<digits>`.
+const SPARE_SUFFIX: &str = "#0";
 
 #[derive(Debug)]
 pub struct LocalStore {
     fs: LocalFileSystem,
     root: PathBuf,
-    key_locks: Vec<Arc<Mutex<()>>>,
+    key_locks: Vec<Arc<RwLock<()>>>,
     /// Versions of conditionally written objects as this process last wrote them. The
     /// directory lock makes this process the only writer, so these are current and a
     /// conditional replace need not read the object back.
@@ -97,7 +105,7 @@ impl LocalStore {
             fs,
             root,
             key_locks: (0..KEY_LOCK_STRIPES)
-                .map(|_| Arc::new(Mutex::new(())))
+                .map(|_| Arc::new(RwLock::new(())))
                 .collect(),
             versions: parking_lot::Mutex::new(std::collections::HashMap::new()),
             _lock_file: lock_file,
@@ -108,11 +116,28 @@ impl LocalStore {
         &self.root
     }
 
-    async fn lock_key(&self, key: &str) -> OwnedMutexGuard<()> {
+    fn key_lock(&self, key: &str) -> Arc<RwLock<()>> {
         let stripe = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as usize % KEY_LOCK_STRIPES;
-        self.key_locks[stripe].clone().lock_owned().await
+        self.key_locks[stripe].clone()
     }
 
+    /// Held while writing or deleting `key`.
+    async fn lock_key(&self, key: &str) -> OwnedRwLockWriteGuard<()> {
+        self.key_lock(key).write_owned().await
+    }
+
+    /// Held while reading `key`: no replace can recycle the file being read meanwhile.
+    async fn share_key(&self, key: &str) -> OwnedRwLockReadGuard<()> {
+        self.key_lock(key).read_owned().await
+    }
+
+    fn file_path(&self, key: &str) -> StorageResult<PathBuf> {
+        self.fs
+            .path_to_filesystem(&path(key)?)
+            .map_err(|e| StorageError::Config(e.to_string()))
+    }
+
+    /// Reads `key`; the caller holds its lock.
     async fn read(&self, key: &str) -> StorageResult<Option<Object>> {
         match self.fs.get(&path(key)?).await {
             Ok(res) => {
@@ -125,9 +150,8 @@ impl LocalStore {
         }
     }
 
-    /// Writes `bytes` at `key` durably: into a staging file that is synced, then moved into
-    /// place (renamed over, or hard-linked so that an existing object wins), then the
-    /// directory is synced. `Ok(None)`: `create_new` and the object exists.
+    /// Writes `bytes` at `key` durably (see [`replace_durably`] and [`create_durably`]);
+    /// the caller holds the key's lock. `Ok(None)`: `create_new` and the object exists.
     async fn write(
         &self,
         key: &str,
@@ -135,30 +159,35 @@ impl LocalStore {
         create_new: bool,
     ) -> StorageResult<Option<ETag>> {
         let etag = content_etag(&bytes);
-        let target = self
-            .fs
-            .path_to_filesystem(&path(key)?)
-            .map_err(|e| StorageError::Config(e.to_string()))?;
-        let written =
-            tokio::task::spawn_blocking(move || write_durably(&target, &bytes, create_new))
-                .await
-                .map_err(|e| StorageError::Unavailable(format!("write task: {e}")))?
-                .map_err(|e| StorageError::Unavailable(format!("writing {key}: {e}")))?;
+        let target = self.file_path(key)?;
+        let written = tokio::task::spawn_blocking(move || {
+            if create_new {
+                create_durably(&target, &bytes)
+            } else {
+                replace_durably(&target, &bytes).map(|()| true)
+            }
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("write task: {e}")))?
+        .map_err(|e| StorageError::Unavailable(format!("writing {key}: {e}")))?;
         Ok(written.then_some(etag))
     }
 }
 
-/// See [`LocalStore::write`]. The staging file's name ends in `#<digits>`, which
-/// `LocalFileSystem` listings skip.
-fn write_durably(target: &FsPath, bytes: &[u8], create_new: bool) -> std::io::Result<bool> {
+/// `target` with `suffix` appended to its file name, in the same directory.
+fn sibling(target: &FsPath, suffix: &str) -> PathBuf {
+    let mut name = target.file_name().expect("keys name a file").to_owned();
+    name.push(suffix);
+    target.with_file_name(name)
+}
+
+/// Writes `bytes` to a new file, synced, that becomes `target` only if `target` does not
+/// exist (a hard link cannot replace), then syncs the directory. `Ok(false)`: it exists.
+fn create_durably(target: &FsPath, bytes: &[u8]) -> std::io::Result<bool> {
     use std::io::Write;
     let dir = target.parent().expect("keys have a parent directory");
     std::fs::create_dir_all(dir)?;
-    let name = target
-        .file_name()
-        .expect("keys name a file")
-        .to_string_lossy();
-    let staging = dir.join(format!("{name}#{}", rand::random::<u64>()));
+    let staging = sibling(target, &format!("#{}", rand::random::<u64>()));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -166,14 +195,10 @@ fn write_durably(target: &FsPath, bytes: &[u8], create_new: bool) -> std::io::Re
             .open(&staging)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        if create_new {
-            match std::fs::hard_link(&staging, target) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-                Err(e) => return Err(e),
-            }
-        } else {
-            std::fs::rename(&staging, target)?;
+        match std::fs::hard_link(&staging, target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e),
         }
         File::open(dir)?.sync_all()?;
         Ok(true)
@@ -182,13 +207,58 @@ fn write_durably(target: &FsPath, bytes: &[u8], create_new: bool) -> std::io::Re
     result
 }
 
+/// Writes `bytes` into `target`'s spare file (created on first use, truncated after),
+/// syncs it, swaps it with `target` (or moves it there if `target` does not exist yet),
+/// then syncs the directory. A crash leaves `target` whole, old or new; the spare's
+/// content never matters.
+fn replace_durably(target: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = target.parent().expect("keys have a parent directory");
+    std::fs::create_dir_all(dir)?;
+    let spare = sibling(target, SPARE_SUFFIX);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&spare)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    swap_into_place(&spare, target)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Atomically exchanges `spare` and `target`, so `spare` keeps the replaced file; where
+/// the exchange is not possible (no `target` yet, or a file system or OS without it),
+/// renames `spare` over `target` instead.
+#[cfg(target_os = "linux")]
+fn swap_into_place(spare: &FsPath, target: &FsPath) -> std::io::Result<()> {
+    use rustix::{
+        fs::{CWD, RenameFlags, renameat_with},
+        io::Errno,
+    };
+    match renameat_with(CWD, spare, CWD, target, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+            std::fs::rename(spare, target)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn swap_into_place(spare: &FsPath, target: &FsPath) -> std::io::Result<()> {
+    std::fs::rename(spare, target)
+}
+
 #[async_trait]
 impl Store for LocalStore {
     async fn get(&self, key: &str) -> StorageResult<Option<Object>> {
+        let _shared = self.share_key(key).await;
         self.read(key).await
     }
 
     async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated> {
+        let _shared = self.share_key(key).await;
         Ok(match self.read(key).await? {
             None => Revalidated::Missing,
             Some(obj) if &obj.etag == etag => Revalidated::Unchanged,
@@ -201,6 +271,7 @@ impl Store for LocalStore {
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
         };
+        let _shared = self.share_key(key).await;
         let res = self
             .fs
             .get_opts(&path(key)?, opts)
@@ -281,6 +352,12 @@ impl Store for LocalStore {
     async fn delete(&self, key: &str) -> StorageResult<()> {
         let _guard = self.lock_key(key).await;
         self.versions.lock().remove(key);
+        // The spare first: the object's removal also removes its directory once empty.
+        match tokio::fs::remove_file(sibling(&self.file_path(key)?, SPARE_SUFFIX)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::Unavailable(format!("deleting {key}: {e}"))),
+        }
         match self.fs.delete(&path(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(unavailable(e)),
@@ -305,6 +382,68 @@ mod tests {
         let store = LocalStore::open(dir.path()).unwrap();
         super::super::conformance::check(&store).await;
         super::super::conformance::check_races(Arc::new(store), 3).await;
+    }
+
+    fn inode(path: &FsPath) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_replaced_file_is_kept_as_the_spare_and_written_over_next_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let target = store.file_path("s/manifest").unwrap();
+        let spare = sibling(&target, SPARE_SUFFIX);
+        let PutOutcome::Written(mut etag) = store
+            .put_if_absent("s/manifest", Bytes::from_static(b"v0"))
+            .await
+            .unwrap()
+        else {
+            panic!("create failed")
+        };
+        for v in 1..=3 {
+            let replaced = inode(&target);
+            let body = Bytes::from(format!("v{v}"));
+            etag = match store.put_if_match("s/manifest", body.clone(), &etag).await {
+                Ok(PutOutcome::Written(etag)) => etag,
+                other => panic!("replace {v}: {other:?}"),
+            };
+            assert_eq!(inode(&spare), replaced, "replace {v}");
+            assert_eq!(store.get("s/manifest").await.unwrap().unwrap().bytes, body);
+        }
+        let listed = store.list("s/", None, 10).await.unwrap().keys;
+        assert_eq!(listed, ["s/manifest"]);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_replaced_object_deletes_its_spare_and_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store
+            .put("s/manifest", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+        store
+            .put("s/manifest", Bytes::from_static(b"b"))
+            .await
+            .unwrap();
+        let target = store.file_path("s/manifest").unwrap();
+        assert!(sibling(&target, SPARE_SUFFIX).exists());
+        store.delete("s/manifest").await.unwrap();
+        assert!(!target.parent().unwrap().exists());
+    }
+
+    #[tokio::test]
+    async fn a_replace_waits_for_reads_of_the_key_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::open(dir.path()).unwrap());
+        store.put("k", Bytes::from_static(b"a")).await.unwrap();
+        let reading = store.share_key("k").await;
+        let mut replace = std::pin::pin!(store.put("k", Bytes::from_static(b"b")));
+        assert!(futures::poll!(&mut replace).is_pending());
+        drop(reading);
+        replace.await.unwrap();
+        assert_eq!(&store.get("k").await.unwrap().unwrap().bytes[..], b"b");
     }
 
     #[tokio::test]
