@@ -2,6 +2,7 @@
 """Condenses a `make bench` results.json into the side-by-side tables of docs/BENCHMARKS.md.
 
 Usage: scripts/bench/summary.py target/bench/results.json
+A sweep of one backend (`scripts/bench.sh --backends local`) gives that backend's rows.
 """
 import json, statistics as st, sys
 from collections import defaultdict
@@ -12,9 +13,10 @@ for r in d:
     by[(r['backend'], r['record_size'], r['storage_class'], r['server'])].append(r)
 def at(k, rate):
     return next((r for r in by[k] if r['target_mibps'] == rate), None)
+BACKENDS = [b for b in ['local', 'ministack'] if any(k[0] == b for k in by)]
 def configs():
     """Every (backend, record size, storage class) of the sweep, in table order."""
-    for b in ['local', 'ministack']:
+    for b in BACKENDS:
         for s in [8192, 1024]:
             for c in ['express', 'standard']:
                 yield b, s, c
@@ -32,7 +34,7 @@ for b, s, c in configs():
         print(f"| {b} | {s} | {c} | {a['ack_p50_ms']:.1f} / {a['ack_p99_ms']:.1f} | {l['ack_p50_ms']:.1f} / {l['ack_p99_ms']:.1f} | {a['ack_p99_ms']/l['ack_p99_ms']:.2f}× |")
 print("\n### Express ack p50 at 1 MiB/s, ms\n")
 print("| backend | record | Sluice | s2 lite |\n|---|---|---|---|")
-for b in ['local', 'ministack']:
+for b in BACKENDS:
     for s in [8192, 1024]:
         a = at((b, s, 'express', 'sluice'), 1); l = at((b, s, 'express', 'lite'), 1)
         print(f"| {b} | {s} | {a['ack_p50_ms']:.1f} | {l['ack_p50_ms']:.1f} |")
@@ -47,16 +49,17 @@ for b, s, c in configs():
     l_shared = st.median(r['catchup_mibps'] for r in lite if r['target_mibps'] in shared)
     a20 = at((b, s, c, 'sluice'), 20); l20 = at((b, s, c, 'lite'), 20)
     print(f"| {b} | {s} | {c} | {a:.0f} | {l:.0f} | {a/l:.2f}× | {a_shared/l_shared:.2f}× | {a20['catchup_mibps']:.0f} | {l20['catchup_mibps']:.0f} |")
-print("\n### Object-store requests per GiB written (ministack, through the counting proxy)\n")
-print("| record | class | target MiB/s | Sluice | s2 lite | ratio | bytes written per GiB, Sluice / lite |\n|---|---|---|---|---|---|---|")
 def per_gib(r):
     gib = r['written_bytes'] / GIB
     return sum(n for k, n in r['store_write_phase']['requests'].items() if k != 'DELETE') / gib
 def bytes_gib(r):
     return r['store_write_phase']['request_bytes'] / r['written_bytes']
-for s in [8192, 1024]:
-    for c in ['express', 'standard']:
-        for rate in [1, 20, 50]:
-            a = at(('ministack', s, c, 'sluice'), rate); l = at(('ministack', s, c, 'lite'), rate)
-            if a and l:
-                print(f"| {s} | {c} | {rate} | {per_gib(a):.0f} | {per_gib(l):.0f} | {per_gib(a)/per_gib(l):.2f}× | {bytes_gib(a):.2f} / {bytes_gib(l):.2f} GiB |")
+if 'ministack' in BACKENDS:
+    print("\n### Object-store requests per GiB written (ministack, through the counting proxy)\n")
+    print("| record | class | target MiB/s | Sluice | s2 lite | ratio | bytes written per GiB, Sluice / lite |\n|---|---|---|---|---|---|---|")
+    for s in [8192, 1024]:
+        for c in ['express', 'standard']:
+            for rate in [1, 20, 50]:
+                a = at(('ministack', s, c, 'sluice'), rate); l = at(('ministack', s, c, 'lite'), rate)
+                if a and l:
+                    print(f"| {s} | {c} | {rate} | {per_gib(a):.0f} | {per_gib(l):.0f} | {per_gib(a)/per_gib(l):.2f}× | {bytes_gib(a):.2f} / {bytes_gib(l):.2f} GiB |")
