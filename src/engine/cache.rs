@@ -19,11 +19,10 @@ const PACK_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const PACK_IDLE: Duration = Duration::from_secs(10);
 
 async fn get_object(store: &DynStore, key: &str) -> EngineResult<Bytes> {
-    Ok(store
-        .get(key)
+    store
+        .get_bytes(key)
         .await?
-        .ok_or_else(|| EngineError::ObjectMissing(key.to_owned()))?
-        .bytes)
+        .ok_or_else(|| EngineError::ObjectMissing(key.to_owned()))
 }
 
 #[derive(Clone)]

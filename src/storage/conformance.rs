@@ -30,6 +30,11 @@ pub async fn check(store: &dyn Store) {
     let got = store.get(k).await.unwrap().unwrap();
     assert_eq!(got.bytes, Bytes::from_static(b"one"));
     assert_eq!(got.etag, e1);
+    assert_eq!(
+        store.get_bytes(k).await.unwrap(),
+        Some(Bytes::from_static(b"one"))
+    );
+    assert_eq!(store.get_bytes("contract/missing").await.unwrap(), None);
     assert!(matches!(
         store.revalidate(k, &e1).await.unwrap(),
         Revalidated::Unchanged

@@ -79,6 +79,16 @@ impl Store for CountingStore {
         res
     }
 
+    async fn get_bytes(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        let res = self.inner.get_bytes(key).await;
+        let len = match &res {
+            Ok(Some(b)) => b.len(),
+            _ => 0,
+        };
+        self.counters.read(len);
+        res
+    }
+
     async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated> {
         let res = self.inner.revalidate(key, etag).await;
         let len = match &res {

@@ -93,6 +93,10 @@ impl Store for FaultyStore {
         self.run(self.inner.get(key)).await
     }
 
+    async fn get_bytes(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        self.run(self.inner.get_bytes(key)).await
+    }
+
     async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated> {
         self.run(self.inner.revalidate(key, etag)).await
     }

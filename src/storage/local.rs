@@ -137,16 +137,33 @@ impl LocalStore {
             .map_err(|e| StorageError::Config(e.to_string()))
     }
 
-    /// Reads `key`; the caller holds its lock.
+    /// Reads `key` and works out its version; the caller holds its lock.
     async fn read(&self, key: &str) -> StorageResult<Option<Object>> {
-        match self.fs.get(&path(key)?).await {
-            Ok(res) => {
-                let bytes = res.bytes().await.map_err(unavailable)?;
-                let etag = content_etag(&bytes);
-                Ok(Some(Object { bytes, etag }))
+        Ok(self.read_file(key).await?.map(|bytes| Object {
+            etag: content_etag(&bytes),
+            bytes,
+        }))
+    }
+
+    /// Reads the file of `key`, into a buffer that is not zeroed first (`object_store`'s
+    /// local reads zero it); the caller holds its lock.
+    async fn read_file(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        let file = self.file_path(key)?;
+        match tokio::task::spawn_blocking(move || std::fs::read(file)).await {
+            Ok(Ok(bytes)) => Ok(Some(bytes.into())),
+            // A directory, or a path through a file, holds no object (S3 would answer 404).
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::IsADirectory
+                        | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(unavailable(e)),
+            Ok(Err(e)) => Err(StorageError::Unavailable(format!("reading {key}: {e}"))),
+            Err(e) => Err(StorageError::Unavailable(format!("read task: {e}"))),
         }
     }
 
@@ -255,6 +272,11 @@ impl Store for LocalStore {
     async fn get(&self, key: &str) -> StorageResult<Option<Object>> {
         let _shared = self.share_key(key).await;
         self.read(key).await
+    }
+
+    async fn get_bytes(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        let _shared = self.share_key(key).await;
+        self.read_file(key).await
     }
 
     async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated> {

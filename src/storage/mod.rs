@@ -100,6 +100,13 @@ pub trait Store: Send + Sync + 'static {
     /// Re-read `key` only if its version differs from `etag`.
     async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated>;
 
+    /// The whole object without its version, or `None` if it does not exist: for readers
+    /// that will not write conditionally on what they read (chunks, packs, index
+    /// segments), so a backend that must work the version out can skip it.
+    async fn get_bytes(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        Ok(self.get(key).await?.map(|o| o.bytes))
+    }
+
     /// Bytes `range` of an existing object.
     async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes>;
 
