@@ -27,10 +27,12 @@ if [[ ${WRITE_AB_RUN:-} == 1 ]]; then
   exit
 fi
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for _ in $(seq "${PAIRS:-3}"); do
   for bin in "$a" "$b"; do
     printf '%s: ' "$bin"
     SLUICE_BIN=$bin WRITE_AB_RUN=1 "$here/../with-sluice.sh" "${BACKEND:-local}" -- \
-      "$0" "$a" "$b" "$size" "$class" "$rate" 2>/dev/null
+      "$0" "$a" "$b" "$size" "$class" "$rate" 2>"$log" || { echo failed; cat "$log" >&2; exit 1; }
   done
 done
