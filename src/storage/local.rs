@@ -456,6 +456,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_directory_or_a_path_through_a_file_holds_no_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.put("a/b", Bytes::from_static(b"x")).await.unwrap();
+        for key in ["a", "a/b/c"] {
+            assert!(store.get(key).await.unwrap().is_none(), "{key}");
+            assert!(store.get_bytes(key).await.unwrap().is_none(), "{key}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_replace_waits_for_reads_of_the_key_in_progress() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(LocalStore::open(dir.path()).unwrap());
