@@ -8,6 +8,11 @@ counting proxy (scripts/bench/s3proxy.py), which gives object-store requests and
 GiB written (the write phase: writer and live reader) and per GiB read back (the catch-up
 phase). Peak RSS is the server's VmHWM after each sweep.
 
+With --rounds N the whole set runs N times, the servers' order alternating from one round
+to the next (Sluice first in odd rounds), and every result carries its round: repeated
+runs of one configuration vary by more than some targets' margins, and summary.py reports
+each ratio per round and its median.
+
 Writes results.json and results.md into --out and prints the Markdown tables.
 Everything runs on 127.0.0.1 with dummy AWS credentials.
 """
@@ -251,16 +256,19 @@ def fmt(v, digits=1):
 
 
 def report(results):
-    rows = ["| backend | size | class | target MiB/s | server | write MiB/s | ack p50 / p99 ms | e2e p50 / p99 ms | catch-up MiB/s | peak RSS MiB | verified |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown tables of every run; a round column when there was more than one round."""
+    rounds = any(r.get("round", 1) > 1 for r in results)
+    lead = lambda r: f"| {r.get('round', 1)} " if rounds else ""
+    rows = [("| round " if rounds else "") + "| backend | size | class | target MiB/s | server | write MiB/s | ack p50 / p99 ms | e2e p50 / p99 ms | catch-up MiB/s | peak RSS MiB | verified |",
+            ("|---" if rounds else "") + "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         rows.append(
-            f"| {r['backend']} | {r['record_size']} | {r['storage_class']} | {r['target_mibps']} | {r['server']} | "
+            f"{lead(r)}| {r['backend']} | {r['record_size']} | {r['storage_class']} | {r['target_mibps']} | {r['server']} | "
             f"{fmt(r['write_mibps'])} | {fmt(r['ack_p50_ms'])} / {fmt(r['ack_p99_ms'])} | "
             f"{fmt(r['e2e_p50_ms'])} / {fmt(r['e2e_p99_ms'])} | {fmt(r['catchup_mibps'])} | "
             f"{fmt(r['peak_rss_mib'], 0)} | {'yes' if r['verified'] else 'NO'} |")
-    store = ["", "| size | class | target MiB/s | server | requests / GiB written | PUT / GET / LIST / other | bytes written / GiB | requests / GiB read back | bytes read / GiB read |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    store = ["", ("| round " if rounds else "") + "| size | class | target MiB/s | server | requests / GiB written | PUT / GET / LIST / other | bytes written / GiB | requests / GiB read back | bytes read / GiB read |",
+             ("|---" if rounds else "") + "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "store_write_phase" not in r:
             continue
@@ -272,7 +280,7 @@ def report(results):
         lists = req.get("LIST", 0)
         other = sum(n for k, n in req.items() if k != "DELETE") - puts - gets - lists
         store.append(
-            f"| {r['record_size']} | {r['storage_class']} | {r['target_mibps']} | {r['server']} | "
+            f"{lead(r)}| {r['record_size']} | {r['storage_class']} | {r['target_mibps']} | {r['server']} | "
             f"{fmt(per_gib(w, gib), 0)} | {fmt(puts / gib, 0)} / {fmt(gets / gib, 0)} / {fmt(lists / gib, 0)} / {fmt(other / gib, 0)} | "
             f"{fmt(w['request_bytes'] / gib / GIB, 2)} GiB | {fmt(per_gib(rd, gib), 0)} | {fmt(rd['response_bytes'] / gib / GIB, 2)} GiB |")
     return "\n".join(rows + store) + "\n"
@@ -287,6 +295,8 @@ def main():
     ap.add_argument("--rates", default="1,20,50,100,200,400")
     ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")))
     ap.add_argument("--out", default=str(REPO / "target/bench"))
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run everything this many times, alternating the servers' order")
     ap.add_argument("--quick", action="store_true", help="one size, express, two rates")
     args = ap.parse_args()
     if args.quick:
@@ -294,14 +304,23 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for backend in args.backends.split(","):
-        for size in map(int, args.sizes.split(",")):
-            for storage_class in args.classes.split(","):
-                for kind in args.servers.split(","):
-                    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as work:
-                        results += sweep(kind, backend, size, storage_class,
-                                         list(map(int, args.rates.split(","))), args.duration, Path(work))
-                    (out / "results.json").write_text(json.dumps(results, indent=1))
+    servers = args.servers.split(",")
+    for round_no in range(1, args.rounds + 1):
+        order = servers if round_no % 2 else servers[::-1]
+        for backend in args.backends.split(","):
+            for size in map(int, args.sizes.split(",")):
+                for storage_class in args.classes.split(","):
+                    for kind in order:
+                        if args.rounds > 1:
+                            log(f"round {round_no} of {args.rounds}")
+                        with tempfile.TemporaryDirectory(prefix="sluice-bench-") as work:
+                            swept = sweep(kind, backend, size, storage_class,
+                                          list(map(int, args.rates.split(","))), args.duration,
+                                          Path(work))
+                        for r in swept:
+                            r["round"] = round_no
+                        results += swept
+                        (out / "results.json").write_text(json.dumps(results, indent=1))
     table = report(results)
     (out / "results.md").write_text(table)
     print(table)
