@@ -61,39 +61,7 @@ impl RemoteStore {
 
     /// A bucket, with every key placed under `prefix` when one is given.
     pub fn s3(settings: &S3Settings, prefix: Option<&str>) -> StorageResult<Self> {
-        let mut builder = AmazonS3Builder::new()
-            .with_bucket_name(&settings.bucket)
-            .with_region(&settings.region)
-            .with_conditional_put(S3ConditionalPut::ETagMatch)
-            .with_retry(RetryConfig {
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(30),
-                ..Default::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(Duration::from_secs(30))
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_pool_idle_timeout(Duration::from_secs(60)),
-            );
-        if let Some(endpoint) = &settings.endpoint {
-            builder = builder.with_endpoint(endpoint);
-            if endpoint.starts_with("http://") {
-                builder = builder
-                    .with_allow_http(true)
-                    .with_virtual_hosted_style_request(false);
-            }
-        }
-        if let Some(id) = &settings.access_key_id {
-            builder = builder.with_access_key_id(id);
-        }
-        if let Some(secret) = &settings.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if let Some(token) = &settings.session_token {
-            builder = builder.with_token(token);
-        }
-        let bucket = builder
+        let bucket = s3_builder(settings)
             .build()
             .map_err(|e| StorageError::Config(e.to_string()))?;
         let inner: Arc<dyn ObjectStore> = match prefix.map(|p| p.trim_matches('/')) {
@@ -102,6 +70,55 @@ impl RemoteStore {
         };
         Ok(Self { inner })
     }
+}
+
+/// How requests to the bucket are made.
+///
+/// Request bodies are signed only over plain HTTP. Over TLS (the default endpoint, or an
+/// `https://` one) the connection already protects a body's integrity, and signing it
+/// means hashing every byte written with SHA-256 before the request leaves (18 % of a
+/// node's CPU samples in a profile at 60 MiB/s, and milliseconds on the path of every
+/// multi-MiB commit). Over plain HTTP that hash is the only check that a body arrived as
+/// sent.
+fn s3_builder(settings: &S3Settings) -> AmazonS3Builder {
+    let tls = settings
+        .endpoint
+        .as_deref()
+        .is_none_or(|e| !e.starts_with("http://"));
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(&settings.bucket)
+        .with_region(&settings.region)
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_unsigned_payload(tls)
+        .with_retry(RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .with_client_options(
+            ClientOptions::new()
+                .with_timeout(Duration::from_secs(30))
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_pool_idle_timeout(Duration::from_secs(60)),
+        );
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.with_endpoint(endpoint);
+        if endpoint.starts_with("http://") {
+            builder = builder
+                .with_allow_http(true)
+                .with_virtual_hosted_style_request(false);
+        }
+    }
+    if let Some(id) = &settings.access_key_id {
+        builder = builder.with_access_key_id(id);
+    }
+    if let Some(secret) = &settings.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    if let Some(token) = &settings.session_token {
+        builder = builder.with_token(token);
+    }
+    builder
 }
 
 pub(super) fn path(key: &str) -> StorageResult<Path> {
@@ -278,6 +295,21 @@ impl Store for RemoteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn payload_signed(endpoint: Option<&str>) -> bool {
+        let mut settings = S3Settings::from_env("bucket");
+        settings.endpoint = endpoint.map(str::to_owned);
+        let unsigned = s3_builder(&settings)
+            .get_config_value(&object_store::aws::AmazonS3ConfigKey::UnsignedPayload);
+        unsigned.as_deref() == Some("false")
+    }
+
+    #[test]
+    fn bodies_are_signed_only_over_plain_http() {
+        assert!(payload_signed(Some("http://127.0.0.1:9000")));
+        assert!(!payload_signed(Some("https://s3.example.test")));
+        assert!(!payload_signed(None), "the default endpoint is https");
+    }
 
     #[tokio::test]
     async fn memory_store_honours_the_contract() {
