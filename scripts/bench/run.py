@@ -307,12 +307,12 @@ def main():
     servers = args.servers.split(",")
     for round_no in range(1, args.rounds + 1):
         order = servers if round_no % 2 else servers[::-1]
+        if args.rounds > 1:
+            log(f"round {round_no} of {args.rounds}")
         for backend in args.backends.split(","):
             for size in map(int, args.sizes.split(",")):
                 for storage_class in args.classes.split(","):
                     for kind in order:
-                        if args.rounds > 1:
-                            log(f"round {round_no} of {args.rounds}")
                         with tempfile.TemporaryDirectory(prefix="sluice-bench-") as work:
                             swept = sweep(kind, backend, size, storage_class,
                                           list(map(int, args.rates.split(","))), args.duration,

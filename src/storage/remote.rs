@@ -81,15 +81,15 @@ impl RemoteStore {
 /// multi-MiB commit). Over plain HTTP that hash is the only check that a body arrived as
 /// sent.
 fn s3_builder(settings: &S3Settings) -> AmazonS3Builder {
-    let tls = settings
+    let plain_http = settings
         .endpoint
         .as_deref()
-        .is_none_or(|e| !e.starts_with("http://"));
+        .is_some_and(|e| e.starts_with("http://"));
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&settings.bucket)
         .with_region(&settings.region)
         .with_conditional_put(S3ConditionalPut::ETagMatch)
-        .with_unsigned_payload(tls)
+        .with_unsigned_payload(!plain_http)
         .with_retry(RetryConfig {
             max_retries: 3,
             retry_timeout: Duration::from_secs(30),
@@ -103,7 +103,7 @@ fn s3_builder(settings: &S3Settings) -> AmazonS3Builder {
         );
     if let Some(endpoint) = &settings.endpoint {
         builder = builder.with_endpoint(endpoint);
-        if endpoint.starts_with("http://") {
+        if plain_http {
             builder = builder
                 .with_allow_http(true)
                 .with_virtual_hosted_style_request(false);
