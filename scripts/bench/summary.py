@@ -37,9 +37,10 @@ def header(columns):
     return '| ' + ' | '.join(cols) + ' |\n' + '|---' * len(cols) + '|'
 
 
-def pairs(measure):
-    """`measure(round)` -> (Sluice, lite) or None, for every round where both ran."""
-    return [p for p in (measure(rnd) for rnd in ROUNDS) if p is not None]
+def both_at(b, s, c, rate):
+    """(Sluice's run, `s2 lite`'s run) at `rate`, for every round where both ran it."""
+    runs = [(at(rnd, b, s, c, 'sluice', rate), at(rnd, b, s, c, 'lite', rate)) for rnd in ROUNDS]
+    return [(a, l) for a, l in runs if a and l]
 
 
 def row(lead, found, show, after=()):
@@ -64,18 +65,15 @@ def emit(line):
 print("### Maximum sustained write throughput (MiB/s, highest rate reached in the sweep)\n")
 print(header(['backend', 'record', 'class', 'Sluice', 's2 lite', 'ratio']))
 for b, s, c in configs():
-    def best(rnd, server):
-        runs = by[(rnd, b, s, c, server)]
-        return max(r['write_mibps'] or 0 for r in runs) if runs else None
-    found = pairs(lambda rnd: (best(rnd, 'sluice'), best(rnd, 'lite'))
-                  if best(rnd, 'sluice') is not None and best(rnd, 'lite') else None)
+    best = lambda runs: max(r['write_mibps'] or 0 for r in runs)
+    found = [(best(by[(rnd, b, s, c, 'sluice')]), best(by[(rnd, b, s, c, 'lite')]))
+             for rnd in ROUNDS if by[(rnd, b, s, c, 'sluice')] and by[(rnd, b, s, c, 'lite')]]
     emit(row([b, s, c], found, lambda a, l: [f'{a:.1f}', f'{l:.1f}']))
 
 print("\n### Ack latency at 20 MiB/s (below both saturations), ms\n")
 print(header(['backend', 'record', 'class', 'Sluice p50 / p99', 's2 lite p50 / p99', 'p99 ratio']))
 for b, s, c in configs():
-    runs = [(at(rnd, b, s, c, 'sluice', 20), at(rnd, b, s, c, 'lite', 20)) for rnd in ROUNDS]
-    runs = [(a, l) for a, l in runs if a and l]
+    runs = both_at(b, s, c, 20)
     if runs:
         p50 = [(a['ack_p50_ms'], l['ack_p50_ms']) for a, l in runs]
         a50, l50 = st.median(p[0] for p in p50), st.median(p[1] for p in p50)
@@ -88,9 +86,7 @@ print('| backend | record | Sluice | s2 lite |' + (' Sluice per round |' if MANY
       + '\n|---|---|---|---|' + ('---|' if MANY else ''))
 for b in BACKENDS:
     for s in [8192, 1024]:
-        runs = [(at(rnd, b, s, 'express', 'sluice', 1), at(rnd, b, s, 'express', 'lite', 1))
-                for rnd in ROUNDS]
-        runs = [(a, l) for a, l in runs if a and l]
+        runs = both_at(b, s, 'express', 1)
         if runs:
             a = [x['ack_p50_ms'] for x, _ in runs]
             l = [y['ack_p50_ms'] for _, y in runs]
@@ -142,9 +138,7 @@ if 'ministack' in BACKENDS:
     for s in [8192, 1024]:
         for c in ['express', 'standard']:
             for rate in [1, 20, 50]:
-                runs = [(at(rnd, 'ministack', s, c, 'sluice', rate),
-                         at(rnd, 'ministack', s, c, 'lite', rate)) for rnd in ROUNDS]
-                runs = [(a, l) for a, l in runs if a and l]
+                runs = both_at('ministack', s, c, rate)
                 if not runs:
                     continue
                 wa = st.median(bytes_gib(a) for a, _ in runs)
