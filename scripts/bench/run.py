@@ -259,16 +259,17 @@ def report(results):
     """Markdown tables of every run; a round column when there was more than one round."""
     rounds = any(r.get("round", 1) > 1 for r in results)
     lead = lambda r: f"| {r.get('round', 1)} " if rounds else ""
-    rows = [("| round " if rounds else "") + "| backend | size | class | target MiB/s | server | write MiB/s | ack p50 / p99 ms | e2e p50 / p99 ms | catch-up MiB/s | peak RSS MiB | verified |",
-            ("|---" if rounds else "") + "|---|---|---|---|---|---|---|---|---|---|---|"]
+    head, rule = ("| round ", "|---") if rounds else ("", "")
+    rows = [head + "| backend | size | class | target MiB/s | server | write MiB/s | ack p50 / p99 ms | e2e p50 / p99 ms | catch-up MiB/s | peak RSS MiB | verified |",
+            rule + "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         rows.append(
             f"{lead(r)}| {r['backend']} | {r['record_size']} | {r['storage_class']} | {r['target_mibps']} | {r['server']} | "
             f"{fmt(r['write_mibps'])} | {fmt(r['ack_p50_ms'])} / {fmt(r['ack_p99_ms'])} | "
             f"{fmt(r['e2e_p50_ms'])} / {fmt(r['e2e_p99_ms'])} | {fmt(r['catchup_mibps'])} | "
             f"{fmt(r['peak_rss_mib'], 0)} | {'yes' if r['verified'] else 'NO'} |")
-    store = ["", ("| round " if rounds else "") + "| size | class | target MiB/s | server | requests / GiB written | PUT / GET / LIST / other | bytes written / GiB | requests / GiB read back | bytes read / GiB read |",
-             ("|---" if rounds else "") + "|---|---|---|---|---|---|---|---|---|"]
+    store = ["", head + "| size | class | target MiB/s | server | requests / GiB written | PUT / GET / LIST / other | bytes written / GiB | requests / GiB read back | bytes read / GiB read |",
+             rule + "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "store_write_phase" not in r:
             continue
