@@ -4,8 +4,11 @@
 //! - [`api`]: the S2 HTTP surface (routing, content negotiation, S2 error codes);
 //! - [`engine`]: the log (catalog, appenders, readers, manifests, chunks, caches);
 //! - [`storage`]: object storage behind one small trait.
+//!
+//! [`metrics`] (histograms, the Prometheus text format) is a leaf any layer may use.
 
 pub mod api;
 pub mod engine;
+pub mod metrics;
 pub mod server;
 pub mod storage;

@@ -5,6 +5,7 @@
 mod basins;
 pub mod error;
 mod extract;
+mod metrics;
 mod records;
 pub mod s2s;
 mod sse;
@@ -18,7 +19,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{any, get},
 };
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 use tokio::sync::watch;
 use tower_http::{
     compression::{
@@ -117,7 +118,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .route("/health", get(health))
         .route("/ping", get(health))
-        .route("/metrics", get(prometheus_metrics))
+        .route("/metrics", get(metrics::prometheus))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CompressionLayer::new().compress_when(compress_when))
@@ -143,30 +144,4 @@ async fn health(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// Prometheus text exposition of this node's counters.
-async fn prometheus_metrics(State(state): State<AppState>) -> Response {
-    let c = state.counters.snapshot();
-    let body = format!(
-        "# HELP sluice_store_requests_total Object-store requests made by this node.\n\
-         # TYPE sluice_store_requests_total counter\n\
-         sluice_store_requests_total{{op=\"get\"}} {}\n\
-         sluice_store_requests_total{{op=\"put\"}} {}\n\
-         sluice_store_requests_total{{op=\"list\"}} {}\n\
-         sluice_store_requests_total{{op=\"delete\"}} {}\n\
-         # HELP sluice_store_bytes_total Object-store payload bytes moved by this node.\n\
-         # TYPE sluice_store_bytes_total counter\n\
-         sluice_store_bytes_total{{direction=\"read\"}} {}\n\
-         sluice_store_bytes_total{{direction=\"written\"}} {}\n",
-        c.gets, c.puts, c.lists, c.deletes, c.bytes_read, c.bytes_written
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        body,
-    )
-        .into_response()
 }

@@ -104,6 +104,8 @@ pub struct AppendRequest {
     pub input: AppendInput,
     /// Wall-clock milliseconds when the request arrived; its records' arrival time.
     pub arrival_ms: u64,
+    /// When the request reached the engine; its ack's latency is measured from here.
+    pub received: std::time::Instant,
     pub session: Option<Arc<SessionGate>>,
     pub reply: oneshot::Sender<EngineResult<Ack>>,
 }
@@ -222,10 +224,16 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 
 /// How long the stream's storage class lets a commit wait for more appends.
 fn linger(core: &StreamCore, settings: &AppenderSettings) -> Duration {
-    match core.current().config.storage_class.as_deref() {
-        Some("standard") => settings.standard_linger,
-        _ => settings.express_linger,
+    if is_standard(core) {
+        settings.standard_linger
+    } else {
+        settings.express_linger
     }
+}
+
+/// Whether the stream's storage class is `standard`; anything else is served as `express`.
+fn is_standard(core: &StreamCore) -> bool {
+    core.current().config.storage_class.as_deref() == Some("standard")
 }
 
 /// Chunks up to this size travel inside the manifest: the commit is then one write.
@@ -314,7 +322,7 @@ impl Pipeline {
             );
         }
         if plan.chunk.is_none() {
-            return reply(pending, plan.outcomes, state.tail());
+            return reply(core, pending, plan.outcomes, state.tail());
         }
         self.base = state;
         let chunk_write = spawn_writes(core, &plan);
@@ -421,7 +429,7 @@ impl Pipeline {
         let core = self.core.clone();
         match (plan.chunk.clone(), result) {
             // Planned on top of commits that all landed: its refusals are current.
-            (None, _) => reply(requests, plan.outcomes, self.base.tail()),
+            (None, _) => reply(&core, requests, plan.outcomes, self.base.tail()),
             (
                 Some((chunk_ref, chunk)),
                 HeadResult {
@@ -429,7 +437,7 @@ impl Pipeline {
                     manifest: Some(Ok(PutOutcome::Written(etag))),
                 },
             ) => {
-                cache_committed(&core, (&chunk_ref, &chunk), plan.segment.clone()).await;
+                committed(&core, (&chunk_ref, &chunk), plan.segment.clone()).await;
                 let built = plan.chunk.as_ref().map(|(r, c)| (r, c));
                 let known = self.base.known_inline().chain(built);
                 match StreamState::reusing(plan.manifest, etag, known) {
@@ -437,7 +445,7 @@ impl Pipeline {
                         spill_inline(&core, &state);
                         let state = Arc::new(state);
                         core.publish(state.clone());
-                        reply(requests, plan.outcomes, state.tail());
+                        reply(&core, requests, plan.outcomes, state.tail());
                         self.base = state;
                     }
                     Err(e) => {
@@ -458,6 +466,7 @@ impl Pipeline {
                     Some(outcome) => {
                         match &outcome {
                             Ok(_) => {
+                                core.append_metrics.lost_race();
                                 debug!(stream = %core.name, "manifest changed underneath a commit")
                             }
                             Err(e) => {
@@ -760,10 +769,20 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-fn reply(pending: Vec<AppendRequest>, outcomes: Vec<Outcome>, tail: Position) {
+/// Answers `pending` with their `outcomes`, observing the latency of every ack.
+fn reply(core: &StreamCore, pending: Vec<AppendRequest>, outcomes: Vec<Outcome>, tail: Position) {
+    let metrics = &core.append_metrics;
+    let acks = if is_standard(core) {
+        &metrics.ack_standard
+    } else {
+        &metrics.ack_express
+    };
     for (req, outcome) in pending.into_iter().zip(outcomes) {
         let result = match outcome {
-            Outcome::Applied { start, end } => Ok(Ack { start, end, tail }),
+            Outcome::Applied { start, end } => {
+                acks.observe_duration(req.received.elapsed());
+                Ok(Ack { start, end, tail })
+            }
             Outcome::Rejected(e) => {
                 if let Some(gate) = &req.session {
                     gate.fail();
@@ -860,7 +879,7 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
         }
         let Some((chunk_ref, chunk)) = plan.chunk.clone() else {
             let tail = state.tail();
-            return reply(pending, plan.outcomes, tail);
+            return reply(core, pending, plan.outcomes, tail);
         };
 
         let written = write_objects(core, &plan.writes).await;
@@ -885,7 +904,7 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
         let result = core.store.put_if_match(&key, bytes, &state.etag).await;
         match result {
             Ok(PutOutcome::Written(etag)) => {
-                cache_committed(core, (&chunk_ref, &chunk), plan.segment.clone()).await;
+                committed(core, (&chunk_ref, &chunk), plan.segment.clone()).await;
                 let built = plan.chunk.as_ref().map(|(r, c)| (r, c));
                 let known = state.known_inline().chain(built);
                 let new_state = match StreamState::reusing(plan.manifest, etag, known) {
@@ -895,9 +914,10 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
                 spill_inline(core, &new_state);
                 let tail = new_state.tail();
                 core.publish(new_state);
-                return reply(pending, plan.outcomes, tail);
+                return reply(core, pending, plan.outcomes, tail);
             }
             Ok(PutOutcome::PreconditionFailed) => {
+                core.append_metrics.lost_race();
                 conflicts += 1;
                 debug!(stream = %core.name, conflicts, "manifest changed underneath a commit");
             }
@@ -956,20 +976,23 @@ async fn reread_unless_landed(
         }
     };
     if let Some(attempt) = landed(attempts, &state.manifest) {
-        cache_committed(core, (&attempt.chunk_ref, &attempt.chunk), attempt.segment).await;
-        reply(pending, attempt.outcomes, state.tail());
+        committed(core, (&attempt.chunk_ref, &attempt.chunk), attempt.segment).await;
+        reply(core, pending, attempt.outcomes, state.tail());
         return None;
     }
     Some((state, pending))
 }
 
-/// Makes what a commit just wrote (or, after an unknown outcome, turned out to have
-/// written) readable from memory: its chunk, and the index segment it folded, which a catch-up read needs before any of that segment's chunks.
-async fn cache_committed(
+/// Takes note of a commit that just landed (or, after an unknown outcome, turned out to
+/// have): counts it, and makes what it wrote readable from memory: its chunk, and the
+/// index segment it folded, which a catch-up read needs before any of that segment's
+/// chunks.
+async fn committed(
     core: &StreamCore,
     (chunk_ref, chunk): (&ChunkRef, &Arc<Chunk>),
     segment: Option<(String, Arc<IndexSegment>)>,
 ) {
+    core.append_metrics.commit_bytes.observe(chunk_ref.size);
     core.cache
         .insert_chunk(chunk_ref.key(&core.id), chunk.clone())
         .await;
@@ -1023,6 +1046,7 @@ mod tests {
                 fencing_token: None,
             },
             arrival_ms: 1,
+            received: std::time::Instant::now(),
             session: None,
             reply: oneshot::channel().0,
         }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod layout;
 mod maintenance;
 pub mod manifest;
+pub mod metrics;
 pub mod reader;
 pub mod record;
 pub mod stream;
@@ -33,8 +34,9 @@ use self::{
     cache::ObjectCache,
     catalog::{Catalog, Versioned, Written},
     manifest::Manifest,
+    metrics::AppendMetrics,
     reader::ReadPlan,
-    stream::{StreamCore, StreamHandle, StreamState, config_json},
+    stream::{NodeServices, StreamCore, StreamHandle, StreamState, config_json},
 };
 pub use self::{
     appender::{Ack, AppenderSettings, SessionGate},
@@ -129,6 +131,7 @@ struct Inner {
     cache: ObjectCache,
     config: EngineConfig,
     streams: Mutex<HashMap<StreamKey, Arc<StreamHandle>>>,
+    append_metrics: Arc<AppendMetrics>,
 }
 
 /// The engine; cheap to clone.
@@ -185,6 +188,7 @@ impl Engine {
                 store,
                 config,
                 streams: Mutex::new(HashMap::new()),
+                append_metrics: Arc::default(),
             }),
         };
         engine.spawn_background();
@@ -193,6 +197,10 @@ impl Engine {
 
     pub fn store(&self) -> &DynStore {
         &self.inner.store
+    }
+
+    pub fn append_metrics(&self) -> &AppendMetrics {
+        &self.inner.append_metrics
     }
 
     pub async fn health(&self) -> EngineResult<()> {
@@ -789,11 +797,15 @@ impl Engine {
                 Some("standard") => p.standard,
                 _ => p.express,
             });
+        let node = NodeServices {
+            store: self.inner.store.clone(),
+            cache: self.inner.cache.clone(),
+            append_metrics: self.inner.append_metrics.clone(),
+        };
         let core = StreamCore::new(
             basin.to_owned(),
             name.to_owned(),
-            self.inner.store.clone(),
-            self.inner.cache.clone(),
+            node,
             state,
             poll,
             self.inner.config.heartbeat.clone(),
@@ -837,6 +849,7 @@ impl Engine {
             .send(AppendRequest {
                 input,
                 arrival_ms: now_ms(),
+                received: std::time::Instant::now(),
                 session,
                 reply,
             })

@@ -26,6 +26,7 @@ use super::{
     error::{EngineError, EngineResult, Position},
     layout,
     manifest::{ChunkRef, Manifest, Pack},
+    metrics::AppendMetrics,
 };
 use crate::storage::{DynStore, ETag, Revalidated};
 
@@ -124,6 +125,13 @@ pub fn config_json(config: &StreamConfig) -> String {
 /// base interval.
 pub const POLL_BACKOFF_LIMIT: u32 = 10;
 
+/// What every stream opened on a node shares with the others.
+pub struct NodeServices {
+    pub store: DynStore,
+    pub cache: ObjectCache,
+    pub append_metrics: Arc<AppendMetrics>,
+}
+
 /// Shared by everything on this node that works with one stream.
 pub struct StreamCore {
     pub basin: String,
@@ -131,6 +139,7 @@ pub struct StreamCore {
     pub id: String,
     pub(super) store: DynStore,
     pub(super) cache: ObjectCache,
+    pub(super) append_metrics: Arc<AppendMetrics>,
     state: watch::Sender<Arc<StreamState>>,
     /// When the manifest was last read from storage; serializes refreshes so that any
     /// number of followers cause at most one read per poll interval.
@@ -161,8 +170,7 @@ impl StreamCore {
     pub fn new(
         basin: String,
         name: String,
-        store: DynStore,
-        cache: ObjectCache,
+        node: NodeServices,
         state: StreamState,
         poll_base: Option<Duration>,
         heartbeat: std::ops::Range<Duration>,
@@ -171,8 +179,9 @@ impl StreamCore {
             basin,
             name,
             id: state.manifest.stream_id.clone(),
-            store,
-            cache,
+            store: node.store,
+            cache: node.cache,
+            append_metrics: node.append_metrics,
             state: watch::Sender::new(Arc::new(state)),
             last_refresh: tokio::sync::Mutex::new(Instant::now()),
             stale: AtomicBool::new(false),

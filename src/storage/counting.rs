@@ -1,15 +1,19 @@
-//! Request accounting: how many object-store requests of each kind, and how many bytes,
-//! a node has made. Feeds `/metrics` and the benchmark's requests-per-GiB figures.
+//! Request accounting: how many object-store requests of each kind a node has made, how
+//! many bytes they moved and how long they took. Feeds `/metrics` and the benchmark's
+//! requests-per-GiB figures.
 
 use std::{
+    future::Future,
     ops::Range,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Instant,
 };
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{DynStore, ETag, ListPage, Object, PutOutcome, Revalidated, StorageResult, Store};
+use crate::metrics::Histogram;
 
 /// Monotonic counters; read them with [`StoreCounters::snapshot`].
 #[derive(Debug, Default)]
@@ -20,6 +24,37 @@ pub struct StoreCounters {
     deletes: AtomicU64,
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
+    /// How long requests took, by the kinds the counters count; failed ones included.
+    pub latency: StoreLatencies,
+}
+
+/// One latency histogram per kind of request. Conditional writes count as puts, and
+/// ranged reads and revalidations as gets, as in [`CountersSnapshot`].
+#[derive(Debug)]
+pub struct StoreLatencies {
+    pub get: Histogram,
+    pub put: Histogram,
+    pub list: Histogram,
+    pub delete: Histogram,
+}
+
+impl Default for StoreLatencies {
+    fn default() -> Self {
+        Self {
+            get: Histogram::latency(),
+            put: Histogram::latency(),
+            list: Histogram::latency(),
+            delete: Histogram::latency(),
+        }
+    }
+}
+
+/// Awaits `request`, observing how long it took in `histogram`.
+async fn timed<T>(histogram: &Histogram, request: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let result = request.await;
+    histogram.observe_duration(started.elapsed());
+    result
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -70,7 +105,7 @@ impl CountingStore {
 #[async_trait]
 impl Store for CountingStore {
     async fn get(&self, key: &str) -> StorageResult<Option<Object>> {
-        let res = self.inner.get(key).await;
+        let res = timed(&self.counters.latency.get, self.inner.get(key)).await;
         let len = match &res {
             Ok(Some(o)) => o.bytes.len(),
             _ => 0,
@@ -80,7 +115,7 @@ impl Store for CountingStore {
     }
 
     async fn get_bytes(&self, key: &str) -> StorageResult<Option<Bytes>> {
-        let res = self.inner.get_bytes(key).await;
+        let res = timed(&self.counters.latency.get, self.inner.get_bytes(key)).await;
         let len = match &res {
             Ok(Some(b)) => b.len(),
             _ => 0,
@@ -90,7 +125,7 @@ impl Store for CountingStore {
     }
 
     async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated> {
-        let res = self.inner.revalidate(key, etag).await;
+        let res = timed(&self.counters.latency.get, self.inner.revalidate(key, etag)).await;
         let len = match &res {
             Ok(Revalidated::Changed(o)) => o.bytes.len(),
             _ => 0,
@@ -100,7 +135,7 @@ impl Store for CountingStore {
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        let res = self.inner.get_range(key, range).await;
+        let res = timed(&self.counters.latency.get, self.inner.get_range(key, range)).await;
         self.counters
             .read(res.as_ref().map(|b| b.len()).unwrap_or_default());
         res
@@ -108,12 +143,16 @@ impl Store for CountingStore {
 
     async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag> {
         self.counters.wrote(bytes.len());
-        self.inner.put(key, bytes).await
+        timed(&self.counters.latency.put, self.inner.put(key, bytes)).await
     }
 
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> StorageResult<PutOutcome> {
         self.counters.wrote(bytes.len());
-        self.inner.put_if_absent(key, bytes).await
+        timed(
+            &self.counters.latency.put,
+            self.inner.put_if_absent(key, bytes),
+        )
+        .await
     }
 
     async fn put_if_match(
@@ -123,7 +162,11 @@ impl Store for CountingStore {
         etag: &ETag,
     ) -> StorageResult<PutOutcome> {
         self.counters.wrote(bytes.len());
-        self.inner.put_if_match(key, bytes, etag).await
+        timed(
+            &self.counters.latency.put,
+            self.inner.put_if_match(key, bytes, etag),
+        )
+        .await
     }
 
     async fn list(
@@ -133,18 +176,22 @@ impl Store for CountingStore {
         limit: usize,
     ) -> StorageResult<ListPage> {
         self.counters.lists.fetch_add(1, Relaxed);
-        self.inner.list(prefix, start_after, limit).await
+        timed(
+            &self.counters.latency.list,
+            self.inner.list(prefix, start_after, limit),
+        )
+        .await
     }
 
     async fn delete(&self, key: &str) -> StorageResult<()> {
         self.counters.deletes.fetch_add(1, Relaxed);
-        self.inner.delete(key).await
+        timed(&self.counters.latency.delete, self.inner.delete(key)).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> StorageResult<()> {
         // One bulk request per call on S3 (the local directory deletes one by one).
         self.counters.deletes.fetch_add(1, Relaxed);
-        self.inner.delete_many(keys).await
+        timed(&self.counters.latency.delete, self.inner.delete_many(keys)).await
     }
 
     async fn health(&self) -> StorageResult<()> {
@@ -178,5 +225,22 @@ mod tests {
                 bytes_written: 5,
             }
         );
+        let latency = &counters.latency;
+        let timed = [&latency.get, &latency.put, &latency.list, &latency.delete].map(|h| h.count());
+        assert_eq!(timed, [2, 1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_request_is_timed_until_it_completes() {
+        let h = Histogram::latency();
+        timed(&h, tokio::time::sleep(std::time::Duration::from_millis(30))).await;
+        // Bounds ... 25 ms, 50 ms ...: the 30 ms wait is above the one, within the other.
+        let (counts, sum) = h.cumulative();
+        let at_25ms = crate::metrics::LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| b == 25_000);
+        let at_25ms = at_25ms.expect("a 25 ms bound");
+        assert_eq!((counts[at_25ms], counts[at_25ms + 1]), (0, 1));
+        assert!(sum >= 30_000, "{sum} µs");
     }
 }

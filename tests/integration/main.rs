@@ -11,6 +11,7 @@ mod data_plane;
 mod faults;
 mod linearizability;
 mod linearizable_workload;
+mod metrics;
 mod multi_node;
 mod restart;
 mod sdk_unary;

@@ -1,0 +1,77 @@
+//! `GET /metrics`: this node's counters and histograms in the Prometheus text format.
+
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, header};
+
+use super::AppState;
+use crate::metrics::Exposition;
+
+/// Exposed latencies are in seconds; histograms observe microseconds.
+const MICROS_PER_SECOND: f64 = 1e6;
+
+pub async fn prometheus(State(state): State<AppState>) -> Response {
+    let c = state.counters.snapshot();
+    let latency = &state.counters.latency;
+    let appends = state.engine.append_metrics();
+    let mut e = Exposition::default();
+    e.counter(
+        "sluice_store_requests_total",
+        "Object-store requests made by this node.",
+        &[
+            ("op=\"get\"", c.gets),
+            ("op=\"put\"", c.puts),
+            ("op=\"list\"", c.lists),
+            ("op=\"delete\"", c.deletes),
+        ],
+    );
+    e.counter(
+        "sluice_store_bytes_total",
+        "Object-store payload bytes moved by this node.",
+        &[
+            ("direction=\"read\"", c.bytes_read),
+            ("direction=\"written\"", c.bytes_written),
+        ],
+    );
+    e.histogram(
+        "sluice_store_request_duration_seconds",
+        "How long this node's object-store requests took, failed ones included.",
+        MICROS_PER_SECOND,
+        &[
+            ("op=\"get\"", &latency.get),
+            ("op=\"put\"", &latency.put),
+            ("op=\"list\"", &latency.list),
+            ("op=\"delete\"", &latency.delete),
+        ],
+    );
+    e.histogram(
+        "sluice_append_ack_duration_seconds",
+        "From an append reaching this node's engine to its ack, for appends applied.",
+        MICROS_PER_SECOND,
+        &[
+            ("storage_class=\"express\"", &appends.ack_express),
+            ("storage_class=\"standard\"", &appends.ack_standard),
+        ],
+    );
+    e.histogram(
+        "sluice_commit_bytes",
+        "Size of each commit's chunk that landed; the count is this node's commits.",
+        1.0,
+        &[("", &appends.commit_bytes)],
+    );
+    e.counter(
+        "sluice_commit_conflicts_total",
+        "Conditional manifest writes of this node's commits that found the manifest changed.",
+        &[("", appends.conflicts())],
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        e.finish(),
+    )
+        .into_response()
+}
