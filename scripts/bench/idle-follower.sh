@@ -10,7 +10,7 @@ echo hello | "$S2_CLI" append s2://idle-basin/s >/dev/null
 "$S2_CLI" read s2://idle-basin/s >/dev/null 2>&1 &
 reader=$!
 trap 'kill "$reader" 2>/dev/null || true' EXIT
-gets() { curl -s --noproxy '*' "$SLUICE_ENDPOINT/metrics" | awk '/op="get"/{print $2}'; }
+gets() { curl -s --noproxy '*' "$SLUICE_ENDPOINT/metrics" | awk '/^sluice_store_requests_total{op="get"}/{print $2}'; }
 sleep 5 # let the reader reach the tail and the stream go quiet
 before=$(gets)
 sleep 30 # the measured window

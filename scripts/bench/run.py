@@ -6,7 +6,9 @@ size and storage class, it runs `s2 bench` at rising target rates until the serv
 keeps up, on a fresh server per sweep. On ministack both servers reach S3 through the same
 counting proxy (scripts/bench/s3proxy.py), which gives object-store requests and bytes per
 GiB written (the write phase: writer and live reader) and per GiB read back (the catch-up
-phase). Peak RSS is the server's VmHWM after each sweep.
+phase). Peak RSS is the server's VmHWM after each sweep. For Sluice it also keeps what the
+node's /metrics say of each run (node_metrics.py): its acks' p50 and p99 from the request
+reaching the engine, its PUTs' p50 and p99, its commits and their mean size.
 
 With --rounds N the whole set runs N times, the servers' order alternating from one round
 to the next (Sluice first in odd rounds), and every result carries its round: repeated
@@ -29,6 +31,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import node_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("SLUICE_TOOLS_DIR", Path.home() / ".cache/sluice-tools"))
@@ -115,6 +119,7 @@ class Server:
     """A sluice or s2 lite process on a fresh port and fresh storage."""
 
     def __init__(self, kind, backend, work, s3=None):
+        self.kind = kind
         self.port = free_port()
         env = dict(ENV)
         if backend == "local":
@@ -199,6 +204,7 @@ def run_bench(server, basin, size, storage_class, rate, duration, catchup_delay)
     cmd = [S2, "bench", basin, "--record-size", str(size), "--storage-class", storage_class,
            "--target-mibps", str(rate), "--duration", f"{duration}s",
            "--catchup-delay", f"{catchup_delay}s"]
+    node_before = node_metrics.scrape(server.endpoint) if server.kind == "sluice" else None
     started = time.time()
     p = subprocess.run(cmd, env=server.client_env(), capture_output=True, text=True,
                        timeout=duration + catchup_delay + 600)
@@ -206,6 +212,9 @@ def run_bench(server, basin, size, storage_class, rate, duration, catchup_delay)
     result = parse_bench(out)
     result.update({"command": "s2 " + " ".join(cmd[1:]), "exit_code": p.returncode,
                    "started": started, "ended": time.time()})
+    if node_before is not None:
+        after = node_metrics.scrape(server.endpoint)
+        result["node"] = node_metrics.summary(node_metrics.delta(after, node_before))
     if p.returncode != 0 or not result["verified"]:
         result["verified"] = False
         result["output_tail"] = out[-2000:]
@@ -284,7 +293,17 @@ def report(results):
             f"{lead(r)}| {r['record_size']} | {r['storage_class']} | {r['target_mibps']} | {r['server']} | "
             f"{fmt(per_gib(w, gib), 0)} | {fmt(puts / gib, 0)} / {fmt(gets / gib, 0)} / {fmt(lists / gib, 0)} / {fmt(other / gib, 0)} | "
             f"{fmt(w['request_bytes'] / gib / GIB, 2)} GiB | {fmt(per_gib(rd, gib), 0)} | {fmt(rd['response_bytes'] / gib / GIB, 2)} GiB |")
-    return "\n".join(rows + store) + "\n"
+    node = ["", head + "| backend | size | class | target MiB/s | Sluice's acks p50 / p99 ms | PUT p50 / p99 ms | commits | mean commit KiB |",
+            rule + "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        n = r.get("node")
+        if not n:
+            continue
+        node.append(
+            f"{lead(r)}| {r['backend']} | {r['record_size']} | {r['storage_class']} | {r['target_mibps']} | "
+            f"{fmt(n['ack_p50_ms'], 2)} / {fmt(n['ack_p99_ms'], 2)} | {fmt(n['put_p50_ms'], 2)} / {fmt(n['put_p99_ms'], 2)} | "
+            f"{n['commits']} | {fmt(n['commit_mean_kib'])} |")
+    return "\n".join(rows + store + node) + "\n"
 
 
 def main():

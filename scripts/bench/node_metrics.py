@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""What a Sluice node did while a command ran, from its /metrics before and after:
+quantiles of its append acks (by storage class) and object-store requests (by kind), its
+commits and their mean size, requests and lost manifest races.
+
+    SLUICE_BIN=target/release/sluice scripts/with-sluice.sh ministack -- \\
+        scripts/bench/node_metrics.py -- "$S2_CLI" bench <basin> --record-size 8192 ...
+
+Reads the node at $SLUICE_ENDPOINT (set by with-sluice.sh). Quantiles are interpolated
+within a bucket, as Prometheus' histogram_quantile does, so they are as fine as the
+buckets around them (src/metrics.rs).
+"""
+
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+
+SAMPLE = re.compile(r"^(\w+?)(_bucket|_sum|_count)?(?:\{(.*)\})? (\S+)$")
+
+
+def scrape(endpoint):
+    """{(family, labels without le): {"buckets": {le: n}, "sum": x, "count": n, "value": x}}"""
+    text = urllib.request.urlopen(f"{endpoint}/metrics", timeout=10).read().decode()
+    series = {}
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if not m or line.startswith("#"):
+            continue
+        name, suffix, labels, value = m.group(1), m.group(2), m.group(3) or "", float(m.group(4))
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        le = pairs.pop("le", None)
+        key = (name, ",".join(f"{k}={v}" for k, v in sorted(pairs.items())))
+        s = series.setdefault(key, {"buckets": {}})
+        if suffix == "_bucket":
+            s["buckets"][float(le)] = value
+        elif suffix == "_sum":
+            s["sum"] = value
+        elif suffix == "_count":
+            s["count"] = value
+        else:
+            s["value"] = value
+    return series
+
+
+def delta(after, before):
+    out = {}
+    for key, a in after.items():
+        b = before.get(key, {"buckets": {}})
+        out[key] = {
+            "buckets": {le: n - b["buckets"].get(le, 0) for le, n in a["buckets"].items()},
+            **{f: a[f] - b.get(f, 0) for f in ("sum", "count", "value") if f in a},
+        }
+    return out
+
+
+def quantile(q, buckets):
+    """The q-quantile of a cumulative histogram, interpolated within its bucket."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total == 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(buckets[le] - below, 1e-9)
+        lower, below = le, buckets[le]
+    return lower
+
+
+def summary(d):
+    """The figures `run.py` keeps per Sluice run: the node's acks and PUTs (ms), its
+    commits and their mean size."""
+    def q(name, labels, quant):
+        s = d.get((name, labels))
+        if not s or not s.get("count"):
+            return None
+        x = quantile(quant, s["buckets"])
+        return None if x is None else round(x * 1000, 2)
+
+    acks = [k for k in d if k[0] == "sluice_append_ack_duration_seconds" and d[k].get("count")]
+    ack = acks[0][1] if acks else None
+    commits = d.get(("sluice_commit_bytes", ""), {})
+    n = commits.get("count", 0)
+    put = "sluice_store_request_duration_seconds"
+    return {
+        "ack_p50_ms": q(acks[0][0], ack, 0.5) if acks else None,
+        "ack_p99_ms": q(acks[0][0], ack, 0.99) if acks else None,
+        "put_p50_ms": q(put, "op=put", 0.5),
+        "put_p99_ms": q(put, "op=put", 0.99),
+        "commits": int(n),
+        "commit_mean_kib": round(commits["sum"] / n / 1024, 1) if n else None,
+        "conflicts": int(d.get(("sluice_commit_conflicts_total", ""), {}).get("value", 0)),
+    }
+
+
+def report(d):
+    def ms(x):
+        return "-" if x is None else f"{x * 1000:.2f}"
+
+    for (name, labels), s in sorted(d.items()):
+        if name in ("sluice_append_ack_duration_seconds", "sluice_store_request_duration_seconds"):
+            if s.get("count", 0) == 0:
+                continue
+            qs = " / ".join(ms(quantile(q, s["buckets"])) for q in (0.5, 0.9, 0.99))
+            mean = s["sum"] / s["count"] * 1000
+            print(f"{name}{{{labels}}}: n={s['count']:.0f}, p50 / p90 / p99 {qs} ms, "
+                  f"mean {mean:.2f} ms")
+    commits = d.get(("sluice_commit_bytes", ""), {})
+    if commits.get("count"):
+        print(f"commits: {commits['count']:.0f}, mean {commits['sum'] / commits['count'] / 1024:.1f} KiB")
+    for (name, labels), s in sorted(d.items()):
+        if name in ("sluice_store_requests_total", "sluice_store_bytes_total",
+                    "sluice_commit_conflicts_total"):
+            print(f"{name}{{{labels}}}: {s['value']:.0f}")
+
+
+def main():
+    args = sys.argv[1:]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        sys.exit(__doc__)
+    endpoint = os.environ["SLUICE_ENDPOINT"]
+    before = scrape(endpoint)
+    code = subprocess.call(args)
+    report(delta(scrape(endpoint), before))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
