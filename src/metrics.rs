@@ -1,7 +1,7 @@
 //! Histograms and the Prometheus text format for a node's `/metrics`.
 //!
 //! A histogram has fixed bucket bounds and relaxed atomic counters, so observing costs a
-//! binary search over a dozen bounds and two atomic adds, and never blocks. A scrape
+//! binary search over its bounds and two atomic adds, and never blocks. A scrape
 //! taken while observations land may see a bucket a moment ahead of the sum; Prometheus
 //! tolerates that, and every counter only grows.
 
@@ -106,6 +106,11 @@ impl Exposition {
         }
     }
 
+    pub fn gauge(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, help, "gauge");
+        self.sample(name, "", "", &value.to_string());
+    }
+
     /// A histogram family whose observations are in a base unit (microseconds, bytes)
     /// and are exposed divided by `per_unit` (1e6 for seconds), which keeps bounds such
     /// as 0.25 exact in the text.
@@ -185,12 +190,14 @@ pub(crate) mod tests {
         h.observe(2_000_000);
         let mut e = Exposition::default();
         e.counter("x_total", "Xs.", &[("op=\"get\"", 3), ("op=\"put\"", 4)]);
+        e.gauge("g_bytes", "Gs.", 7);
         e.histogram("d_seconds", "Ds.", 1e6, &[("op=\"get\"", &h)]);
         e.histogram("n_bytes", "Ns.", 1.0, &[("", &Histogram::new(&[8]))]);
         assert_eq!(
             e.finish(),
             "# HELP x_total Xs.\n# TYPE x_total counter\n\
              x_total{op=\"get\"} 3\nx_total{op=\"put\"} 4\n\
+             # HELP g_bytes Gs.\n# TYPE g_bytes gauge\ng_bytes 7\n\
              # HELP d_seconds Ds.\n# TYPE d_seconds histogram\n\
              d_seconds_bucket{op=\"get\",le=\"0.001\"} 1\n\
              d_seconds_bucket{op=\"get\",le=\"0.25\"} 1\n\

@@ -114,7 +114,7 @@ def report(d):
         print(f"commits: {commits['count']:.0f}, mean {commits['sum'] / commits['count'] / 1024:.1f} KiB")
     for (name, labels), s in sorted(d.items()):
         if name in ("sluice_store_requests_total", "sluice_store_bytes_total",
-                    "sluice_commit_conflicts_total"):
+                    "sluice_commit_conflicts_total", "sluice_read_chunks_total"):
             print(f"{name}{{{labels}}}: {s['value']:.0f}")
 
 

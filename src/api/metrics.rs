@@ -15,7 +15,7 @@ const MICROS_PER_SECOND: f64 = 1e6;
 pub async fn prometheus(State(state): State<AppState>) -> Response {
     let c = state.counters.snapshot();
     let latency = &state.counters.latency;
-    let appends = state.engine.append_metrics();
+    let engine = state.engine.metrics();
     let mut e = Exposition::default();
     e.counter(
         "sluice_store_requests_total",
@@ -51,20 +51,34 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
         "From an append reaching this node's engine to its ack, for appends applied.",
         MICROS_PER_SECOND,
         &[
-            ("storage_class=\"express\"", &appends.ack_express),
-            ("storage_class=\"standard\"", &appends.ack_standard),
+            ("storage_class=\"express\"", &engine.ack_express),
+            ("storage_class=\"standard\"", &engine.ack_standard),
         ],
     );
     e.histogram(
         "sluice_commit_bytes",
         "Size of each commit's chunk that landed; the count is this node's commits.",
         1.0,
-        &[("", &appends.commit_bytes)],
+        &[("", &engine.commit_bytes)],
     );
     e.counter(
         "sluice_commit_conflicts_total",
         "Conditional manifest writes of this node's commits that found the manifest changed.",
-        &[("", appends.conflicts())],
+        &[("", engine.conflicts())],
+    );
+    let (from_memory, from_store) = engine.chunk_reads();
+    e.counter(
+        "sluice_read_chunks_total",
+        "Chunks readers on this node found in memory, and ones they waited for from the store.",
+        &[
+            ("source=\"memory\"", from_memory),
+            ("source=\"store\"", from_store),
+        ],
+    );
+    e.gauge(
+        "sluice_cache_chunk_bytes",
+        "Bytes of chunks held in this node's cache.",
+        state.engine.cached_chunk_bytes(),
     );
     (
         [(

@@ -466,7 +466,7 @@ impl Pipeline {
                     Some(outcome) => {
                         match &outcome {
                             Ok(_) => {
-                                core.append_metrics.lost_race();
+                                core.metrics.lost_race();
                                 debug!(stream = %core.name, "manifest changed underneath a commit")
                             }
                             Err(e) => {
@@ -771,7 +771,7 @@ fn now_ms() -> u64 {
 
 /// Answers `pending` with their `outcomes`, observing the latency of every ack.
 fn reply(core: &StreamCore, pending: Vec<AppendRequest>, outcomes: Vec<Outcome>, tail: Position) {
-    let metrics = &core.append_metrics;
+    let metrics = &core.metrics;
     let acks = if is_standard(core) {
         &metrics.ack_standard
     } else {
@@ -917,7 +917,7 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
                 return reply(core, pending, plan.outcomes, tail);
             }
             Ok(PutOutcome::PreconditionFailed) => {
-                core.append_metrics.lost_race();
+                core.metrics.lost_race();
                 conflicts += 1;
                 debug!(stream = %core.name, conflicts, "manifest changed underneath a commit");
             }
@@ -992,7 +992,7 @@ async fn committed(
     (chunk_ref, chunk): (&ChunkRef, &Arc<Chunk>),
     segment: Option<(String, Arc<IndexSegment>)>,
 ) {
-    core.append_metrics.commit_bytes.observe(chunk_ref.size);
+    core.metrics.commit_bytes.observe(chunk_ref.size);
     core.cache
         .insert_chunk(chunk_ref.key(&core.id), chunk.clone())
         .await;

@@ -76,6 +76,12 @@ impl ObjectCache {
         self.segments.insert(key, segment).await;
     }
 
+    /// Bytes of chunks held, as the cache last tallied them (it settles evictions in
+    /// batches, so this may trail the last few inserts).
+    pub fn chunk_bytes(&self) -> u64 {
+        self.chunks.weighted_size()
+    }
+
     /// Chunk `r` if it is in memory.
     pub async fn cached_chunk(&self, stream_id: &str, r: &ChunkRef) -> Option<Arc<Chunk>> {
         self.chunks.get(&r.key(stream_id)).await

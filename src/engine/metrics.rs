@@ -1,12 +1,13 @@
-//! What this node's appenders have done, for `/metrics`: how long appends waited for
-//! their acks, how large commits were, and how often a commit lost its manifest race.
+//! What this node's engine has done, for `/metrics`: how long appends waited for their
+//! acks, how large commits were and how often one lost its manifest race, and where
+//! readers found the chunks they read.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::metrics::Histogram;
 
 #[derive(Debug)]
-pub struct AppendMetrics {
+pub struct EngineMetrics {
     /// From an append reaching the engine to its ack, for appends that were applied, on
     /// `express` streams ...
     pub ack_express: Histogram,
@@ -17,26 +18,49 @@ pub struct AppendMetrics {
     pub commit_bytes: Histogram,
     /// Conditional manifest writes that found the manifest changed: another node
     /// committed first, or an earlier attempt whose answer was lost had landed.
-    pub commit_conflicts: AtomicU64,
+    commit_conflicts: AtomicU64,
+    /// Chunks readers found in memory (cached, or carried by the manifest) ...
+    chunks_from_memory: AtomicU64,
+    /// ... and ones they waited for from the store (perhaps already being fetched ahead).
+    chunks_from_store: AtomicU64,
 }
 
-impl Default for AppendMetrics {
+impl Default for EngineMetrics {
     fn default() -> Self {
         Self {
             ack_express: Histogram::latency(),
             ack_standard: Histogram::latency(),
             commit_bytes: Histogram::size(),
             commit_conflicts: AtomicU64::new(0),
+            chunks_from_memory: AtomicU64::new(0),
+            chunks_from_store: AtomicU64::new(0),
         }
     }
 }
 
-impl AppendMetrics {
+impl EngineMetrics {
     pub fn conflicts(&self) -> u64 {
         self.commit_conflicts.load(Relaxed)
     }
 
+    /// Chunks readers found in memory, and ones they waited for from the store.
+    pub fn chunk_reads(&self) -> (u64, u64) {
+        (
+            self.chunks_from_memory.load(Relaxed),
+            self.chunks_from_store.load(Relaxed),
+        )
+    }
+
     pub(super) fn lost_race(&self) {
         self.commit_conflicts.fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn chunk_read(&self, from_memory: bool) {
+        let counter = if from_memory {
+            &self.chunks_from_memory
+        } else {
+            &self.chunks_from_store
+        };
+        counter.fetch_add(1, Relaxed);
     }
 }

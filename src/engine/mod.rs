@@ -34,7 +34,7 @@ use self::{
     cache::ObjectCache,
     catalog::{Catalog, Versioned, Written},
     manifest::Manifest,
-    metrics::AppendMetrics,
+    metrics::EngineMetrics,
     reader::ReadPlan,
     stream::{NodeServices, StreamCore, StreamHandle, StreamState, config_json},
 };
@@ -131,7 +131,7 @@ struct Inner {
     cache: ObjectCache,
     config: EngineConfig,
     streams: Mutex<HashMap<StreamKey, Arc<StreamHandle>>>,
-    append_metrics: Arc<AppendMetrics>,
+    metrics: Arc<EngineMetrics>,
 }
 
 /// The engine; cheap to clone.
@@ -188,7 +188,7 @@ impl Engine {
                 store,
                 config,
                 streams: Mutex::new(HashMap::new()),
-                append_metrics: Arc::default(),
+                metrics: Arc::default(),
             }),
         };
         engine.spawn_background();
@@ -199,8 +199,13 @@ impl Engine {
         &self.inner.store
     }
 
-    pub fn append_metrics(&self) -> &AppendMetrics {
-        &self.inner.append_metrics
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
+    }
+
+    /// Bytes of chunks this node's cache holds; see [`ObjectCache::chunk_bytes`].
+    pub fn cached_chunk_bytes(&self) -> u64 {
+        self.inner.cache.chunk_bytes()
     }
 
     pub async fn health(&self) -> EngineResult<()> {
@@ -800,7 +805,7 @@ impl Engine {
         let node = NodeServices {
             store: self.inner.store.clone(),
             cache: self.inner.cache.clone(),
-            append_metrics: self.inner.append_metrics.clone(),
+            metrics: self.inner.metrics.clone(),
         };
         let core = StreamCore::new(
             basin.to_owned(),

@@ -293,7 +293,10 @@ pub async fn chunk_at(
     seq: u64,
 ) -> EngineResult<Arc<Chunk>> {
     let (chunk_ref, segment) = match state.manifest.locate_seq(seq) {
-        Located::Chunk(c) if c.inline => return state.inline_chunk(c),
+        Located::Chunk(c) if c.inline => {
+            core.metrics.chunk_read(true);
+            return state.inline_chunk(c);
+        }
         Located::Chunk(c) => (c.clone(), None),
         Located::Segment(s) => {
             let seg = core.cache.segment(&core.id, s).await?;
@@ -313,8 +316,10 @@ pub async fn chunk_at(
         }
     };
     if let Some(chunk) = core.cache.cached_chunk(&core.id, &chunk_ref).await {
+        core.metrics.chunk_read(true);
         return Ok(chunk);
     }
+    core.metrics.chunk_read(false);
     // Reading from storage: fetch what comes next meanwhile.
     let manifest_chunks = &state.manifest.chunks;
     let following = match &segment {

@@ -26,7 +26,7 @@ use super::{
     error::{EngineError, EngineResult, Position},
     layout,
     manifest::{ChunkRef, Manifest, Pack},
-    metrics::AppendMetrics,
+    metrics::EngineMetrics,
 };
 use crate::storage::{DynStore, ETag, Revalidated};
 
@@ -129,7 +129,7 @@ pub const POLL_BACKOFF_LIMIT: u32 = 10;
 pub struct NodeServices {
     pub store: DynStore,
     pub cache: ObjectCache,
-    pub append_metrics: Arc<AppendMetrics>,
+    pub metrics: Arc<EngineMetrics>,
 }
 
 /// Shared by everything on this node that works with one stream.
@@ -139,7 +139,7 @@ pub struct StreamCore {
     pub id: String,
     pub(super) store: DynStore,
     pub(super) cache: ObjectCache,
-    pub(super) append_metrics: Arc<AppendMetrics>,
+    pub(super) metrics: Arc<EngineMetrics>,
     state: watch::Sender<Arc<StreamState>>,
     /// When the manifest was last read from storage; serializes refreshes so that any
     /// number of followers cause at most one read per poll interval.
@@ -181,7 +181,7 @@ impl StreamCore {
             id: state.manifest.stream_id.clone(),
             store: node.store,
             cache: node.cache,
-            append_metrics: node.append_metrics,
+            metrics: node.metrics,
             state: watch::Sender::new(Arc::new(state)),
             last_refresh: tokio::sync::Mutex::new(Instant::now()),
             stale: AtomicBool::new(false),

@@ -1,5 +1,5 @@
 //! `GET /metrics`: object-store requests timed by kind, append acks by storage class,
-//! commits by size, and commits that lost their manifest race.
+//! commits by size, commits that lost their manifest race, and where reads found chunks.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use crate::{
     http::Api,
 };
 
-crate::on_both_backends!(metrics_time_store_requests_acks_and_commits,);
+crate::on_both_backends!(metrics_time_store_requests_acks_commits_and_reads,);
 
 /// Every sample of a Prometheus text exposition, by name and labels as written.
 async fn scrape(server: &TestServer) -> HashMap<String, f64> {
@@ -37,7 +37,7 @@ fn sample(samples: &HashMap<String, f64>, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {samples:?}"))
 }
 
-async fn metrics_time_store_requests_acks_and_commits(backend: Backend) {
+async fn metrics_time_store_requests_acks_commits_and_reads(backend: Backend) {
     let server = TestServer::start(backend).await;
     let basin = basin_name();
     Api::new(&server).create_basin(&basin, json!({})).await;
@@ -97,6 +97,35 @@ async fn metrics_time_store_requests_acks_and_commits(backend: Backend) {
             "{op}: {timed} timed of {total}"
         );
     }
+
+    // Just committed, or carried in the manifest: read from memory.
+    let reply = api.read("e", "seq_num=0").await.assert_status(200);
+    assert_eq!(reply["records"].as_array().unwrap().len(), 3);
+    let m = scrape(&server).await;
+    assert!(sample(&m, "sluice_read_chunks_total{source=\"memory\"}") >= 3.0);
+    assert_eq!(
+        sample(&m, "sluice_read_chunks_total{source=\"store\"}"),
+        0.0
+    );
+    assert!(m.contains_key("sluice_cache_chunk_bytes"));
+
+    // A chunk too large to travel in the manifest, read by a node that did not write it.
+    let big = "x".repeat(300 * 1024);
+    api.append("e", json!({"records": [{"body": big}]}))
+        .await
+        .assert_status(200);
+    let server = server.restart().await;
+    let api = Api::new(&server).basin(&basin);
+    let reply = api.read("e", "seq_num=3").await.assert_status(200);
+    assert_eq!(
+        reply["records"][0]["body"].as_str().unwrap().len(),
+        big.len()
+    );
+    let m = scrape(&server).await;
+    assert_eq!(
+        sample(&m, "sluice_read_chunks_total{source=\"store\"}"),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
