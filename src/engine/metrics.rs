@@ -16,8 +16,8 @@ pub struct EngineMetrics {
     /// Bytes of the chunk of each commit that landed, so their count is the node's
     /// commits.
     pub commit_bytes: Histogram,
-    /// Conditional manifest writes that found the manifest changed: another node
-    /// committed first, or an earlier attempt whose answer was lost had landed.
+    /// Conditional manifest writes of commits that found the manifest changed since this
+    /// node read it: another node committed first.
     commit_conflicts: AtomicU64,
     /// Chunks readers found in memory (cached, or carried by the manifest) ...
     chunks_from_memory: AtomicU64,
