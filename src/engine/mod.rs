@@ -1513,77 +1513,6 @@ mod tests {
         key.rsplit('/').next().unwrap()[..20].parse().unwrap()
     }
 
-    use bytes::Bytes;
-
-    use crate::storage::{ETag, ListPage, Object, Revalidated, StorageResult};
-
-    /// A store that runs `before` ahead of the `nth` conditional write of `key` after
-    /// being armed: another node's commit, landing at a chosen moment.
-    struct RaceAt {
-        inner: DynStore,
-        armed: Mutex<Option<(String, usize, futures::future::BoxFuture<'static, ()>)>>,
-    }
-
-    impl RaceAt {
-        fn arm(&self, key: String, nth: usize, before: futures::future::BoxFuture<'static, ()>) {
-            *self.armed.lock() = Some((key, nth, before));
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl crate::storage::Store for RaceAt {
-        async fn get(&self, key: &str) -> StorageResult<Option<Object>> {
-            self.inner.get(key).await
-        }
-        async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated> {
-            self.inner.revalidate(key, etag).await
-        }
-        async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
-            self.inner.get_range(key, range).await
-        }
-        async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag> {
-            self.inner.put(key, bytes).await
-        }
-        async fn put_if_absent(&self, key: &str, bytes: Bytes) -> StorageResult<PutOutcome> {
-            self.inner.put_if_absent(key, bytes).await
-        }
-        async fn put_if_match(
-            &self,
-            key: &str,
-            bytes: Bytes,
-            etag: &ETag,
-        ) -> StorageResult<PutOutcome> {
-            let before = {
-                let mut armed = self.armed.lock();
-                match armed.as_mut() {
-                    Some((k, nth, _)) if k.as_str() == key => {
-                        *nth -= 1;
-                        (*nth == 0).then(|| armed.take().expect("armed").2)
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(before) = before {
-                before.await;
-            }
-            self.inner.put_if_match(key, bytes, etag).await
-        }
-        async fn list(
-            &self,
-            prefix: &str,
-            start_after: Option<&str>,
-            limit: usize,
-        ) -> StorageResult<ListPage> {
-            self.inner.list(prefix, start_after, limit).await
-        }
-        async fn delete(&self, key: &str) -> StorageResult<()> {
-            self.inner.delete(key).await
-        }
-        async fn health(&self) -> StorageResult<()> {
-            self.inner.health().await
-        }
-    }
-
     /// A commit that loses its manifest race, re-reads, and loses again to a commit made
     /// in between counts both races: the first where the pipeline learns of it, the
     /// second in the retrying path.
@@ -1591,10 +1520,11 @@ mod tests {
     async fn every_lost_manifest_race_is_counted() {
         let store = storage::memory();
         let b = Engine::new(store.clone(), two_engines_config());
-        let race = Arc::new(RaceAt {
-            inner: store.clone(),
-            armed: Mutex::new(None),
-        });
+        let race = Arc::new(storage::faulty::FaultyStore::new(
+            store.clone(),
+            0,
+            storage::faulty::Faults::default(),
+        ));
         let a = Engine::new(race.clone(), two_engines_config());
         a.create_basin("race-basin", BasinConfig::default(), None)
             .await
@@ -1610,7 +1540,7 @@ mod tests {
         // B commits again just before A's second write.
         let (b2, on_b2) = (b.clone(), on_b.clone());
         let key = layout::manifest_key(&on_a.core.id);
-        race.arm(
+        race.race_before(
             key,
             2,
             Box::pin(async move {

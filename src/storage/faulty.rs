@@ -1,10 +1,12 @@
 //! A seeded, failing store for tests: wraps a real store and injects errors before a
-//! request reaches it, lost responses after it took effect, and delays.
+//! request reaches it, lost responses after it took effect, delays, and races (another
+//! writer's action just before a chosen conditional write).
 
 use std::{ops::Range, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -28,6 +30,14 @@ pub struct FaultyStore {
     inner: DynStore,
     faults: Arc<Mutex<Faults>>,
     rng: Mutex<StdRng>,
+    race: Mutex<Option<Race>>,
+}
+
+/// What runs before the `nth` conditional write of `key`.
+struct Race {
+    key: String,
+    nth: usize,
+    before: BoxFuture<'static, ()>,
 }
 
 enum Fault {
@@ -42,7 +52,23 @@ impl FaultyStore {
             inner,
             faults: Arc::new(Mutex::new(faults)),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            race: Mutex::new(None),
         }
+    }
+
+    /// Runs `before` ahead of the `nth` conditional write (`If-Match`) of `key` from now
+    /// on, e.g. another node's commit landing between a re-read and a retry.
+    pub fn race_before(&self, key: String, nth: usize, before: BoxFuture<'static, ()>) {
+        assert!(nth > 0, "the first write is the 1st");
+        *self.race.lock() = Some(Race { key, nth, before });
+    }
+
+    /// The race due before this conditional write of `key`, if any.
+    fn race_due(&self, key: &str) -> Option<BoxFuture<'static, ()>> {
+        let mut race = self.race.lock();
+        let r = race.as_mut().filter(|r| r.key == key)?;
+        r.nth -= 1;
+        (r.nth == 0).then(|| race.take().expect("a race").before)
     }
 
     /// Change the fault rates while the store is in use (e.g. heal it at the end of a test).
@@ -119,6 +145,9 @@ impl Store for FaultyStore {
         bytes: Bytes,
         etag: &ETag,
     ) -> StorageResult<PutOutcome> {
+        if let Some(before) = self.race_due(key) {
+            before.await;
+        }
         self.run(self.inner.put_if_match(key, bytes, etag)).await
     }
 
