@@ -17,6 +17,8 @@ import subprocess
 import sys
 import urllib.request
 
+ACKS = "sluice_append_ack_duration_seconds"
+REQUESTS = "sluice_store_request_duration_seconds"
 SAMPLE = re.compile(r"^(\w+?)(_bucket|_sum|_count)?(?:\{(.*)\})? (\S+)$")
 
 
@@ -71,28 +73,28 @@ def quantile(q, buckets):
     return lower
 
 
-def summary(d):
-    """The figures `run.py` keeps per Sluice run: the node's acks and PUTs (ms), its
-    commits and their mean size."""
-    def q(name, labels, quant):
-        s = d.get((name, labels))
-        if not s or not s.get("count"):
-            return None
-        x = quantile(quant, s["buckets"])
-        return None if x is None else round(x * 1000, 2)
-
-    acks = [k for k in d if k[0] == "sluice_append_ack_duration_seconds" and d[k].get("count")]
-    ack = acks[0][1] if acks else None
+def commit_mean_kib(d):
     commits = d.get(("sluice_commit_bytes", ""), {})
     n = commits.get("count", 0)
-    put = "sluice_store_request_duration_seconds"
+    return round(commits["sum"] / n / 1024, 1) if n else None
+
+
+def summary(d):
+    """The figures `run.py` keeps per Sluice run: the node's acks (of whichever storage
+    class the run used) and PUTs in ms, its commits and their mean size."""
+    def ms(name, labels, q):
+        s = d.get((name, labels))
+        x = quantile(q, s["buckets"]) if s and s.get("count") else None
+        return None if x is None else round(x * 1000, 2)
+
+    ack = next((labels for (name, labels), s in d.items() if name == ACKS and s.get("count")), None)
     return {
-        "ack_p50_ms": q(acks[0][0], ack, 0.5) if acks else None,
-        "ack_p99_ms": q(acks[0][0], ack, 0.99) if acks else None,
-        "put_p50_ms": q(put, "op=put", 0.5),
-        "put_p99_ms": q(put, "op=put", 0.99),
-        "commits": int(n),
-        "commit_mean_kib": round(commits["sum"] / n / 1024, 1) if n else None,
+        "ack_p50_ms": ms(ACKS, ack, 0.5),
+        "ack_p99_ms": ms(ACKS, ack, 0.99),
+        "put_p50_ms": ms(REQUESTS, "op=put", 0.5),
+        "put_p99_ms": ms(REQUESTS, "op=put", 0.99),
+        "commits": int(d.get(("sluice_commit_bytes", ""), {}).get("count", 0)),
+        "commit_mean_kib": commit_mean_kib(d),
         "conflicts": int(d.get(("sluice_commit_conflicts_total", ""), {}).get("value", 0)),
     }
 
@@ -102,16 +104,14 @@ def report(d):
         return "-" if x is None else f"{x * 1000:.2f}"
 
     for (name, labels), s in sorted(d.items()):
-        if name in ("sluice_append_ack_duration_seconds", "sluice_store_request_duration_seconds"):
-            if s.get("count", 0) == 0:
-                continue
+        if name in (ACKS, REQUESTS) and s.get("count", 0) > 0:
             qs = " / ".join(ms(quantile(q, s["buckets"])) for q in (0.5, 0.9, 0.99))
             mean = s["sum"] / s["count"] * 1000
             print(f"{name}{{{labels}}}: n={s['count']:.0f}, p50 / p90 / p99 {qs} ms, "
                   f"mean {mean:.2f} ms")
-    commits = d.get(("sluice_commit_bytes", ""), {})
-    if commits.get("count"):
-        print(f"commits: {commits['count']:.0f}, mean {commits['sum'] / commits['count'] / 1024:.1f} KiB")
+    if commit_mean_kib(d) is not None:
+        commits = d[("sluice_commit_bytes", "")]["count"]
+        print(f"commits: {commits:.0f}, mean {commit_mean_kib(d)} KiB")
     for (name, labels), s in sorted(d.items()):
         if name in ("sluice_store_requests_total", "sluice_store_bytes_total",
                     "sluice_commit_conflicts_total", "sluice_read_chunks_total"):
