@@ -1,5 +1,5 @@
-//! The `sluice` binary as a process: the embedded default's directory lock, and graceful
-//! shutdown on SIGTERM.
+//! The `sluice` binary as a process: the embedded default's directory lock, graceful
+//! shutdown on SIGTERM, and transparent huge pages turned off.
 
 use std::{
     process::{Command, Stdio},
@@ -78,6 +78,24 @@ fn a_second_process_on_the_same_directory_fails_fast_and_sigterm_stops_the_first
     wait_healthy(port);
     third.kill().unwrap();
     third.wait().unwrap();
+}
+
+/// The kernel reports the process's `PR_SET_THP_DISABLE` as `THP_enabled: 0` (since
+/// Linux 5.0); a kernel without the line has nothing to check.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = sluice(dir.path(), port).spawn().unwrap();
+    wait_healthy(port);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        return;
+    };
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
 }
 
 unsafe extern "C" {
