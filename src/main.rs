@@ -10,12 +10,6 @@ use tracing::info;
 
 /// Large buffers (chunks, frames) come and go at high rates; mimalloc reuses their pages
 /// where the system allocator maps and unmaps them, faulting every page in again.
-///
-/// `main` turns transparent huge pages off for the process before anything else runs:
-/// mimalloc asks for them, and then the first touch of fresh memory (every new chunk,
-/// until the chunk cache is full) zeroes a whole 2 MiB page inside the append's path.
-/// On a VM whose host backs guest memory lazily that first touch ran at 150 MB/s, about
-/// 14 ms per page: the ack p99 tail and most of the node's CPU (docs/BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -74,10 +68,20 @@ struct ServeArgs {
     poll_standard_ms: u64,
 }
 
+/// Turns transparent huge pages off for the process before the runtime starts any thread:
+/// mimalloc asks for them, and then the first touch of fresh memory (every new chunk,
+/// until the chunk cache is full) zeroes a whole 2 MiB page inside the append's path. On
+/// a VM whose host backs guest memory lazily that first touch ran at 150 MB/s, about
+/// 14 ms per page: the ack p99 tail and most of the node's CPU (docs/BENCHMARKS.md).
 fn main() -> anyhow_free::Result {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
-        eprintln!("sluice: transparent huge pages stay enabled: {e}");
+        tracing::warn!(error = %e, "transparent huge pages stay enabled");
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,11 +91,6 @@ fn main() -> anyhow_free::Result {
 }
 
 async fn serve() -> anyhow_free::Result {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let Command::Serve(args) = Cli::parse().command;
     let backend = match &args.bucket {
         Some(bucket) => Backend::S3 {
