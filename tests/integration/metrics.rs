@@ -1,7 +1,7 @@
 //! `GET /metrics`: object-store requests timed by kind, append acks by storage class,
 //! commits by size, commits that lost their manifest race, and where reads found chunks.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use serde_json::json;
 
@@ -130,7 +130,13 @@ async fn metrics_time_store_requests_acks_commits_and_reads(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_on_a_manifest_another_node_changed_counts_a_conflict() {
-    let a = TestServer::start(Backend::Ministack).await;
+    // A's upkeep would re-read the manifest (or drop the idle stream) on its next tick,
+    // learning of B's commit without a race: the harness's 100 ms tick is shorter than a
+    // slow run's gap between the two appends.
+    let a = TestServer::start_with(Backend::Ministack, |c| {
+        c.engine.maintenance_interval = Duration::from_secs(3600)
+    })
+    .await;
     let b = a.start_peer().await;
     let basin = basin_name();
     Api::new(&a).create_basin(&basin, json!({})).await;
