@@ -4,7 +4,8 @@
 //!
 //! A basin entry holds the basin's config. A stream entry holds only identity (name,
 //! immutable data id, creation and deletion times, the creating request's token); the
-//! stream's config lives in its manifest, where every append reads it.
+//! stream's config lives in its manifest, where every append reads it. An access token
+//! entry holds the token's info and a digest of its secret.
 
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,17 @@ pub struct StreamEntry {
     /// The config the creating request asked for, to recognise an idempotent retry.
     #[serde(default)]
     pub requested_config: Option<serde_json::Value>,
+}
+
+/// An issued access token. The secret itself is never stored: whoever presents it is
+/// checked against `secret_sha256`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessTokenEntry {
+    pub info: s2_api::v1::access::AccessTokenInfo,
+    /// Lowercase hex of the SHA-256 of the secret.
+    pub secret_sha256: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
 }
 
 /// A catalog entry with the version it was read at.
@@ -168,6 +180,38 @@ impl Catalog {
 
     pub async fn remove_stream(&self, basin: &str, name: &str) -> EngineResult<()> {
         Ok(self.store.delete(&layout::stream_key(basin, name)).await?)
+    }
+
+    pub async fn access_token(&self, id: &str) -> EngineResult<Option<AccessTokenEntry>> {
+        Ok(self
+            .get(&layout::access_token_key(id))
+            .await?
+            .map(|v| v.entry))
+    }
+
+    pub async fn create_access_token(
+        &self,
+        entry: &AccessTokenEntry,
+    ) -> EngineResult<Written<AccessTokenEntry>> {
+        self.create(&layout::access_token_key(entry.info.id.as_ref()), entry)
+            .await
+    }
+
+    pub async fn remove_access_token(&self, id: &str) -> EngineResult<()> {
+        Ok(self.store.delete(&layout::access_token_key(id)).await?)
+    }
+
+    /// Access tokens whose ids start with `prefix` and sort after `start_after`, in id order.
+    pub async fn list_access_tokens(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> EngineResult<(Vec<AccessTokenEntry>, bool)> {
+        let keys = self
+            .list_names(layout::access_tokens_dir(), prefix, start_after, limit)
+            .await?;
+        self.fetch_listed(keys).await
     }
 
     /// Basins whose names start with `prefix` and sort after `start_after`, in name order.

@@ -25,6 +25,8 @@ pub enum EngineError {
     BasinNotFound(String),
     #[error("stream not found: {0}")]
     StreamNotFound(String),
+    #[error("access token not found: {0}")]
+    AccessTokenNotFound(String),
     #[error("basin is being deleted: {0}")]
     BasinDeletionPending(String),
     #[error("stream is being deleted: {0}")]

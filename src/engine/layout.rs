@@ -5,6 +5,7 @@
 //! |---|---|---|---|---|
 //! | `basins/<encoded name>` | basin catalog entry | control plane | replaced with `If-Match`, created with `If-None-Match` | JSON [`catalog::BasinEntry`](super::catalog::BasinEntry), `version` bumps on every write |
 //! | `streams/<basin>/<encoded name>` | stream catalog entry | control plane | as above | JSON [`catalog::StreamEntry`](super::catalog::StreamEntry) |
+//! | `access-tokens/<encoded id>` | access token: its info and the SHA-256 of its secret, never the secret | issue and revoke requests | created with `If-None-Match`, deleted on revoke | JSON [`catalog::AccessTokenEntry`](super::catalog::AccessTokenEntry) |
 //! | `data/<stream-id>/manifest` | stream manifest: tail, fencing token, trim point, config, chunk index, and the bytes of recent small chunks not yet written out in a pack (at most 32 chunks, 1 MiB) | the stream's appender; reconfigure, delete | replaced with `If-Match`, created with `If-None-Match` | [`manifest`](super::manifest) format 1 |
 //! | `data/<stream-id>/chunks/<first-seq>-<commit>` | records of one commit | the stream's appender | immutable, key never reused | [`chunk`](super::chunk) format 1 |
 //! | `data/<stream-id>/chunks/<first-seq>-<pack-id>` | a pack: consecutive small commits' chunks, back to back, written out of the manifest that carried them (after their acks, before a manifest drops their bytes); `<first-seq>` is the newest member's | the stream's appender | immutable, key never reused | chunks in [`chunk`](super::chunk) format 1, located by [`manifest::PackLoc`](super::manifest::PackLoc) |
@@ -21,6 +22,7 @@
 const BASINS: &str = "basins/";
 const STREAMS: &str = "streams/";
 const DATA: &str = "data/";
+const ACCESS_TOKENS: &str = "access-tokens/";
 
 /// Characters per path segment of an encoded name: keeps file names short on local disks.
 const SEGMENT_CHARS: usize = 128;
@@ -103,6 +105,14 @@ pub fn streams_dir(basin: &str) -> String {
 
 pub fn stream_key(basin: &str, stream: &str) -> String {
     format!("{STREAMS}{basin}/{}", encode_name(stream))
+}
+
+pub fn access_tokens_dir() -> &'static str {
+    ACCESS_TOKENS
+}
+
+pub fn access_token_key(id: &str) -> String {
+    format!("{ACCESS_TOKENS}{}", encode_name(id))
 }
 
 pub fn stream_data_dir(stream_id: &str) -> String {
