@@ -66,6 +66,11 @@ struct ServeArgs {
     /// The same for `standard` streams.
     #[arg(long, default_value_t = 500, env = "SLUICE_POLL_STANDARD_MS")]
     poll_standard_ms: u64,
+    /// Require an access token on every S2 request; this one may do everything and issues
+    /// the others (`s2 issue-access-token`). Without it, requests need no token, as with
+    /// `s2 lite`. Prefer the environment variable: arguments are visible to other users.
+    #[arg(long, env = "SLUICE_ROOT_TOKEN", hide_env_values = true)]
+    root_token: Option<String>,
 }
 
 /// Turns transparent huge pages off for the process before the runtime starts any thread:
@@ -115,6 +120,7 @@ async fn serve() -> anyhow_free::Result {
             standard: Duration::from_millis(args.poll_standard_ms),
         });
     }
+    config.root_token = args.root_token.clone().filter(|t| !t.is_empty());
     let node = server::build_node(&config).map_err(|e| e.to_string())?;
     node.engine
         .health()
@@ -132,6 +138,9 @@ async fn serve() -> anyhow_free::Result {
             info!(%addr, bucket = %settings.bucket, prefix = ?prefix, endpoint = ?settings.endpoint, "serving from S3")
         }
         Backend::Memory => info!(%addr, "serving from memory"),
+    }
+    if config.root_token.is_none() {
+        info!("no root token: requests need no access token");
     }
     server::serve(
         listener,

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// How long shutdown waits for open connections before closing them.
     pub shutdown_grace: Duration,
+    /// With a root token, every S2 request needs an access token ([`api::auth`]).
+    pub root_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -61,6 +63,7 @@ impl ServerConfig {
             backend,
             engine,
             shutdown_grace: Duration::from_secs(10),
+            root_token: None,
         }
     }
 }
@@ -106,6 +109,7 @@ pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
         engine.clone(),
         counters.clone(),
         draining.clone(),
+        config.root_token.as_deref(),
     ));
     Node {
         engine,

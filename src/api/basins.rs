@@ -18,8 +18,11 @@ use s2_common::{
     resources::{PROVISION_RESULT_HEADER, RequestToken},
 };
 
+use s2_common::access::Operation;
+
 use super::{
     AppState,
+    auth::Caller,
     error::ApiError,
     extract::{BasinPath, JsonBody, OptionalJsonBody, QueryOf, optional_header},
 };
@@ -69,31 +72,44 @@ fn config_from(config: Option<ApiBasinConfig>) -> Result<BasinConfig, ApiError> 
 
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     QueryOf(request): QueryOf<ListBasinsRequest>,
 ) -> Result<axum::Json<ListBasinsResponse>, ApiError> {
+    caller.may(Operation::ListBasins)?;
     let request: CommonListRequest = request.try_into()?;
-    let (entries, has_more) = state
+    let Some(listing) = caller.basins_listing(&request.prefix) else {
+        return Ok(axum::Json(ListBasinsResponse {
+            basins: Vec::new(),
+            has_more: false,
+        }));
+    };
+    let (mut entries, has_more) = state
         .engine
         .list_basins(
-            &request.prefix,
+            &listing.prefix,
             &request.start_after,
             request.limit.as_usize(),
         )
         .await?;
+    if let Some(only) = &listing.only {
+        entries.retain(|e| &e.name == only);
+    }
     Ok(axum::Json(ListBasinsResponse {
         basins: entries
             .into_iter()
             .map(basin_info)
             .collect::<Result<_, _>>()?,
-        has_more,
+        has_more: has_more && listing.only.is_none(),
     }))
 }
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(request): JsonBody<CreateBasinRequest>,
 ) -> Result<Response, ApiError> {
+    caller.may_on_basin(Operation::CreateBasin, &request.basin)?;
     let token = optional_header::<RequestToken>(&headers)?.map(|t| t.to_string());
     let config = config_from(request.config)?;
     let result = state
@@ -105,17 +121,23 @@ pub async fn create(
 
 pub async fn get_config(
     State(state): State<AppState>,
+    caller: Caller,
     BasinPath(basin): BasinPath,
 ) -> Result<axum::Json<ApiBasinConfig>, ApiError> {
+    caller.may_on_basin(Operation::GetBasinConfig, &basin)?;
     let entry = state.engine.basin_entry(&basin).await?;
     Ok(axum::Json(entry.config))
 }
 
+/// Creates the basin or brings its config to the one given: both operations' permission.
 pub async fn ensure(
     State(state): State<AppState>,
+    caller: Caller,
     BasinPath(basin): BasinPath,
     OptionalJsonBody(request): OptionalJsonBody<EnsureBasinRequest>,
 ) -> Result<Response, ApiError> {
+    caller.may_on_basin(Operation::CreateBasin, &basin)?;
+    caller.may(Operation::ReconfigureBasin)?;
     let config = config_from(request.and_then(|r| r.config))?;
     let result = state.engine.ensure_basin(&basin, config).await?;
     let status = match result {
@@ -127,9 +149,11 @@ pub async fn ensure(
 
 pub async fn reconfigure(
     State(state): State<AppState>,
+    caller: Caller,
     BasinPath(basin): BasinPath,
     JsonBody(request): JsonBody<ApiBasinReconfiguration>,
 ) -> Result<axum::Json<ApiBasinConfig>, ApiError> {
+    caller.may_on_basin(Operation::ReconfigureBasin, &basin)?;
     let entry = state
         .engine
         .reconfigure_basin(&basin, request.try_into()?)
@@ -139,8 +163,10 @@ pub async fn reconfigure(
 
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     BasinPath(basin): BasinPath,
 ) -> Result<StatusCode, ApiError> {
+    caller.may_on_basin(Operation::DeleteBasin, &basin)?;
     state.engine.delete_basin(&basin).await?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -109,6 +109,9 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::BasinNotFound(_) => Self::new(ErrorCode::BasinNotFound, message),
             EngineError::StreamNotFound(_) => Self::new(ErrorCode::StreamNotFound, message),
+            EngineError::AccessTokenNotFound(_) => {
+                Self::new(ErrorCode::AccessTokenNotFound, message)
+            }
             EngineError::BasinDeletionPending(_) => {
                 Self::new(ErrorCode::BasinDeletionPending, message)
             }

@@ -2,6 +2,8 @@
 //! Knows nothing about objects; every operation is parse, call the engine, shape the
 //! response.
 
+mod access_tokens;
+pub mod auth;
 mod basins;
 pub mod error;
 mod extract;
@@ -17,7 +19,7 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
     response::{IntoResponse, Response},
-    routing::{any, get},
+    routing::{any, delete, get},
 };
 use http::StatusCode;
 use tokio::sync::watch;
@@ -30,6 +32,7 @@ use tower_http::{
     decompression::RequestDecompressionLayer,
 };
 
+use self::auth::Authenticator;
 pub use self::error::ApiError;
 use crate::{engine::Engine, storage::counting::StoreCounters};
 
@@ -65,11 +68,19 @@ pub struct AppState {
     pub engine: Engine,
     pub counters: Arc<StoreCounters>,
     pub draining: Draining,
+    pub auth: Authenticator,
 }
 
 impl AppState {
-    pub fn new(engine: Engine, counters: Arc<StoreCounters>, draining: Draining) -> Self {
+    /// With `root_token`, every S2 request must carry a valid access token.
+    pub fn new(
+        engine: Engine,
+        counters: Arc<StoreCounters>,
+        draining: Draining,
+        root_token: Option<&str>,
+    ) -> Self {
         Self {
+            auth: Authenticator::new(engine.clone(), root_token),
             engine,
             counters,
             draining,
@@ -103,8 +114,11 @@ pub fn router(state: AppState) -> Router {
             "/streams/{stream}/records",
             get(records::read).post(records::append),
         )
-        .route("/access-tokens", any(not_implemented))
-        .route("/access-tokens/{id}", any(not_implemented))
+        .route(
+            "/access-tokens",
+            get(access_tokens::list).post(access_tokens::issue),
+        )
+        .route("/access-tokens/{id}", delete(access_tokens::revoke))
         .route("/metrics", any(not_implemented))
         .route("/metrics/{*rest}", any(not_implemented))
         .route("/locations", any(not_implemented))

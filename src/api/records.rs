@@ -30,12 +30,14 @@ use s2_api::{
     },
 };
 use s2_common::{
+    access::Operation,
     config::OptionalStreamConfig,
     stream::{ReadEnd, ReadStart},
 };
 
 use super::{
     AppState,
+    auth::Caller,
     error::ApiError,
     extract::{BasinHeader, JsonBody, QueryOf, StreamPath, optional_header},
     s2s, sse,
@@ -87,9 +89,11 @@ fn response_mime(headers: &HeaderMap) -> JsonOrProto {
 
 pub async fn check_tail(
     State(state): State<AppState>,
+    caller: Caller,
     BasinHeader(basin): BasinHeader,
     StreamPath(stream): StreamPath,
 ) -> Result<axum::Json<TailResponse>, ApiError> {
+    let stream = caller.may_on_stream(Operation::CheckTail, &basin, &stream)?;
     let handle = state
         .engine
         .open(
@@ -131,10 +135,12 @@ fn decode_json_input(input: JsonAppendInput, format: Format) -> Result<AppendInp
 
 pub async fn append(
     State(state): State<AppState>,
+    caller: Caller,
     BasinHeader(basin): BasinHeader,
     StreamPath(stream): StreamPath,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let stream = caller.may_on_stream(Operation::Append, &basin, &stream)?;
     let headers = request.headers().clone();
     let patch = stream_config_patch(&headers)?;
     let content_type = mime::content_type(&headers);
@@ -145,6 +151,7 @@ pub async fn append(
             .await?;
         return Ok(s2s::append_session(
             state,
+            caller,
             handle,
             &headers,
             request.into_body(),
@@ -164,6 +171,7 @@ pub async fn append(
         let JsonBody(input) = JsonBody::<JsonAppendInput>::from_request(request, &state).await?;
         decode_json_input(input, format)?
     };
+    caller.may_run_commands(&input.batch)?;
     let handle = state
         .engine
         .open(&basin, &stream, AutoCreate::OnAppend(patch))
@@ -345,12 +353,14 @@ pub fn json_batch(batch: &ReadBatch, format: Format) -> JsonReadBatch {
 
 pub async fn read(
     State(state): State<AppState>,
+    caller: Caller,
     BasinHeader(basin): BasinHeader,
     StreamPath(stream): StreamPath,
     QueryOf(start): QueryOf<ApiReadStart>,
     QueryOf(end): QueryOf<ApiReadEnd>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let stream = caller.may_on_stream(Operation::Read, &basin, &stream)?;
     let mut start: ReadStart = start.try_into()?;
     let mut end_api = end;
     let patch = stream_config_patch(&headers)?;

@@ -33,6 +33,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     AppState,
+    auth::Caller,
     error::ApiError,
     records::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
 };
@@ -216,15 +217,24 @@ impl FrameReader {
 }
 
 /// Starts an append session: answers 200 at once, then acks each input frame in order.
+/// Each input's command records are checked against `caller`'s permissions.
 pub fn append_session(
     state: AppState,
+    caller: Caller,
     handle: Arc<StreamHandle>,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
     let compression = CompressionAlgorithm::from_accept_encoding(headers);
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
-    tokio::spawn(run_append_session(state, handle, body, tx, compression));
+    tokio::spawn(run_append_session(
+        state,
+        caller,
+        handle,
+        body,
+        tx,
+        compression,
+    ));
     session_response(Body::from_stream(ReceiverStream::new(rx)))
 }
 
@@ -232,6 +242,7 @@ type PendingAck = (oneshot::Receiver<EngineResult<Ack>>, usize);
 
 async fn run_append_session(
     state: AppState,
+    caller: Caller,
     handle: Arc<StreamHandle>,
     body: Body,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
@@ -283,20 +294,23 @@ async fn run_append_session(
                 }
             }
             SessionEvent::Input(Ok(Some(payload))) => match parse_append_input(&payload) {
-                Ok(input) => {
-                    let size = payload.len();
-                    match state
-                        .engine
-                        .submit(&handle, input, Some(gate.clone()))
-                        .await
-                    {
-                        Ok(rx) => {
-                            unacked_bytes += size;
-                            pending.push_back((rx, size));
+                Ok(input) => match caller.may_run_commands(&input.batch) {
+                    Ok(()) => {
+                        let size = payload.len();
+                        match state
+                            .engine
+                            .submit(&handle, input, Some(gate.clone()))
+                            .await
+                        {
+                            Ok(rx) => {
+                                unacked_bytes += size;
+                                pending.push_back((rx, size));
+                            }
+                            Err(e) => closing = Some(e.into()),
                         }
-                        Err(e) => closing = Some(e.into()),
                     }
-                }
+                    Err(e) => closing = Some(e),
+                },
                 Err(InputError::Malformed(m)) => {
                     closing = Some(ApiError::bad_frame(format!("undecodable AppendInput: {m}")));
                 }

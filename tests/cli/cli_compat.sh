@@ -341,5 +341,42 @@ s2_fails list-streams-deleted list-streams "$BASIN"
 expect_grep "list-streams of a deleted basin" "$T/list-streams-deleted.err" "basin_not_found"
 ok "delete-basin: both basins disappear from list-basins; list-streams says basin_not_found"
 
+# ----------------------------------------------------------- access tokens --
+# A second node, started with a root token: every request needs a valid token.
+sluice_stop
+SLUICE_ROOT_TOKEN="cli-root-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export SLUICE_ROOT_TOKEN
+sluice_start "$BACKEND"
+export S2_ACCESS_TOKEN="$SLUICE_ROOT_TOKEN"
+T="$SLUICE_WORK_DIR/cli"
+mkdir -p "$T"
+
+S2_ACCESS_TOKEN=wrong s2_fails authn-wrong list-basins
+expect_grep "list-basins with a wrong token" "$T/authn-wrong.err" "authn"
+s2 create-basin-auth create-basin "$BASIN"
+ok "with a root token: a wrong token is refused (authn), the root token creates a basin"
+
+s2 issue-token issue-access-token ci/writer --basins-exact "$BASIN" --streams-prefix logs/ \
+  --op-group-perms stream=rw --ops list_streams --expires-in 1d
+TOKEN="$(tr -d '[:space:]' <"$T/issue-token.out")"
+[[ "$TOKEN" == *.* ]] || fail "issue-access-token printed no token" "$T/issue-token.out" "$T/issue-token.err"
+S2_ACCESS_TOKEN="$TOKEN" s2 token-create create-stream "s2://$BASIN/logs/a"
+S2_ACCESS_TOKEN="$TOKEN" s2 token-append append "s2://$BASIN/logs/a" <<<$'t-1\nt-2'
+S2_ACCESS_TOKEN="$TOKEN" s2 token-read read "s2://$BASIN/logs/a" --seq-num 0 --count 2
+expect_file_eq "read with the issued token" "$T/token-read.out" $'t-1\nt-2'
+S2_ACCESS_TOKEN="$TOKEN" s2_fails token-outside create-stream "s2://$BASIN/other"
+expect_grep "create-stream outside the token's prefix" "$T/token-outside.err" "permission_denied"
+S2_ACCESS_TOKEN="$TOKEN" s2_fails token-basins list-basins
+expect_grep "list-basins without the operation" "$T/token-basins.err" "permission_denied"
+ok "issue-access-token: the token appends and reads under logs/, is denied elsewhere"
+
+s2 list-tokens list-access-tokens
+expect_grep "list-access-tokens" "$T/list-tokens.out" "ci/writer"
+expect_no_grep "list-access-tokens shows no secret" "$T/list-tokens.out" "${TOKEN#*.}"
+s2 revoke-token revoke-access-token ci/writer
+S2_ACCESS_TOKEN="$TOKEN" s2_fails token-revoked list-streams "$BASIN"
+expect_grep "a revoked token" "$T/token-revoked.err" "authn"
+ok "list-access-tokens lists it without its secret; after revoke-access-token it is refused"
+
 printf '# %s backend, %ds\n' "$BACKEND" "$((SECONDS - START))"
 printf '%d passed, 0 failed\n' "$PASSED"

@@ -304,13 +304,19 @@ impl TestServer {
     /// Another node on the same bucket and prefix (S3 backends only: a local directory
     /// admits one process).
     pub async fn start_peer(&self) -> Self {
+        self.start_peer_with(|_| {}).await
+    }
+
+    /// A peer whose configuration `tweak` adjusts first.
+    pub async fn start_peer_with(&self, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let local = self.local.as_ref().expect("an in-process node");
         assert!(
             matches!(local.storage, ServerBackend::S3 { .. }),
             "peers share a bucket"
         );
         let storage = local.storage.clone();
-        let config = test_config(&storage);
+        let mut config = test_config(&storage);
+        tweak(&mut config);
         Self::launch(self.backend, storage, None, config, None).await
     }
 
@@ -359,8 +365,17 @@ impl TestServer {
     }
 
     pub fn sdk_with(&self, tweak: impl FnOnce(S2Config) -> S2Config) -> S2 {
+        self.sdk_as_with("ignored", tweak)
+    }
+
+    /// An SDK client presenting `access_token`.
+    pub fn sdk_as(&self, access_token: &str) -> S2 {
+        self.sdk_as_with(access_token, |c| c)
+    }
+
+    fn sdk_as_with(&self, access_token: &str, tweak: impl FnOnce(S2Config) -> S2Config) -> S2 {
         let endpoints = S2Endpoints::for_endpoint(&self.endpoint()).expect("endpoints");
-        let config = S2Config::new("ignored")
+        let config = S2Config::new(access_token)
             .with_endpoints(endpoints)
             .with_retry(RetryConfig::new());
         S2::new(tweak(config)).expect("sdk client")

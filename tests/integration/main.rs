@@ -4,6 +4,7 @@
 mod harness;
 mod http;
 
+mod access_tokens;
 mod bad_input;
 mod concurrency;
 mod control_plane;
