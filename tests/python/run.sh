@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# Runs tests/python/smoke.py (the Python s2-sdk from PyPI) against a fresh Sluice server.
+# Runs tests/python/smoke.py (the Python s2-sdk from PyPI) against a fresh Sluice server
+# that requires access tokens.
 #
 #   tests/python/run.sh [local|ministack|moto]        (default: local)
 #
@@ -20,7 +21,11 @@ if ! [[ -x "$PY" ]] || ! "$PY" -c 'import s2_sdk' 2>/dev/null; then
 fi
 
 START=$SECONDS
+# With a root token, so that every call also proves the SDK's bearer authentication.
+SLUICE_ROOT_TOKEN="py-root-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export SLUICE_ROOT_TOKEN
 sluice_start "$BACKEND"
+export S2_ACCESS_TOKEN="$SLUICE_ROOT_TOKEN"
 rc=0
 timeout "${SMOKE_TIMEOUT:-300}" "$PY" "$ROOT/tests/python/smoke.py" </dev/null || rc=$?
 ((rc != 124)) || sluice_log "smoke.py timed out"

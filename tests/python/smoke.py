@@ -1,7 +1,7 @@
 """Smoke test of the Python s2-sdk (PyPI `s2-sdk`, pinned in scripts/install-tools.sh)
 against a running Sluice server.
 
-    SLUICE_ENDPOINT=http://127.0.0.1:<port> python smoke.py
+    SLUICE_ENDPOINT=http://127.0.0.1:<port> S2_ACCESS_TOKEN=<root token> python smoke.py
 
 Normally started by tests/python/run.sh, which brings up the server. Prints one
 `ok N - ...` line per check and ends with `N passed, M failed`; exits non-zero on any
@@ -22,10 +22,15 @@ from urllib.parse import urlsplit
 import s2_sdk
 from s2_sdk import (
     S2,
+    AccessTokenScope,
     AppendInput,
     CommandRecord,
     Endpoints,
+    ExactMatch,
     FencingTokenMismatchError,
+    OperationGroupPermissions,
+    Permission,
+    PrefixMatch,
     ReadLimit,
     ReadUnwrittenError,
     Record,
@@ -92,6 +97,11 @@ async def main() -> int:
     if not endpoint:
         print("SLUICE_ENDPOINT is not set (use tests/python/run.sh)", file=sys.stderr)
         return 2
+    root_token = os.environ.get("S2_ACCESS_TOKEN")
+    if not root_token or root_token == "ignored":
+        print("S2_ACCESS_TOKEN must be the server's root token (use tests/python/run.sh)",
+              file=sys.stderr)
+        return 2
     host = urlsplit(endpoint).hostname or ""
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         print(f"refusing non-loopback endpoint {endpoint}", file=sys.stderr)
@@ -103,11 +113,14 @@ async def main() -> int:
     basin_name = f"py-smoke-{suffix}"
     stream_name = "events"
 
-    async with S2(
-        "ignored",
-        endpoints=Endpoints(account=endpoint, basin=endpoint),
-        timeout=Timeout(request=timedelta(seconds=10)),
-    ) as s2:
+    def client(token: str) -> S2:
+        return S2(
+            token,
+            endpoints=Endpoints(account=endpoint, basin=endpoint),
+            timeout=Timeout(request=timedelta(seconds=10)),
+        )
+
+    async with client(root_token) as s2:
         basin = s2.basin(basin_name)
         stream = basin.stream(stream_name)
         state: dict = {}
@@ -327,6 +340,44 @@ async def main() -> int:
             expect(pos.seq_num == total, f"check_tail {pos}, expected {total}")
 
         await c.run(f"check_tail == {total} at the end", final_tail())
+
+        # ----------------------------------------------------------- access tokens
+        async def scoped_token():
+            token_id = f"py-smoke/{suffix}"
+            secret = await s2.issue_access_token(
+                token_id,
+                scope=AccessTokenScope(
+                    basins=ExactMatch(basin_name),
+                    streams=PrefixMatch("tok/"),
+                    op_groups=OperationGroupPermissions(stream=Permission.READ_WRITE),
+                ),
+            )
+            async with client(secret) as scoped:
+                mine = scoped.basin(basin_name).stream("tok/s")
+                await scoped.basin(basin_name).create_stream("tok/s")
+                await mine.append(AppendInput(records=[Record(body=b"scoped")]))
+                batch = await mine.read(start=SeqNum(0))
+                expect([r.body for r in batch.records] == [b"scoped"], f"scoped read: {batch}")
+                try:
+                    await scoped.basin(basin_name).stream(stream_name).read(start=SeqNum(0))
+                except S2ServerError as e:
+                    expect(e.status_code == 403 and e.code == "permission_denied",
+                           f"read outside the scope: {e.status_code} {e.code}")
+                else:
+                    raise AssertionError("a read outside the token's streams succeeded")
+                page = await s2.list_access_tokens(prefix="py-smoke/")
+                expect([t.id for t in page.items] == [token_id], f"list_access_tokens: {page}")
+                await s2.revoke_access_token(token_id)
+                try:
+                    await mine.check_tail()
+                except S2ServerError as e:
+                    expect(e.status_code == 401 and e.code == "authn",
+                           f"after revoke: {e.status_code} {e.code}")
+                else:
+                    raise AssertionError("a revoked token still works")
+
+        await c.run("access tokens: a scoped token works in its scope only, until revoked",
+                    scoped_token())
 
         # ----------------------------------------------------------------- cleanup
         async def delete_all():
