@@ -86,7 +86,7 @@ impl Catalog {
         Self { store }
     }
 
-    async fn get<T: for<'de> Deserialize<'de>>(
+    pub(super) async fn get<T: for<'de> Deserialize<'de>>(
         &self,
         key: &str,
     ) -> EngineResult<Option<Versioned<T>>> {
@@ -101,7 +101,11 @@ impl Catalog {
         }))
     }
 
-    async fn create<T: Serialize + Clone>(&self, key: &str, entry: &T) -> EngineResult<Written<T>> {
+    pub(super) async fn create<T: Serialize + Clone>(
+        &self,
+        key: &str,
+        entry: &T,
+    ) -> EngineResult<Written<T>> {
         let bytes = serde_json::to_vec(entry).expect("catalog entries serialize");
         Ok(match self.store.put_if_absent(key, bytes.into()).await? {
             PutOutcome::Written(etag) => Written::Done(Versioned {
@@ -112,7 +116,7 @@ impl Catalog {
         })
     }
 
-    async fn replace<T: Serialize + Clone>(
+    pub(super) async fn replace<T: Serialize + Clone>(
         &self,
         key: &str,
         entry: &T,
@@ -259,7 +263,7 @@ impl Catalog {
 
     /// Keys of catalog objects in `dir` whose decoded names match, at most `limit`, and
     /// whether more match.
-    async fn list_names(
+    pub(super) async fn list_names(
         &self,
         dir: &str,
         prefix: &str,
@@ -306,7 +310,7 @@ impl Catalog {
         }
     }
 
-    async fn fetch_listed<T>(
+    pub(super) async fn fetch_listed<T>(
         &self,
         (keys, more): (Vec<String>, bool),
     ) -> EngineResult<(Vec<T>, bool)>

@@ -9,6 +9,7 @@
 //! | `data/<stream-id>/manifest` | stream manifest: tail, fencing token, trim point, config, chunk index, and the bytes of recent small chunks not yet written out in a pack (at most 32 chunks, 1 MiB) | the stream's appender; reconfigure, delete | replaced with `If-Match`, created with `If-None-Match` | [`manifest`](super::manifest) format 1 |
 //! | `data/<stream-id>/chunks/<first-seq>-<commit>` | records of one commit | the stream's appender | immutable, key never reused | [`chunk`](super::chunk) format 1 |
 //! | `data/<stream-id>/chunks/<first-seq>-<pack-id>` | a pack: consecutive small commits' chunks, back to back, written out of the manifest that carried them (after their acks, before a manifest drops their bytes); `<first-seq>` is the newest member's | the stream's appender | immutable, key never reused | chunks in [`chunk`](super::chunk) format 1, located by [`manifest::PackLoc`](super::manifest::PackLoc) |
+//! | `data/<stream-id>/groups/<encoded name>` | a consumer group: next seq_num to deliver, pending entries by consumer | the Redis-Streams surface (group commands) | replaced with `If-Match`, created with `If-None-Match`, deleted with the group or the stream | JSON [`groups::GroupState`](super::groups::GroupState) |
 //! | `data/<stream-id>/index/<first-seq>-<commit>` | chunk references folded out of the manifest | the stream's appender | immutable | [`manifest`](super::manifest) index segment |
 //!
 //! Names in catalog keys use an order-preserving encoding ([`encode_name`]) so that a LIST
@@ -125,6 +126,14 @@ pub fn manifest_key(stream_id: &str) -> String {
 
 pub fn chunk_key(stream_id: &str, first_seq: u64, commit: u64) -> String {
     format!("{DATA}{stream_id}/chunks/{first_seq:020}-{commit:016x}")
+}
+
+pub fn groups_dir(stream_id: &str) -> String {
+    format!("{DATA}{stream_id}/groups/")
+}
+
+pub fn group_key(stream_id: &str, group: &str) -> String {
+    format!("{DATA}{stream_id}/groups/{}", encode_name(group))
 }
 
 pub fn segment_key(stream_id: &str, first_seq: u64, commit: u64) -> String {

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod catalog;
 pub mod chunk;
 pub mod error;
+pub mod groups;
 pub mod layout;
 mod maintenance;
 pub mod manifest;
@@ -905,11 +906,16 @@ impl Engine {
     }
 
     pub async fn check_tail(&self, handle: &StreamHandle) -> EngineResult<Position> {
+        Ok(self.retained(handle).await?.1)
+    }
+
+    /// The first seq_num still readable (after trims and retention), and the tail.
+    pub async fn retained(&self, handle: &StreamHandle) -> EngineResult<(u64, Position)> {
         let state = handle.core.refresh().await?;
         if state.manifest.is_deleted() {
             return Err(EngineError::StreamDeletionPending(handle.core.name.clone()));
         }
-        Ok(state.tail())
+        Ok((state.manifest.first_readable(), state.tail()))
     }
 
     /// Starts a read. `unary` reads are capped at one batch and 60 s of waiting.
