@@ -1,7 +1,8 @@
 //! Sluice: durable streams with the S2 API, kept entirely in object storage.
 //!
 //! Layers, top to bottom (nothing below reaches up):
-//! - [`api`]: the S2 HTTP surface (routing, content negotiation, S2 error codes);
+//! - [`api`]: the S2 HTTP surface (routing, content negotiation, S2 error codes, access
+//!   tokens), which also mounts [`redis`], a Redis-Streams-style surface over the engine;
 //! - [`engine`]: the log (catalog, appenders, readers, manifests, chunks, caches);
 //! - [`storage`]: object storage behind one small trait.
 //!
@@ -10,5 +11,6 @@
 pub mod api;
 pub mod engine;
 pub mod metrics;
+pub mod redis;
 pub mod server;
 pub mod storage;

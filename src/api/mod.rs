@@ -6,7 +6,7 @@ mod access_tokens;
 pub mod auth;
 mod basins;
 pub mod error;
-mod extract;
+pub mod extract;
 mod metrics;
 mod records;
 pub mod s2s;
@@ -132,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .route("/health", get(health))
         .route("/ping", get(health))
+        .nest("/redis/v1", crate::redis::routes())
         .route("/metrics", get(metrics::prometheus))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

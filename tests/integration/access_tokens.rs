@@ -122,6 +122,14 @@ async fn requests_without_a_valid_token_are_refused(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(code_of(&err), unauthenticated());
+    // The Redis-Streams surface asks for the same tokens.
+    let resp = http
+        .post(server.url("/redis/v1/some-basin/k/xadd"))
+        .json(&json!({"fields": [["f", "v"]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
     // The operator's endpoints stay open.
     let resp = http.get(server.url("/health")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -199,6 +207,25 @@ async fn issued_tokens_are_scoped_listed_and_revoked(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(code_of(&err), denied());
+    // The same scope holds on the Redis-Streams surface.
+    let redis = |key: &str, cmd: &str| {
+        server
+            .http()
+            .post(server.url(&format!("/redis/v1/{basin}/{key}/{cmd}")))
+            .bearer_auth(&secret)
+    };
+    let added = redis("logs%2Fa", "xadd")
+        .json(&json!({"fields": [["f", "v"]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200);
+    let outside = redis("hidden", "xadd")
+        .json(&json!({"fields": [["f", "v"]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outside.status(), 403);
     let err = issue(
         &writer,
         IssueAccessTokenInput::new(

@@ -65,6 +65,15 @@ impl Api {
         }
     }
 
+    /// A client of the Redis-Streams surface for one key: paths are its commands.
+    pub fn redis_key(server: &TestServer, basin: &str, key: &str) -> Self {
+        Self {
+            client: server.http(),
+            base: server.url(&format!("/redis/v1/{basin}/{}", enc(key))),
+            basin: None,
+        }
+    }
+
     pub fn basin(mut self, basin: &str) -> Self {
         self.basin = Some(basin.to_owned());
         self

@@ -14,6 +14,7 @@ mod linearizability;
 mod linearizable_workload;
 mod metrics;
 mod multi_node;
+mod redis;
 mod restart;
 mod sdk_unary;
 mod sessions;
