@@ -8,7 +8,9 @@
 //! An issued secret is `<hex of the token id>.<64 hex digits from the system CSPRNG>`, so
 //! its entry is one read by id away; the bucket keeps only the secret's SHA-256. Nodes
 //! cache entries for [`TOKEN_CACHE_TTL`]: a revocation takes effect on the node that made
-//! it at once and on the others within that time.
+//! it at once and on the others within that time. A secret that does not match a cached
+//! entry is checked once more against the bucket, so a token issued under a reused id
+//! works everywhere at once.
 //!
 //! Operation groups grant the operations on the resource they name: S2 documents the groups
 //! only by example, so [`group_ops`] is the one place that decides.
@@ -83,16 +85,15 @@ impl Authenticator {
             return Ok(self.inner.unrestricted.clone());
         }
         let id = token_id(secret).ok_or_else(invalid_token)?;
-        let stored = self
-            .inner
-            .tokens
-            .try_get_with(id.clone(), self.load(id))
-            .await
-            .map_err(|e| ApiError::from((*e).clone()))?
-            .ok_or_else(invalid_token)?;
-        if digest != stored.secret_sha256 {
-            return Err(invalid_token());
+        let mut stored = self.cached(&id).await?;
+        if stored.as_ref().is_some_and(|s| s.secret_sha256 != digest) {
+            // The copy may predate a token issued since under the same id.
+            self.inner.tokens.invalidate(&id).await;
+            stored = self.cached(&id).await?;
         }
+        let stored = stored
+            .filter(|s| s.secret_sha256 == digest)
+            .ok_or_else(invalid_token)?;
         if stored
             .caller
             .expires_at
@@ -101,6 +102,14 @@ impl Authenticator {
             return Err(ApiError::new(ErrorCode::Authn, "access token has expired"));
         }
         Ok(stored.caller.clone())
+    }
+
+    async fn cached(&self, id: &str) -> Result<Option<Arc<StoredToken>>, ApiError> {
+        self.inner
+            .tokens
+            .try_get_with(id.to_owned(), self.load(id.to_owned()))
+            .await
+            .map_err(|e| ApiError::from((*e).clone()))
     }
 
     async fn load(

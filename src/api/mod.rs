@@ -142,7 +142,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_implemented() -> ApiError {
+/// Authenticates first, so that a node with a root token answers no one without a token.
+async fn not_implemented(_caller: auth::Caller) -> ApiError {
     ApiError::not_implemented("not implemented by Sluice yet")
 }
 

@@ -122,6 +122,9 @@ async fn requests_without_a_valid_token_are_refused(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(code_of(&err), unauthenticated());
+    // So does what is not implemented yet.
+    let resp = http.get(server.url("/v1/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
     // The Redis-Streams surface asks for the same tokens.
     let resp = http
         .post(server.url("/redis/v1/some-basin/k/xadd"))
@@ -525,7 +528,8 @@ async fn bad_token_requests_get_clear_errors(backend: Backend) {
     assert_eq!(listed["access_tokens"], json!([]));
 }
 
-/// A revocation on one node reaches the others within the token cache's lifetime.
+/// A revocation on one node reaches the others within the token cache's lifetime; a
+/// token issued again under the same id works on them at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_reaches_other_nodes() {
     let a = start(Backend::Ministack).await;
@@ -533,17 +537,29 @@ async fn a_revocation_reaches_other_nodes() {
         .start_peer_with(|c| c.root_token = Some(ROOT.into()))
         .await;
     let root_a = a.sdk_as(ROOT);
-    let secret = issue(
-        &root_a,
+    let lister = || {
         IssueAccessTokenInput::new(
             "lister".parse().unwrap(),
             AccessTokenScopeInput::from_ops([Operation::ListBasins]),
-        ),
-    )
-    .await
-    .unwrap();
+        )
+    };
+    let secret = issue(&root_a, lister()).await.unwrap();
+    let old_on_b = b.sdk_as(&secret);
+    old_on_b.list_basins(ListBasinsInput::new()).await.unwrap();
+    // Revoked and issued again under the same id: B, holding the old entry, accepts the
+    // new secret and refuses the old one at once.
+    root_a
+        .revoke_access_token("lister".parse().unwrap())
+        .await
+        .unwrap();
+    let secret = issue(&root_a, lister()).await.unwrap();
     let on_b = b.sdk_as(&secret);
     on_b.list_basins(ListBasinsInput::new()).await.unwrap();
+    let err = old_on_b
+        .list_basins(ListBasinsInput::new())
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), unauthenticated());
     root_a
         .revoke_access_token("lister".parse().unwrap())
         .await
