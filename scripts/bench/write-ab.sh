@@ -5,6 +5,7 @@
 # prints, per run, the write throughput and the ack p50/p99. WARM=1 first writes 10 s of
 # 8 KiB records at 150 MiB/s to the same node, so the measured run starts with a full
 # chunk cache, as the sweep's higher rates do. Knobs: PAIRS (3), WARM (0), BACKEND (local).
+# A binary written `token:<path>` runs with a root token, and the client presents it.
 set -euo pipefail
 [[ $# -eq 5 ]] || { sed -n '2,7p' "$0" >&2; exit 2; }
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
@@ -15,6 +16,7 @@ a=$1 b=$2 size=$3 class=$4 rate=$5
 if [[ ${WRITE_AB_RUN:-} == 1 ]]; then
   # One measured run, inside scripts/with-sluice.sh.
   basin=write-ab-bench
+  export S2_ACCESS_TOKEN=${SLUICE_ROOT_TOKEN:-$S2_ACCESS_TOKEN}
   "$S2_CLI" create-basin "$basin" >/dev/null
   if [[ ${WARM:-0} == 1 ]]; then
     "$S2_CLI" bench "$basin" --record-size 8192 --storage-class "$class" \
@@ -32,7 +34,10 @@ trap 'rm -f "$log"' EXIT
 for _ in $(seq "${PAIRS:-3}"); do
   for bin in "$a" "$b"; do
     printf '%s: ' "$bin"
-    SLUICE_BIN=$bin WRITE_AB_RUN=1 "$here/../with-sluice.sh" "${BACKEND:-local}" -- \
+    token=""
+    [[ $bin == token:* ]] && token="write-ab-root-$RANDOM$RANDOM"
+    SLUICE_ROOT_TOKEN=$token SLUICE_BIN=${bin#token:} WRITE_AB_RUN=1 \
+      "$here/../with-sluice.sh" "${BACKEND:-local}" -- \
       "$0" "$a" "$b" "$size" "$class" "$rate" 2>"$log" || { echo failed; cat "$log" >&2; exit 1; }
   done
 done
