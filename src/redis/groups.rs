@@ -618,3 +618,49 @@ pub async fn info(
         .collect();
     Ok(axum::Json(Groups { groups }))
 }
+
+#[derive(Deserialize)]
+pub struct ConsumersQuery {
+    group: String,
+}
+
+#[derive(Serialize)]
+pub struct ConsumerInfo {
+    name: String,
+    pending: usize,
+    idle_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct Consumers {
+    consumers: Vec<ConsumerInfo>,
+}
+
+/// `XINFO CONSUMERS key group`: idle time is since the consumer last read or claimed.
+pub async fn consumers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<KeyPath>,
+    QueryOf(query): QueryOf<ConsumersQuery>,
+) -> RedisResult<axum::Json<Consumers>> {
+    let stream = open(&state, &caller, Operation::Read, &path).await?;
+    let Some(read) = state.engine.group(&stream, &query.group).await? else {
+        return Err(RedisError::no_group(&query.group));
+    };
+    let group = read.entry;
+    let now = now_ms();
+    let consumers = group
+        .consumers
+        .iter()
+        .map(|(name, &seen)| ConsumerInfo {
+            name: name.clone(),
+            pending: group
+                .pending
+                .values()
+                .filter(|p| &p.consumer == name)
+                .count(),
+            idle_ms: now.saturating_sub(seen),
+        })
+        .collect();
+    Ok(axum::Json(Consumers { consumers }))
+}

@@ -1,5 +1,5 @@
-//! A Redis-Streams-style HTTP API over the same streams: `XADD`, `XRANGE`, `XREAD`,
-//! `XLEN` and consumer groups (`XGROUP`, `XREADGROUP`, `XACK`, `XPENDING`, `XCLAIM`,
+//! A Redis-Streams-style HTTP API over the same streams: `XADD`, `XRANGE`, `XREVRANGE`,
+//! `XREAD`, `XLEN`, `XTRIM`, `XINFO STREAM` and consumer groups (`XGROUP`, `XREADGROUP`, `XACK`, `XPENDING`, `XCLAIM`,
 //! `XAUTOCLAIM`, `XINFO`). A key is a stream of a basin; an entry is a record whose
 //! headers are its fields; its id is `<timestamp ms>-<seq_num>` ([`ids`]). Consumer
 //! groups live in the engine ([`crate::engine::groups`]), so any node serves any
@@ -39,6 +39,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/{basin}/{key}/xadd", post(streams::xadd))
         .route("/{basin}/{key}/xrange", get(streams::xrange))
+        .route("/{basin}/{key}/xrevrange", get(streams::xrevrange))
+        .route("/{basin}/{key}/xtrim", post(streams::xtrim))
+        .route("/{basin}/{key}/xinfo/stream", get(streams::xinfo_stream))
         .route("/{basin}/{key}/xread", get(streams::xread))
         .route("/{basin}/{key}/xlen", get(streams::xlen))
         .route("/{basin}/{key}/xgroup/create", post(groups::create))
@@ -53,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{basin}/{key}/xclaim", post(groups::claim))
         .route("/{basin}/{key}/xautoclaim", post(groups::autoclaim))
         .route("/{basin}/{key}/xinfo/groups", get(groups::info))
+        .route("/{basin}/{key}/xinfo/consumers", get(groups::consumers))
 }
 
 /// An error: S2's (`{code, message}` with its status) or a Redis one (`NOGROUP`,

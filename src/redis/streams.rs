@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Entry, KeyPath, RedisResult, Stop, block_for, count_of,
-    ids::{Bound, entry_id, parse_bound, parse_id},
+    ids::{Bound, RangeBound, entry_id, parse_bound, parse_id},
     open, open_or_create, read_entries,
 };
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
         auth::Caller,
         extract::{JsonBody, QueryOf},
     },
-    engine::{AppendInput, record::RecordBatchBuilder},
+    engine::{AppendInput, record::RecordBatchBuilder, stream::StreamHandle},
 };
 
 #[derive(Deserialize)]
@@ -116,6 +116,185 @@ pub async fn xrange(
     let found = read_entries(&state.engine, &stream, from, count, stop, None).await?;
     Ok(axum::Json(Entries {
         entries: found.entries,
+    }))
+}
+
+/// `XREVRANGE key end start [COUNT n]`: as [`xrange`], newest first.
+pub async fn xrevrange(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<KeyPath>,
+    QueryOf(query): QueryOf<RangeQuery>,
+) -> RedisResult<axum::Json<Entries>> {
+    let stream = open(&state, &caller, Operation::Read, &path).await?;
+    let start = parse_bound(query.start.as_deref().unwrap_or("-"), "-")?;
+    let end = parse_bound(query.end.as_deref().unwrap_or("+"), "+")?;
+    let count = count_of(query.count)?;
+    let entries = newest_first(&state, &stream, start, end, count).await?;
+    Ok(axum::Json(Entries { entries }))
+}
+
+/// Entries from `end` down to `start`, at most `count`: windows read backwards from the
+/// newest, each as large as the entries still wanted (command records make some come
+/// back short).
+async fn newest_first(
+    state: &AppState,
+    stream: &StreamHandle,
+    start: RangeBound,
+    end: RangeBound,
+    count: usize,
+) -> RedisResult<Vec<Entry>> {
+    let (first, tail) = state.engine.retained(stream).await?;
+    let skip = u64::from(end.exclusive);
+    let top = match end.at {
+        Bound::Open => tail.seq_num.checked_sub(1),
+        Bound::Seq(seq) => seq.checked_sub(skip),
+        Bound::Time(ms) => {
+            // The newest record at (or before, if exclusive) `ms`: just before the first after.
+            let after = ReadFrom::Timestamp(ms.saturating_add(1 - skip));
+            let found =
+                read_entries(&state.engine, stream, after, 1, Stop::default(), None).await?;
+            match found.entries.first() {
+                Some(e) => e.seq_num.checked_sub(1),
+                None => tail.seq_num.checked_sub(1),
+            }
+        }
+    };
+    let Some(mut top) = top.map(|t| t.min(tail.seq_num.saturating_sub(1))) else {
+        return Ok(Vec::new());
+    };
+    let skip = u64::from(start.exclusive);
+    let (low, low_ms) = match start.at {
+        Bound::Open => (first, 0),
+        Bound::Seq(seq) => (seq.saturating_add(skip).max(first), 0),
+        Bound::Time(ms) => (first, ms.saturating_add(skip)),
+    };
+    let mut out = Vec::new();
+    while out.len() < count && top >= low {
+        let want = (count - out.len()) as u64;
+        let bottom = top.saturating_sub(want - 1).max(low);
+        let stop = Stop {
+            last_seq: Some(top),
+            until: None,
+        };
+        let window = (top - bottom + 1) as usize;
+        let found = read_entries(
+            &state.engine,
+            stream,
+            ReadFrom::SeqNum(bottom),
+            window,
+            stop,
+            None,
+        )
+        .await?;
+        let before = out.len();
+        out.extend(
+            found
+                .entries
+                .into_iter()
+                .rev()
+                .filter(|e| e.timestamp >= low_ms),
+        );
+        if bottom == low || (out.len() == before && low_ms > 0) {
+            break;
+        }
+        top = bottom - 1;
+    }
+    out.truncate(count);
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+pub struct TrimRequest {
+    /// Remove entries with ids below this one.
+    minid: Option<String>,
+    /// Keep at most this many records.
+    maxlen: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct Trimmed {
+    trimmed: u64,
+}
+
+/// `XTRIM key MINID id` or `XTRIM key MAXLEN n`: an S2 trim command record, so the
+/// records go as S2 trims them (at once for reads, from storage later). Returns how many
+/// records it cuts off, command records included.
+pub async fn xtrim(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<KeyPath>,
+    JsonBody(request): JsonBody<TrimRequest>,
+) -> RedisResult<axum::Json<Trimmed>> {
+    let stream = open(&state, &caller, Operation::Trim, &path).await?;
+    let (first, tail) = state.engine.retained(&stream).await?;
+    let point = match (request.minid, request.maxlen) {
+        (Some(id), None) => parse_id(&id)?,
+        (None, Some(max)) => tail.seq_num.saturating_sub(max),
+        _ => return Err(ApiError::invalid("give exactly one of `minid` and `maxlen`").into()),
+    };
+    let point = point.min(tail.seq_num);
+    if point <= first {
+        return Ok(axum::Json(Trimmed { trimmed: 0 }));
+    }
+    let mut builder = RecordBatchBuilder::with_capacity(1, 0);
+    builder.push(
+        None,
+        [(&b""[..], &b"trim"[..])].into_iter(),
+        &point.to_be_bytes(),
+    )?;
+    let input = AppendInput {
+        batch: builder.finish()?,
+        match_seq_num: None,
+        fencing_token: None,
+    };
+    state.engine.append(&stream, input, None).await?;
+    Ok(axum::Json(Trimmed {
+        trimmed: point - first,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct StreamInfo {
+    length: u64,
+    groups: usize,
+    first_entry: Option<Entry>,
+    last_entry: Option<Entry>,
+    /// The id of the newest record, command records included.
+    last_generated_id: String,
+}
+
+/// `XINFO STREAM key`.
+pub async fn xinfo_stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<KeyPath>,
+) -> RedisResult<axum::Json<StreamInfo>> {
+    let stream = open(&state, &caller, Operation::Read, &path).await?;
+    let (first, tail) = state.engine.retained(&stream).await?;
+    let oldest = read_entries(
+        &state.engine,
+        &stream,
+        ReadFrom::SeqNum(first),
+        1,
+        Stop::default(),
+        None,
+    )
+    .await?;
+    let open_bound = RangeBound {
+        at: Bound::Open,
+        exclusive: false,
+    };
+    let newest = newest_first(&state, &stream, open_bound, open_bound, 1).await?;
+    Ok(axum::Json(StreamInfo {
+        length: tail.seq_num.saturating_sub(first),
+        groups: state.engine.groups(&stream).await?.len(),
+        first_entry: oldest.entries.into_iter().next(),
+        last_entry: newest.into_iter().next(),
+        last_generated_id: match tail.seq_num {
+            0 => "0-0".to_owned(),
+            n => entry_id(tail.timestamp, n - 1),
+        },
     }))
 }
 

@@ -18,6 +18,7 @@ on_every_backend!(
     consumer_groups_track_delivery_acks_and_claims,
     concurrent_consumers_never_share_an_entry,
     entries_whose_records_are_gone_leave_the_pending_list,
+    reverse_ranges_trims_and_info,
 );
 
 fn ids(reply: &Value) -> Vec<String> {
@@ -359,4 +360,72 @@ async fn entries_whose_records_are_gone_leave_the_pending_list(backend: Backend)
     assert_eq!(auto["deleted"], json!(added[..2]));
     let summary = key.get("/xpending?group=g").await.assert_status(200);
     assert_eq!(summary["pending"], 2);
+}
+
+async fn reverse_ranges_trims_and_info(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let basin = server.create_basin(false).await.to_string();
+    let key = Api::redis_key(&server, &basin, "events");
+    let added = add(&key, 5).await;
+    let newest = key.get("/xrevrange?count=2").await.assert_status(200);
+    assert_eq!(ids(&newest), [added[4].clone(), added[3].clone()]);
+    let window = key
+        .get(&format!("/xrevrange?end=({}&start={}", added[3], added[1]))
+        .await
+        .assert_status(200);
+    assert_eq!(ids(&window), [added[2].clone(), added[1].clone()]);
+    let all = key.get("/xrevrange").await.assert_status(200);
+    assert_eq!(ids(&all), added.iter().rev().cloned().collect::<Vec<_>>());
+
+    let info = key.get("/xinfo/stream").await.assert_status(200);
+    assert_eq!(info["length"], 5);
+    assert_eq!(info["groups"], 0);
+    assert_eq!(info["first_entry"]["id"], added[0].as_str());
+    assert_eq!(info["last_entry"]["id"], added[4].as_str());
+    assert_eq!(info["last_generated_id"], added[4].as_str());
+
+    key.post("/xgroup/create", json!({"group": "g", "id": "0"}))
+        .await
+        .assert_status(201);
+    key.post(
+        "/xreadgroup",
+        json!({"group": "g", "consumer": "a", "count": 2}),
+    )
+    .await
+    .assert_status(200);
+    let consumers = key.get("/xinfo/consumers?group=g").await.assert_status(200);
+    assert_eq!(consumers["consumers"][0]["name"], "a");
+    assert_eq!(consumers["consumers"][0]["pending"], 2);
+    assert!(consumers["consumers"][0]["idle_ms"].is_u64(), "{consumers}");
+    key.get("/xinfo/consumers?group=nope")
+        .await
+        .assert_error(404, "NOGROUP");
+
+    // MAXLEN 2 keeps the last two entries; the trim is itself a record.
+    let trimmed = key
+        .post("/xtrim", json!({"maxlen": 2}))
+        .await
+        .assert_status(200);
+    assert_eq!(trimmed["trimmed"], 3);
+    let remaining = |want: Vec<String>| {
+        let key = &key;
+        async move {
+            eventually(std::time::Duration::from_secs(30), || async {
+                let left = key.get("/xrange").await.assert_status(200);
+                (ids(&left) == want).then_some(())
+            })
+            .await
+        }
+    };
+    remaining(added[3..].to_vec()).await;
+    assert_eq!(key.get("/xlen").await.assert_status(200)["length"], 3);
+    let trimmed = key
+        .post("/xtrim", json!({"minid": added[4]}))
+        .await
+        .assert_status(200);
+    assert_eq!(trimmed["trimmed"], 1);
+    remaining(added[4..].to_vec()).await;
+    for body in [json!({}), json!({"maxlen": 1, "minid": added[4]})] {
+        key.post("/xtrim", body).await.assert_error(422, "invalid");
+    }
 }
