@@ -1,5 +1,6 @@
 //! Storage faults (failed requests, lost responses, delays) under concurrent appends: an
-//! acked append is durable and applied once; nothing is ever applied twice.
+//! acked append is durable and applied once; nothing is ever applied twice. Under the same
+//! faults a consumer group hands each entry to one consumer and loses none.
 
 use std::{
     collections::HashMap,
@@ -19,12 +20,16 @@ use crate::{
     on_both_backends,
 };
 
-on_both_backends!(faults_never_lose_acked_or_duplicate_appends);
+on_both_backends!(
+    faults_never_lose_acked_or_duplicate_appends,
+    faults_never_hand_a_group_entry_to_two_consumers,
+);
 
 /// (batch tag, acked seq range if acked, HTTP status).
 type Outcome = (String, Option<(u64, u64)>, u16);
 
-async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
+/// A node over a fault-injecting store, and the handle that sets its faults.
+async fn faulty_server(backend: Backend) -> (TestServer, Arc<FaultyStore>) {
     let faulty: Arc<Mutex<Option<Arc<FaultyStore>>>> = Arc::default();
     let slot = faulty.clone();
     let server = TestServer::start_wrapped(
@@ -38,6 +43,30 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
     )
     .await;
     let faulty = faulty.lock().unwrap().clone().unwrap();
+    (server, faulty)
+}
+
+fn some_faults() -> Faults {
+    Faults {
+        fail_before: 0.15,
+        lose_response: 0.15,
+        delay: 0.2,
+        max_delay: Duration::from_millis(20),
+    }
+}
+
+/// Only retryable storage-side failures are acceptable under injected faults.
+#[track_caller]
+fn assert_retryable(reply: &crate::http::Reply) {
+    let code = reply.json()["code"].as_str().unwrap().to_owned();
+    assert!(
+        ["storage", "transaction_conflict", "other"].contains(&code.as_str()),
+        "unexpected {code}"
+    );
+}
+
+async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
+    let (server, faulty) = faulty_server(backend).await;
     let basin = basin_name();
     Api::new(&server).create_basin(&basin, json!({})).await;
     Api::new(&server)
@@ -45,12 +74,7 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
         .create_stream("f", json!(null))
         .await;
 
-    faulty.set_faults(Faults {
-        fail_before: 0.15,
-        lose_response: 0.15,
-        delay: 0.2,
-        max_delay: Duration::from_millis(20),
-    });
+    faulty.set_faults(some_faults());
     let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut tasks = Vec::new();
@@ -69,12 +93,7 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
                     (j["start"]["seq_num"].as_u64().unwrap(), j["end"]["seq_num"].as_u64().unwrap())
                 });
                 if reply.status != 200 {
-                    // Only retryable storage-side failures are acceptable here.
-                    let code = reply.json()["code"].as_str().unwrap().to_owned();
-                    assert!(
-                        ["storage", "transaction_conflict", "other"].contains(&code.as_str()),
-                        "unexpected {code}"
-                    );
+                    assert_retryable(&reply);
                 }
                 outcomes.lock().unwrap().push((tag, range, reply.status.as_u16()));
                 i += 1;
@@ -137,4 +156,95 @@ async fn faults_never_lose_acked_or_duplicate_appends(backend: Backend) {
     }
     let landed = positions.len() / 2;
     assert!(landed >= acked && landed <= outcomes.len());
+}
+
+async fn faults_never_hand_a_group_entry_to_two_consumers(backend: Backend) {
+    let (server, faulty) = faulty_server(backend).await;
+    let basin = basin_name();
+    Api::new(&server).create_basin(&basin, json!({})).await;
+    let key = Api::redis_key(&server, &basin, "work");
+    key.post(
+        "/xgroup/create",
+        json!({"group": "g", "id": "0", "mkstream": true}),
+    )
+    .await
+    .assert_status(201);
+    let mut all = Vec::new();
+    for i in 0..60 {
+        let reply = key
+            .post("/xadd", json!({"fields": [["i", i.to_string()]]}))
+            .await
+            .assert_status(200);
+        all.push(reply["id"].as_str().unwrap().to_owned());
+    }
+
+    faulty.set_faults(some_faults());
+    let consumers = (0..3).map(|c| {
+        let key = Api::redis_key(&server, &basin, "work");
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let reply = key
+                    .post(
+                        "/xreadgroup",
+                        json!({"group": "g", "consumer": format!("c{c}"), "count": 4}),
+                    )
+                    .await;
+                if reply.status != 200 {
+                    assert_retryable(&reply);
+                    continue;
+                }
+                let entries = reply.json()["entries"].as_array().unwrap().clone();
+                if entries.is_empty() {
+                    return got;
+                }
+                got.extend(entries.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+            }
+        })
+    });
+    let mut returned: HashMap<String, usize> = HashMap::new();
+    for (c, task) in consumers.enumerate() {
+        for id in task.await.unwrap() {
+            assert!(
+                returned.insert(id.clone(), c).is_none(),
+                "{id} handed out twice"
+            );
+        }
+    }
+    faulty.set_faults(Faults::default());
+
+    // Every entry is pending with exactly one consumer, the one it was returned to if it
+    // was returned (a lost response leaves it pending, for that consumer's history).
+    let mut pending: HashMap<String, usize> = HashMap::new();
+    for c in 0..3 {
+        let history = key
+            .post(
+                "/xreadgroup",
+                json!({"group": "g", "consumer": format!("c{c}"), "id": "0", "count": 1000}),
+            )
+            .await
+            .assert_status(200);
+        for e in history["entries"].as_array().unwrap() {
+            let id = e["id"].as_str().unwrap().to_owned();
+            assert!(
+                pending.insert(id.clone(), c).is_none(),
+                "{id} pending twice"
+            );
+        }
+    }
+    let mut ids: Vec<&String> = pending.keys().collect();
+    ids.sort_by_key(|id| id.rsplit('-').next().unwrap().parse::<u64>().unwrap());
+    assert_eq!(ids, all.iter().collect::<Vec<_>>(), "an entry was lost");
+    for (id, c) in &returned {
+        assert_eq!(
+            pending.get(id),
+            Some(c),
+            "{id} returned to c{c}, pending elsewhere"
+        );
+    }
+    eprintln!(
+        "group faults test: {} of {} entries returned, the rest pending after lost responses",
+        returned.len(),
+        all.len()
+    );
 }
