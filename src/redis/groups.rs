@@ -31,6 +31,17 @@ use crate::{
 /// Tries of one command's read-modify-write while other consumers keep winning.
 const MAX_RACES: usize = 32;
 
+/// Before the `attempt`th try (from 0): nothing, then a random pause of up to 1, 2, 4 …
+/// 64 ms, so that consumers racing for one group's object spread out instead of
+/// colliding again.
+async fn back_off(attempt: usize) {
+    if attempt > 0 {
+        let cap_ms = 1u64 << (attempt - 1).min(6);
+        let pause = rand::random_range(0..=cap_ms * 1000);
+        tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+    }
+}
+
 fn raced() -> RedisError {
     ApiError::new(
         ErrorCode::TransactionConflict,
@@ -63,7 +74,8 @@ async fn update<R>(
     group: &str,
     mut change: impl FnMut(&mut GroupState) -> (R, bool),
 ) -> RedisResult<R> {
-    for _ in 0..MAX_RACES {
+    for attempt in 0..MAX_RACES {
+        back_off(attempt).await;
         let Some(read) = engine.group(stream, group).await? else {
             return Err(RedisError::no_group(group));
         };
@@ -252,7 +264,8 @@ pub async fn read(
         id => Some(after_id(id)?),
     };
     let mut wait = block_for(request.block_ms);
-    for _ in 0..MAX_RACES {
+    for attempt in 0..MAX_RACES {
+        back_off(attempt).await;
         let Some(read) = state.engine.group(&stream, &request.group).await? else {
             return Err(RedisError::no_group(&request.group));
         };
@@ -537,7 +550,8 @@ pub async fn autoclaim(
     let stream = open(&state, &caller, Operation::Read, &path).await?;
     let start = after_id(&request.start)?.unwrap_or(0);
     let count = count_of(request.count)?;
-    for _ in 0..MAX_RACES {
+    for attempt in 0..MAX_RACES {
+        back_off(attempt).await;
         let Some(read) = state.engine.group(&stream, &request.group).await? else {
             return Err(RedisError::no_group(&request.group));
         };
