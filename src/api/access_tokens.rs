@@ -1,37 +1,21 @@
 //! Account-level access-token operations: issue, list, revoke.
 
-use axum::extract::{FromRequestParts, Path, State};
-use http::{StatusCode, request::Parts};
+use axum::extract::State;
+use http::StatusCode;
 use s2_api::v1::access::{
     AccessTokenInfo, IssueAccessTokenRequest, IssueAccessTokenResponse, ListAccessTokensRequest,
     ListAccessTokensResponse,
 };
-use s2_common::access::{AccessTokenId, ListAccessTokensRequest as CommonListRequest, Operation};
+use s2_common::access::{ListAccessTokensRequest as CommonListRequest, Operation};
 use time::OffsetDateTime;
 
 use super::{
     AppState,
     auth::{Caller, Grant, new_secret},
     error::ApiError,
-    extract::{JsonBody, QueryOf},
+    extract::{JsonBody, QueryOf, TokenPath},
 };
 use crate::engine::AccessTokenEntry;
-
-/// The token id named by the path (`/access-tokens/{id}`).
-pub struct TokenPath(AccessTokenId);
-
-impl FromRequestParts<AppState> for TokenPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_path(e.body_text()))?;
-        raw.parse()
-            .map(Self)
-            .map_err(|e: s2_common::ValidationError| ApiError::bad_path(e.to_string()))
-    }
-}
 
 pub async fn list(
     State(state): State<AppState>,
@@ -54,12 +38,10 @@ pub async fn list(
             request.limit.as_usize(),
         )
         .await?;
-    if let Some(only) = &listing.only {
-        entries.retain(|e| e.info.id.as_ref() as &str == only);
-    }
+    let has_more = listing.cut(&mut entries, has_more, |e| e.info.id.as_ref());
     Ok(axum::Json(ListAccessTokensResponse {
         access_tokens: entries.into_iter().map(|e| e.info).collect(),
-        has_more: has_more && listing.only.is_none(),
+        has_more,
     }))
 }
 

@@ -252,6 +252,19 @@ pub struct Narrowed {
     pub only: Option<String>,
 }
 
+impl Narrowed {
+    /// Cuts a page listed under `prefix` down to `only`, if set; whether more may follow.
+    pub fn cut<T>(&self, entries: &mut Vec<T>, has_more: bool, name: impl Fn(&T) -> &str) -> bool {
+        match &self.only {
+            Some(only) => {
+                entries.retain(|e| name(e) == only);
+                false
+            }
+            None => has_more,
+        }
+    }
+}
+
 impl Grant {
     fn unrestricted() -> Self {
         Self {

@@ -91,15 +91,13 @@ pub async fn list(
             request.limit.as_usize(),
         )
         .await?;
-    if let Some(only) = &listing.only {
-        entries.retain(|e| &e.name == only);
-    }
+    let has_more = listing.cut(&mut entries, has_more, |e| &e.name);
     Ok(axum::Json(ListBasinsResponse {
         basins: entries
             .into_iter()
             .map(basin_info)
             .collect::<Result<_, _>>()?,
-        has_more: has_more && listing.only.is_none(),
+        has_more,
     }))
 }
 

@@ -4,6 +4,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use http::{HeaderMap, request::Parts};
 use s2_common::{
+    access::AccessTokenId,
     basin::BasinName,
     http::{ParseableHeader, extract::HeaderRejection},
     stream::StreamName,
@@ -53,6 +54,17 @@ impl<S: Send + Sync> FromRequestParts<S> for StreamPath {
 pub struct BasinPath(pub BasinName);
 
 impl<S: Send + Sync> FromRequestParts<S> for BasinPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_param(parts, state).await.map(Self)
+    }
+}
+
+/// The access token named by the path (`/access-tokens/{id}`).
+pub struct TokenPath(pub AccessTokenId);
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {

@@ -93,15 +93,13 @@ pub async fn list(
             request.limit.as_usize(),
         )
         .await?;
-    if let Some(only) = &listing.only {
-        entries.retain(|e| &e.name == only);
-    }
+    let has_more = listing.cut(&mut entries, has_more, |e| &e.name);
     Ok(axum::Json(ListStreamsResponse {
         streams: entries
             .into_iter()
             .map(|e| stream_info(e, &caller))
             .collect::<Result<_, _>>()?,
-        has_more: has_more && listing.only.is_none(),
+        has_more,
     }))
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Entry, KeyPath, RedisError, RedisResult, Stop, block_for, count_of, entry_at,
-    ids::{Bound, entry_id, parse_bound, parse_id},
+    ids::{Bound, entry_id, parse_id, parse_range},
     now_ms, open, open_or_create, read_entries,
     streams::Entries,
 };
@@ -422,8 +422,7 @@ pub async fn pending(
             consumers,
         }));
     };
-    let start = parse_bound(query.start.as_deref().unwrap_or("-"), "-")?;
-    let end = parse_bound(query.end.as_deref().unwrap_or("+"), "+")?;
+    let (start, end) = parse_range(query.start.as_deref(), query.end.as_deref())?;
     let now = now_ms();
     let entries = group
         .pending

@@ -54,6 +54,17 @@ pub fn parse_bound(text: &str, open: &str) -> Result<RangeBound, ApiError> {
     Ok(RangeBound { at, exclusive })
 }
 
+/// A range's two bounds as given (`-` and `+` when absent).
+pub fn parse_range(
+    start: Option<&str>,
+    end: Option<&str>,
+) -> Result<(RangeBound, RangeBound), ApiError> {
+    Ok((
+        parse_bound(start.unwrap_or("-"), "-")?,
+        parse_bound(end.unwrap_or("+"), "+")?,
+    ))
+}
+
 fn bad_id(text: &str) -> ApiError {
     ApiError::bad_query(format!(
         "invalid entry id `{text}`: expected `<ms>-<seq>`, `<ms>`, `-` or `+`"

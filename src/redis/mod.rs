@@ -36,27 +36,25 @@ use crate::{
 };
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/{basin}/{key}/xadd", post(streams::xadd))
-        .route("/{basin}/{key}/xrange", get(streams::xrange))
-        .route("/{basin}/{key}/xrevrange", get(streams::xrevrange))
-        .route("/{basin}/{key}/xtrim", post(streams::xtrim))
-        .route("/{basin}/{key}/xinfo/stream", get(streams::xinfo_stream))
-        .route("/{basin}/{key}/xread", get(streams::xread))
-        .route("/{basin}/{key}/xlen", get(streams::xlen))
-        .route("/{basin}/{key}/xgroup/create", post(groups::create))
-        .route("/{basin}/{key}/xgroup/destroy", post(groups::destroy))
-        .route(
-            "/{basin}/{key}/xgroup/delconsumer",
-            post(groups::delete_consumer),
-        )
-        .route("/{basin}/{key}/xreadgroup", post(groups::read))
-        .route("/{basin}/{key}/xack", post(groups::ack))
-        .route("/{basin}/{key}/xpending", get(groups::pending))
-        .route("/{basin}/{key}/xclaim", post(groups::claim))
-        .route("/{basin}/{key}/xautoclaim", post(groups::autoclaim))
-        .route("/{basin}/{key}/xinfo/groups", get(groups::info))
-        .route("/{basin}/{key}/xinfo/consumers", get(groups::consumers))
+    let commands = Router::new()
+        .route("/xadd", post(streams::xadd))
+        .route("/xrange", get(streams::xrange))
+        .route("/xrevrange", get(streams::xrevrange))
+        .route("/xtrim", post(streams::xtrim))
+        .route("/xinfo/stream", get(streams::xinfo_stream))
+        .route("/xread", get(streams::xread))
+        .route("/xlen", get(streams::xlen))
+        .route("/xgroup/create", post(groups::create))
+        .route("/xgroup/destroy", post(groups::destroy))
+        .route("/xgroup/delconsumer", post(groups::delete_consumer))
+        .route("/xreadgroup", post(groups::read))
+        .route("/xack", post(groups::ack))
+        .route("/xpending", get(groups::pending))
+        .route("/xclaim", post(groups::claim))
+        .route("/xautoclaim", post(groups::autoclaim))
+        .route("/xinfo/groups", get(groups::info))
+        .route("/xinfo/consumers", get(groups::consumers));
+    Router::new().nest("/{basin}/{key}", commands)
 }
 
 /// An error: S2's (`{code, message}` with its status) or a Redis one (`NOGROUP`,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Entry, KeyPath, RedisResult, Stop, block_for, count_of,
-    ids::{Bound, RangeBound, entry_id, parse_bound, parse_id},
+    ids::{Bound, RangeBound, entry_id, parse_id, parse_range},
     open, open_or_create, read_entries,
 };
 use crate::{
@@ -92,8 +92,7 @@ pub async fn xrange(
     QueryOf(query): QueryOf<RangeQuery>,
 ) -> RedisResult<axum::Json<Entries>> {
     let stream = open(&state, &caller, Operation::Read, &path).await?;
-    let start = parse_bound(query.start.as_deref().unwrap_or("-"), "-")?;
-    let end = parse_bound(query.end.as_deref().unwrap_or("+"), "+")?;
+    let (start, end) = parse_range(query.start.as_deref(), query.end.as_deref())?;
     let count = count_of(query.count)?;
     let skip = u64::from(start.exclusive);
     let from = match start.at {
@@ -127,8 +126,7 @@ pub async fn xrevrange(
     QueryOf(query): QueryOf<RangeQuery>,
 ) -> RedisResult<axum::Json<Entries>> {
     let stream = open(&state, &caller, Operation::Read, &path).await?;
-    let start = parse_bound(query.start.as_deref().unwrap_or("-"), "-")?;
-    let end = parse_bound(query.end.as_deref().unwrap_or("+"), "+")?;
+    let (start, end) = parse_range(query.start.as_deref(), query.end.as_deref())?;
     let count = count_of(query.count)?;
     let entries = newest_first(&state, &stream, start, end, count).await?;
     Ok(axum::Json(Entries { entries }))
