@@ -132,7 +132,6 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", v1)
         .route("/health", get(health))
         .route("/ping", get(health))
-        .nest("/redis/v1", crate::redis::routes())
         .route("/metrics", get(metrics::prometheus))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

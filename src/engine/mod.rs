@@ -5,6 +5,7 @@ pub mod appender;
 pub mod cache;
 pub mod catalog;
 pub mod chunk;
+pub mod entries;
 pub mod error;
 pub mod groups;
 pub mod layout;

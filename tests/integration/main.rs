@@ -14,7 +14,6 @@ mod linearizability;
 mod linearizable_workload;
 mod metrics;
 mod multi_node;
-mod redis;
 mod restart;
 mod sdk_unary;
 mod sessions;
