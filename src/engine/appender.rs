@@ -25,7 +25,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use s2_common::config::TimestampingMode;
+use s2_common::config::{TimestampingConfig, TimestampingMode};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
@@ -34,6 +34,7 @@ use tracing::{debug, warn};
 
 use super::{
     chunk::{Chunk, ChunkBuilder},
+    entries::{self, EntryId, EntryState},
     error::{ConditionFailed, EngineError, EngineResult, Position},
     layout,
     manifest::{ChunkRef, IndexSegment, MAX_INLINE_CHUNKS, MAX_INLINE_TOTAL_BYTES, Manifest},
@@ -601,6 +602,7 @@ impl Plan {
         let mut last_ts = manifest.last_timestamp;
         let mut fencing_token = manifest.fencing_token.clone();
         let mut trim_point = manifest.trim_point;
+        let mut entries = EntryState::of(&manifest);
         let mut metered_total = 0u64;
         let mut failed_sessions: Vec<usize> = Vec::new();
         let mut outcomes = Vec::with_capacity(pending.len());
@@ -644,20 +646,25 @@ impl Plan {
             }
 
             let arrival = req.arrival_ms;
+            let Some(stamped) = stamp(
+                input,
+                ts_config,
+                arrival,
+                last_ts,
+                chunk.next_seq(),
+                &entries,
+            ) else {
+                if let Some(g) = gate {
+                    failed_sessions.push(g);
+                }
+                outcomes.push(Outcome::Rejected(EngineError::Invalid(format!(
+                    "an entry id is not above the stream's last id {}",
+                    entries.last_id()
+                ))));
+                continue;
+            };
             let mut start = None;
-            for (meta, fields) in input.batch.encoded_records() {
-                let ts = match ts_config.mode {
-                    TimestampingMode::Arrival => arrival,
-                    TimestampingMode::ClientPrefer | TimestampingMode::ClientRequire => {
-                        meta.timestamp.unwrap_or(arrival)
-                    }
-                };
-                let ts = if ts_config.uncapped {
-                    ts
-                } else {
-                    ts.min(arrival)
-                };
-                let ts = ts.max(last_ts);
+            for ((meta, fields), (ts, id)) in input.batch.encoded_records().zip(stamped) {
                 last_ts = ts;
                 let seq = chunk.next_seq();
                 start.get_or_insert(Position {
@@ -670,6 +677,10 @@ impl Plan {
                         trim_point = trim_point.max((*point).min(seq + 1));
                     }
                     None => {}
+                }
+                match id {
+                    Some(id) => entries.set_last_id(id),
+                    None => entries.command_records += 1,
                 }
                 chunk.push(ts, meta.metered as usize, fields);
             }
@@ -725,12 +736,17 @@ impl Plan {
             }
             manifest.fencing_token = fencing_token;
             manifest.trim_point = trim_point;
+            manifest.entries = Some(entries);
             let expire_before = state
                 .config
                 .retention_policy
                 .age()
                 .map(|age| now_ms.saturating_sub(age.as_millis() as u64));
             manifest.drop_unreadable(expire_before);
+            let first_readable = manifest.first_readable();
+            if let Some(e) = manifest.entries.as_mut() {
+                e.prune(first_readable);
+            }
             if let Some((seg_ref, seg)) = manifest.fold_if_needed(commit) {
                 let key = seg_ref.key(&stream_id);
                 writes.push((key.clone(), seg.encode_object()));
@@ -752,6 +768,50 @@ impl Plan {
             .iter()
             .any(|o| matches!(o, Outcome::Rejected(e) if !matches!(e, EngineError::SessionAborted)))
     }
+}
+
+/// Each record's timestamp and entry id (`None` for a command record), in order, or
+/// `None` if a carried id is not above the id before it ([`super::entries`]).
+fn stamp(
+    input: &AppendInput,
+    ts_config: TimestampingConfig,
+    arrival: u64,
+    mut last_ts: u64,
+    first_seq: u64,
+    entries: &EntryState,
+) -> Option<Vec<(u64, Option<EntryId>)>> {
+    let mut last_id = entries.last_id();
+    let mut stamped = Vec::with_capacity(input.batch.len());
+    for (i, meta) in input.batch.records().iter().enumerate() {
+        let ts = match ts_config.mode {
+            TimestampingMode::Arrival => arrival,
+            TimestampingMode::ClientPrefer | TimestampingMode::ClientRequire => {
+                meta.timestamp.unwrap_or(arrival)
+            }
+        };
+        let ts = if ts_config.uncapped {
+            ts
+        } else {
+            ts.min(arrival)
+        };
+        let mut ts = ts.max(last_ts);
+        let id = match (&meta.command, meta.carried_id) {
+            (Some(_), _) => None,
+            (None, Some(id)) if id <= last_id => return None,
+            (None, Some(id)) => Some(id),
+            (None, None) => {
+                let (id, raised) = entries::derived(ts, first_seq + i as u64, last_id);
+                ts = raised;
+                Some(id)
+            }
+        };
+        if let Some(id) = id {
+            last_id = id;
+        }
+        last_ts = ts;
+        stamped.push((ts, id));
+    }
+    Some(stamped)
 }
 
 /// A written-or-maybe-written attempt of the current commit.

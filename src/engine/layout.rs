@@ -7,10 +7,21 @@
 //! | `streams/<basin>/<encoded name>` | stream catalog entry | control plane | as above | JSON [`catalog::StreamEntry`](super::catalog::StreamEntry) |
 //! | `access-tokens/<encoded id>` | access token: its info and the SHA-256 of its secret, never the secret | issue and revoke requests | created with `If-None-Match`, deleted on revoke | JSON [`catalog::AccessTokenEntry`](super::catalog::AccessTokenEntry) |
 //! | `data/<stream-id>/manifest` | stream manifest: tail, fencing token, trim point, config, chunk index, and the bytes of recent small chunks not yet written out in a pack (at most 32 chunks, 1 MiB) | the stream's appender; reconfigure, delete | replaced with `If-Match`, created with `If-None-Match` | [`manifest`](super::manifest) format 1 |
+//! | (inside the manifest) | entry bookkeeping of the Redis surface: the last entry id, command records counted, entries deleted one by one (`XDEL`) as `[start, end)` seq_num ranges, the largest deleted id, where nodes of 100 entries begin (see below) | the appender (ids), `XDEL`/`XTRIM` through [`Engine::modify_entries`](super::Engine::modify_entries) | with the manifest | [`entries::EntryState`](super::entries::EntryState), manifest field 14 |
 //! | `data/<stream-id>/chunks/<first-seq>-<commit>` | records of one commit | the stream's appender | immutable, key never reused | [`chunk`](super::chunk) format 1 |
 //! | `data/<stream-id>/chunks/<first-seq>-<pack-id>` | a pack: consecutive small commits' chunks, back to back, written out of the manifest that carried them (after their acks, before a manifest drops their bytes); `<first-seq>` is the newest member's | the stream's appender | immutable, key never reused | chunks in [`chunk`](super::chunk) format 1, located by [`manifest::PackLoc`](super::manifest::PackLoc) |
 //! | `data/<stream-id>/groups/<encoded name>` | a consumer group: next seq_num to deliver, pending entries by consumer | the Redis-Streams surface (group commands) | replaced with `If-Match`, created with `If-None-Match`, deleted with the group or the stream | JSON [`groups::GroupState`](super::groups::GroupState) |
 //! | `data/<stream-id>/index/<first-seq>-<commit>` | chunk references folded out of the manifest | the stream's appender | immutable | [`manifest`](super::manifest) index segment |
+//!
+//! Entries (the Redis surface's view of a stream): every record that is not a command has
+//! an id, carried in an id header or derived as `<timestamp>-<seq_num>`
+//! ([`entries`](super::entries)), strictly increasing with seq_num. Deleting an entry
+//! (`XDEL`) leaves the record in place and adds its seq_num to the manifest's deleted
+//! ranges, so a deletion is one conditional manifest write, seen by every node with the
+//! manifest, and survives restarts; ranges below the trim point are dropped. Trimming
+//! (`XTRIM`, `XADD … MAXLEN`) moves the manifest's trim point, as an S2 trim does, without
+//! a command record. Nodes are runs of 100 seq_nums from each node start, which is how
+//! approximate trims (`~`) count whole nodes as Redis does.
 //!
 //! Names in catalog keys use an order-preserving encoding ([`encode_name`]) so that a LIST
 //! with `start-after` returns basins and streams in the byte order S2 promises. Stream data

@@ -26,6 +26,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 
+pub use super::entries::EntryState;
+
 use super::layout;
 
 const MAGIC: &[u8; 4] = b"SLMF";
@@ -82,6 +84,10 @@ pub struct Manifest {
     /// later written out together as one pack object (see [`PackLoc`]).
     #[prost(bytes = "bytes", repeated, tag = "13")]
     pub inline_chunks: Vec<Bytes>,
+    /// Entry ids and Redis's view of the stream (deletions, nodes); absent in manifests
+    /// written before entry ids existed ([`EntryState::of`] then infers the last id).
+    #[prost(message, optional, tag = "14")]
+    pub entries: Option<EntryState>,
 }
 
 /// Where one commit's records are.

@@ -10,6 +10,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 
+use super::entries::EntryId;
+
 /// At most this many records in one append batch.
 pub const MAX_BATCH_RECORDS: usize = 1000;
 /// At most this many metered bytes in one append batch, and in one record.
@@ -42,6 +44,9 @@ pub struct RecordMeta {
     pub timestamp: Option<u64>,
     pub metered: u32,
     pub command: Option<Command>,
+    /// The id an entry written by the Redis surface carries in its id header
+    /// ([`super::entries`]); `None` for every other record.
+    pub carried_id: Option<EntryId>,
 }
 
 /// A validated, non-empty batch of at most 1000 records and 1 MiB metered.
@@ -176,6 +181,50 @@ impl RecordBatchBuilder {
             timestamp,
             metered: metered as u32,
             command,
+            carried_id: None,
+        });
+        Ok(())
+    }
+
+    /// Adds one entry of the Redis surface: its fields as headers, after an id header
+    /// ([`super::entries`]) when it carries `id` or a field name is empty. No body.
+    pub fn push_entry(
+        &mut self,
+        id: Option<EntryId>,
+        fields: &[(&[u8], &[u8])],
+    ) -> Result<(), InputError> {
+        if fields.is_empty() {
+            return Err(invalid("an entry needs at least one field"));
+        }
+        if self.records.len() >= MAX_BATCH_RECORDS {
+            return Err(invalid("record batch must not exceed 1000 records"));
+        }
+        let id_text = id.map(|id| id.to_string()).unwrap_or_default();
+        let with_header = id.is_some() || fields.iter().any(|(n, _)| n.is_empty());
+        let header: Option<(&[u8], &[u8])> = with_header.then_some((&b""[..], id_text.as_bytes()));
+        let headers: Vec<(&[u8], &[u8])> =
+            header.into_iter().chain(fields.iter().copied()).collect();
+        let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let metered = metered_size(headers.len(), header_bytes, 0);
+        if metered > MAX_BATCH_BYTES || self.metered + metered > MAX_BATCH_BYTES {
+            return Err(invalid("record must have metered size less than 1 MiB"));
+        }
+        for (name, value) in &headers {
+            let inner = field_len(name.len()) + field_len(value.len());
+            self.payload.put_u8(0x1a);
+            encode_varint(inner as u64, &mut self.payload);
+            put_bytes_field(&mut self.payload, 0x0a, name);
+            put_bytes_field(&mut self.payload, 0x12, value);
+        }
+        let end = u32::try_from(self.payload.len())
+            .map_err(|_| invalid("record batch must not exceed a metered size of 1 MiB"))?;
+        self.metered += metered;
+        self.records.push(RecordMeta {
+            end,
+            timestamp: None,
+            metered: metered as u32,
+            command: None,
+            carried_id: id,
         });
         Ok(())
     }
