@@ -1,8 +1,12 @@
 //! Sluice: durable streams with the S2 API, kept entirely in object storage.
 //!
-//! Layers, top to bottom (nothing below reaches up):
-//! - [`api`]: the S2 HTTP surface (routing, content negotiation, S2 error codes, access
-//!   tokens), which also mounts [`redis`], a Redis-Streams-style surface over the engine;
+//! Layers, top to bottom (nothing below reaches up, and no surface imports another):
+//! - [`server`]: the process: listeners, the HTTP app composed of both surfaces' routes
+//!   under their shared layers, background tasks, shutdown;
+//! - [`api`]: the S2 HTTP surface (routing, content negotiation, S2 error codes);
+//! - [`redis`]: the Redis stream commands over the engine, and their plate HTTP surface
+//!   ([`redis::http`], replies as JSON);
+//! - [`http`]: plumbing both HTTP surfaces share (app state, access-token auth, draining);
 //! - [`engine`]: the log (catalog, appenders, readers, manifests, chunks, caches);
 //! - [`storage`]: object storage behind one small trait.
 //!
@@ -10,6 +14,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod http;
 pub mod metrics;
 pub mod redis;
 pub mod server;

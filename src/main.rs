@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the S2 API.
+    /// Serve the S2 API and the Redis-Streams (plate) API.
     Serve(ServeArgs),
 }
 
@@ -66,11 +66,20 @@ struct ServeArgs {
     /// The same for `standard` streams.
     #[arg(long, default_value_t = 500, env = "SLUICE_POLL_STANDARD_MS")]
     poll_standard_ms: u64,
-    /// Require an access token on every S2 request; this one may do everything and issues
-    /// the others (`s2 issue-access-token`). Without it, requests need no token, as with
-    /// `s2 lite`. Prefer the environment variable: arguments are visible to other users.
+    /// Require an access token on every request (S2 and plate API); this one may do
+    /// everything and issues the others (`s2 issue-access-token`). Without it, requests
+    /// need no token, as with `s2 lite`. Prefer the environment variable: arguments are
+    /// visible to other users.
     #[arg(long, env = "SLUICE_ROOT_TOKEN", hide_env_values = true)]
     root_token: Option<String>,
+    /// The most runs of deleted entries (`XDEL` of the Redis-Streams API) one stream
+    /// keeps; a deletion that would keep more is refused until the stream is trimmed.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        env = "SLUICE_REDIS_MAX_DELETED_RANGES"
+    )]
+    redis_max_deleted_ranges: usize,
 }
 
 /// Turns transparent huge pages off for the process before the runtime starts any thread:
@@ -120,6 +129,7 @@ async fn serve() -> anyhow_free::Result {
             standard: Duration::from_millis(args.poll_standard_ms),
         });
     }
+    config.engine.max_deleted_ranges = args.redis_max_deleted_ranges;
     config.root_token = args.root_token.clone().filter(|t| !t.is_empty());
     let node = server::build_node(&config).map_err(|e| e.to_string())?;
     node.engine

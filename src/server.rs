@@ -1,14 +1,28 @@
-//! Process wiring: storage backend from flags and environment, the engine, and an HTTP
-//! listener that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port.
+//! Process wiring: storage backend from flags and environment, the engine, the HTTP app
+//! (the S2 routes and the plate routes under the layers they share), and an HTTP listener
+//! that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    response::Response,
+};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+use tower_http::{
+    compression::{
+        CompressionLayer,
+        predicate::{NotForContentType, Predicate, SizeAbove},
+    },
+    cors::CorsLayer,
+    decompression::RequestDecompressionLayer,
+};
 use tracing::{info, warn};
 
 use crate::{
@@ -18,6 +32,10 @@ use crate::{
         DynStore, LocalStore, RemoteStore, S3Settings, StorageError,
         counting::{CountingStore, StoreCounters},
     },
+};
+use crate::{
+    http::{AppState, Draining},
+    redis,
 };
 
 /// Where the data lives.
@@ -40,7 +58,7 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// How long shutdown waits for open connections before closing them.
     pub shutdown_grace: Duration,
-    /// With a root token, every S2 request needs an access token ([`api::auth`]).
+    /// With a root token, every request needs an access token ([`crate::http::auth`]).
     pub root_token: Option<String>,
 }
 
@@ -92,7 +110,7 @@ pub struct Node {
     pub engine: Engine,
     pub counters: Arc<StoreCounters>,
     pub app: axum::Router,
-    pub draining: api::Draining,
+    pub draining: Draining,
 }
 
 pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
@@ -104,8 +122,8 @@ pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
     let counters = Arc::new(StoreCounters::default());
     let store: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
     let engine = Engine::new(store, config.engine.clone());
-    let draining = api::Draining::default();
-    let app = api::router(api::AppState::new(
+    let draining = Draining::default();
+    let app = app(AppState::new(
         engine.clone(),
         counters.clone(),
         draining.clone(),
@@ -119,6 +137,36 @@ pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
     }
 }
 
+/// Unary append bodies can be 1 MiB metered, which base64 JSON inflates; allow headroom.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The node's HTTP app: the S2 surface and the plate surface side by side, under the
+/// layers both share (body limit, compression, decompression, CORS) and one fallback.
+pub fn app(state: AppState) -> Router {
+    let compress_when = SizeAbove::new(1024)
+        .and(NotForContentType::SSE)
+        .and(NotForContentType::const_new("s2s/proto"));
+    Router::new()
+        .merge(api::routes())
+        .merge(redis::http::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CompressionLayer::new().compress_when(compress_when))
+        .layer(RequestDecompressionLayer::new())
+        .layer(CorsLayer::very_permissive())
+        .with_state(state)
+}
+
+/// A path no route takes: in the plate surface's envelope under `/{plate}/streams`, else
+/// S2's.
+async fn not_found(request: Request) -> Response {
+    if redis::http::is_plate_path(request.uri().path()) {
+        redis::http::not_found().await
+    } else {
+        api::not_found().await
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains connections for up
 /// to `grace`.
 pub async fn serve(
@@ -126,7 +174,7 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-    draining: api::Draining,
+    draining: Draining,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -10,12 +10,14 @@ use s2_common::access::{ListAccessTokensRequest as CommonListRequest, Operation}
 use time::OffsetDateTime;
 
 use super::{
-    AppState,
-    auth::{Caller, Grant, new_secret},
     error::ApiError,
     extract::{JsonBody, QueryOf, TokenPath},
 };
 use crate::engine::AccessTokenEntry;
+use crate::http::{
+    AppState,
+    auth::{Caller, Grant, new_secret},
+};
 
 pub async fn list(
     State(state): State<AppState>,

@@ -21,12 +21,11 @@ use s2_common::{
 use s2_common::access::Operation;
 
 use super::{
-    AppState,
-    auth::Caller,
     error::ApiError,
     extract::{BasinPath, JsonBody, OptionalJsonBody, QueryOf, optional_header},
 };
 use crate::engine::{BasinEntry, Provisioned};
+use crate::http::{AppState, auth::Caller};
 
 pub fn basin_info(entry: BasinEntry) -> Result<BasinInfo, ApiError> {
     let name: BasinName = entry

@@ -8,7 +8,10 @@ use s2_api::v1::{
     stream::{AppendConditionFailed, StreamPosition, TailResponse, s2s::TerminalMessage},
 };
 
-use crate::engine::{ConditionFailed, EngineError, Position, record::InputError};
+use crate::{
+    engine::{ConditionFailed, EngineError, Position, record::InputError},
+    http::AuthError,
+};
 
 #[derive(Debug, Clone)]
 pub enum ApiError {
@@ -146,5 +149,18 @@ impl From<InputError> for ApiError {
 impl From<s2_common::ValidationError> for ApiError {
     fn from(e: s2_common::ValidationError) -> Self {
         Self::invalid(e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::MissingToken(m) | AuthError::InvalidToken(m) => {
+                Self::new(ErrorCode::Authn, m)
+            }
+            AuthError::PermissionDenied(m) => Self::new(ErrorCode::PermissionDenied, m),
+            AuthError::InvalidName(m) => Self::invalid(m),
+            AuthError::Engine(e) => e.into(),
+        }
     }
 }

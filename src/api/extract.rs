@@ -1,5 +1,6 @@
 //! Request extraction with S2's error codes: a bad `s2-basin` header is `bad_header`, a
-//! bad path segment `bad_path`, a bad query `bad_query`, bad JSON `bad_json`.
+//! bad path segment `bad_path`, a bad query `bad_query`, bad JSON `bad_json`, a missing
+//! or invalid bearer token `authn`.
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use http::{HeaderMap, request::Parts};
@@ -12,6 +13,10 @@ use s2_common::{
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::http::{
+    AppState,
+    auth::{Caller, Scheme},
+};
 
 /// The basin of a stream-level request, from the `s2-basin` header.
 pub struct BasinHeader(pub BasinName);
@@ -124,5 +129,18 @@ where
         Ok(v) => Ok(Some(v)),
         Err(HeaderRejection::MissingHeader(_)) => Ok(None),
         Err(e) => Err(ApiError::bad_header(e.to_string())),
+    }
+}
+
+/// The caller, from `Authorization: Bearer <token>`: S2's `authn` (401) when tokens are on
+/// and it is missing or invalid.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(state
+            .auth
+            .authenticate(&parts.headers, Scheme::Bearer)
+            .await?)
     }
 }

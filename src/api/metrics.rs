@@ -6,7 +6,7 @@ use axum::{
 };
 use http::{HeaderValue, header};
 
-use super::AppState;
+use crate::http::AppState;
 use crate::metrics::Exposition;
 
 /// Exposed latencies are in seconds; histograms observe microseconds.

@@ -1,9 +1,15 @@
 //! The S2 HTTP surface: routing, extraction with S2's error codes, content negotiation.
 //! Knows nothing about objects; every operation is parse, call the engine, shape the
-//! response.
+//! response. State and access tokens come from [`crate::http`]; the server mounts
+//! [`routes`] beside the plate surface.
+//!
+//! - `basins`, `streams`, `access_tokens`: the control plane, one handler per operation;
+//!   `records`: append, read, check-tail, with `sse` and [`s2s`] sessions; `metrics`: the
+//!   Prometheus text of the node's counters.
+//! - [`extract`]: request extraction with S2's codes, the S2 [`Caller`] extractor
+//!   included; [`error`]: [`ApiError`], S2's error bodies.
 
 mod access_tokens;
-pub mod auth;
 mod basins;
 pub mod error;
 pub mod extract;
@@ -13,85 +19,20 @@ pub mod s2s;
 mod sse;
 mod streams;
 
-use std::sync::Arc;
-
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, State},
+    extract::State,
     response::{IntoResponse, Response},
     routing::{any, delete, get},
 };
 use http::StatusCode;
-use tokio::sync::watch;
-use tower_http::{
-    compression::{
-        CompressionLayer,
-        predicate::{NotForContentType, Predicate, SizeAbove},
-    },
-    cors::CorsLayer,
-    decompression::RequestDecompressionLayer,
-};
 
-use self::auth::Authenticator;
 pub use self::error::ApiError;
-use crate::{engine::Engine, storage::counting::StoreCounters};
+use crate::http::{AppState, auth::Caller};
 
-/// Set when the node begins shutting down: sessions end with `server_draining` so that
-/// clients reconnect elsewhere.
-#[derive(Clone, Debug)]
-pub struct Draining(Arc<watch::Sender<bool>>);
-
-impl Default for Draining {
-    fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(false)))
-    }
-}
-
-impl Draining {
-    pub fn start(&self) {
-        self.0.send_replace(true);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once draining has started.
-    pub async fn started(&self) {
-        let mut rx = self.0.subscribe();
-        let _ = rx.wait_for(|d| *d).await;
-    }
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub engine: Engine,
-    pub counters: Arc<StoreCounters>,
-    pub draining: Draining,
-    pub auth: Authenticator,
-}
-
-impl AppState {
-    /// With `root_token`, every S2 request must carry a valid access token.
-    pub fn new(
-        engine: Engine,
-        counters: Arc<StoreCounters>,
-        draining: Draining,
-        root_token: Option<&str>,
-    ) -> Self {
-        Self {
-            auth: Authenticator::new(engine.clone(), root_token),
-            engine,
-            counters,
-            draining,
-        }
-    }
-}
-
-/// Unary append bodies can be 1 MiB metered, which base64 JSON inflates; allow headroom.
-const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-
-pub fn router(state: AppState) -> Router {
+/// The S2 routes (`/v1/...`) and the node's own (`/health`, `/ping`, `/metrics`); the
+/// server adds the layers both surfaces share.
+pub fn routes() -> Router<AppState> {
     let v1 = Router::new()
         .route("/basins", get(basins::list).post(basins::create))
         .route(
@@ -122,31 +63,25 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", any(not_implemented))
         .route("/metrics/{*rest}", any(not_implemented))
         .route("/locations", any(not_implemented))
-        .route("/locations/{*rest}", any(not_implemented));
-
-    let compress_when = SizeAbove::new(1024)
-        .and(NotForContentType::SSE)
-        .and(NotForContentType::const_new("s2s/proto"));
+        .route("/locations/{*rest}", any(not_implemented))
+        // Every other path under `/v1` is S2's, never a plate's (`/{plate}/streams/...`
+        // would otherwise take `/v1/streams/{key}/command`).
+        .route("/{*rest}", any(not_found));
 
     Router::new()
         .nest("/v1", v1)
         .route("/health", get(health))
         .route("/ping", get(health))
         .route("/metrics", get(metrics::prometheus))
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CompressionLayer::new().compress_when(compress_when))
-        .layer(RequestDecompressionLayer::new())
-        .layer(CorsLayer::very_permissive())
-        .with_state(state)
 }
 
 /// Authenticates first, so that a node with a root token answers no one without a token.
-async fn not_implemented(_caller: auth::Caller) -> ApiError {
+async fn not_implemented(_caller: Caller) -> ApiError {
     ApiError::not_implemented("not implemented by Sluice yet")
 }
 
-async fn not_found() -> Response {
+/// S2's answer to a path no route takes.
+pub async fn not_found() -> Response {
     ApiError::bad_path("no such route").into_response()
 }
 

@@ -36,8 +36,6 @@ use s2_common::{
 };
 
 use super::{
-    AppState,
-    auth::Caller,
     error::ApiError,
     extract::{BasinHeader, JsonBody, QueryOf, StreamPath, optional_header},
     s2s, sse,
@@ -46,6 +44,7 @@ use crate::engine::{
     Ack, AppendInput, AutoCreate, Position, ReadBatch,
     record::{RecordBatchBuilder, parse_append_input},
 };
+use crate::http::{AppState, auth::Caller};
 
 pub fn position(p: Position) -> StreamPosition {
     StreamPosition {

@@ -32,8 +32,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
-    AppState,
-    auth::Caller,
     error::ApiError,
     records::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
 };
@@ -42,6 +40,7 @@ use crate::engine::{
     record::{InputError, parse_append_input},
     stream::StreamHandle,
 };
+use crate::http::{AppState, auth::Caller};
 
 /// Largest value of the length field.
 pub const MAX_FRAME_LEN: usize = 2 * 1024 * 1024;
@@ -309,7 +308,7 @@ async fn run_append_session(
                             Err(e) => closing = Some(e.into()),
                         }
                     }
-                    Err(e) => closing = Some(e),
+                    Err(e) => closing = Some(e.into()),
                 },
                 Err(InputError::Malformed(m)) => {
                     closing = Some(ApiError::bad_frame(format!("undecodable AppendInput: {m}")));

@@ -16,11 +16,11 @@ use s2_api::{
 };
 
 use super::{
-    AppState,
     error::ApiError,
     records::{json_batch, position},
 };
 use crate::engine::{EngineError, ReadOutput, ReadSession, stream::StreamHandle};
+use crate::http::AppState;
 
 struct SseState {
     session: Option<ReadSession>,
@@ -28,7 +28,7 @@ struct SseState {
     delivered_count: usize,
     delivered_bytes: usize,
     format: Format,
-    draining: super::Draining,
+    draining: crate::http::Draining,
     done_sent: bool,
 }
 

@@ -18,12 +18,14 @@ use s2_common::{
 use s2_common::access::Operation;
 
 use super::{
-    AppState,
-    auth::{Caller, Grant},
     error::ApiError,
     extract::{BasinHeader, JsonBody, OptionalJsonBody, QueryOf, StreamPath, optional_header},
 };
 use crate::engine::{Provisioned, StreamEntry};
+use crate::http::{
+    AppState,
+    auth::{Caller, Grant},
+};
 
 /// A stream as the caller sees it: without its token's auto-prefix.
 fn stream_info(entry: StreamEntry, caller: &Grant) -> Result<StreamInfo, ApiError> {

@@ -566,7 +566,7 @@ async fn a_revocation_reaches_other_nodes() {
         .unwrap();
     until_refused(
         &on_b,
-        sluice::api::auth::TOKEN_CACHE_TTL + Duration::from_secs(10),
+        sluice::http::auth::TOKEN_CACHE_TTL + Duration::from_secs(10),
     )
     .await;
 }

@@ -1,4 +1,8 @@
-//! Who is calling and what they may do: S2's bearer tokens and scope model.
+//! Who is calling and what they may do: S2's access tokens and scope model, for both HTTP
+//! surfaces. The S2 surface takes a token as `Authorization: Bearer <token>`
+//! ([`Scheme::Bearer`]); the plate surface also takes the bare `Authorization: <token>`
+//! ([`Scheme::BearerOrBare`]). Failures are [`AuthError`]s, which each surface renders in
+//! its own envelope.
 //!
 //! Authentication is on when the node has a root token (`--root-token`). Without one every
 //! request may do everything and `Authorization` is ignored, as with `s2 lite`. The root
@@ -17,18 +21,16 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::FromRequestParts;
 use enumset::EnumSet;
-use http::{HeaderMap, header::AUTHORIZATION, request::Parts};
+use http::{HeaderMap, header::AUTHORIZATION};
 use ring::rand::SecureRandom;
-use s2_api::v1::error::ErrorCode;
 use s2_common::access::{
     AccessTokenScope, Operation, PermittedOperationGroups, ReadWritePermissions, ResourceSet,
 };
 use time::OffsetDateTime;
 use tracing::warn;
 
-use super::{AppState, error::ApiError};
+pub use super::error::AuthError;
 use crate::engine::{AccessTokenEntry, Engine, record::Command, record::RecordBatch};
 
 /// How long a node trusts its copy of a token entry (or of its absence).
@@ -71,13 +73,18 @@ impl Authenticator {
         }
     }
 
-    /// The caller a request's `Authorization` header names: `authn` (401) when a token is
-    /// required and this one is missing, unknown, revoked or expired.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    /// The caller a request's `Authorization` header names, given as `scheme` allows: an
+    /// error when a token is required and this one is missing, malformed, unknown, revoked
+    /// or expired.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        scheme: Scheme,
+    ) -> Result<Caller, AuthError> {
         let Some(root) = &self.inner.root_sha256 else {
             return Ok(self.inner.unrestricted.clone());
         };
-        let secret = bearer(headers)?;
+        let secret = scheme.token(headers)?;
         // Digests, not secrets, are compared: how long a comparison takes tells nothing
         // about a secret.
         let digest = sha256(secret.as_bytes());
@@ -99,17 +106,17 @@ impl Authenticator {
             .expires_at
             .is_some_and(|t| t <= OffsetDateTime::now_utc())
         {
-            return Err(ApiError::new(ErrorCode::Authn, "access token has expired"));
+            return Err(AuthError::InvalidToken("access token has expired".into()));
         }
         Ok(stored.caller.clone())
     }
 
-    async fn cached(&self, id: &str) -> Result<Option<Arc<StoredToken>>, ApiError> {
+    async fn cached(&self, id: &str) -> Result<Option<Arc<StoredToken>>, AuthError> {
         self.inner
             .tokens
             .try_get_with(id.to_owned(), self.load(id.to_owned()))
             .await
-            .map_err(|e| ApiError::from((*e).clone()))
+            .map_err(|e| AuthError::Engine((*e).clone()))
     }
 
     async fn load(
@@ -152,24 +159,50 @@ impl StoredToken {
     }
 }
 
-fn invalid_token() -> ApiError {
-    ApiError::new(ErrorCode::Authn, "invalid access token")
+fn invalid_token() -> AuthError {
+    AuthError::InvalidToken("invalid access token".into())
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers.get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Authn,
-            "an access token is required: `Authorization: Bearer <token>`",
-        )
-    })?;
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::new(ErrorCode::Authn, "`Authorization` must be `Bearer <token>`"))
+/// How a request may present its token in `Authorization`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer <token>` (the S2 surface).
+    Bearer,
+    /// `Bearer <token>` or the bare `<token>` (the plate surface).
+    BearerOrBare,
+}
+
+impl Scheme {
+    fn token(self, headers: &HeaderMap) -> Result<&str, AuthError> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Err(AuthError::MissingToken(
+                match self {
+                    Self::Bearer => "an access token is required: `Authorization: Bearer <token>`",
+                    Self::BearerOrBare => "an access token is required: `Authorization: <token>`",
+                }
+                .into(),
+            ));
+        };
+        let value = value.to_str().ok().map(str::trim);
+        let token = match self {
+            Self::Bearer => value.and_then(|v| v.strip_prefix("Bearer ")),
+            Self::BearerOrBare => value.map(|v| v.strip_prefix("Bearer ").unwrap_or(v)),
+        };
+        token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                AuthError::InvalidToken(
+                    match self {
+                        Self::Bearer => "`Authorization` must be `Bearer <token>`",
+                        Self::BearerOrBare => {
+                            "`Authorization` must be `<token>` or `Bearer <token>`"
+                        }
+                    }
+                    .into(),
+                )
+            })
+    }
 }
 
 /// A new secret for the token `id`, and the digest the bucket keeps of it.
@@ -222,14 +255,6 @@ impl std::ops::Deref for Caller {
 
     fn deref(&self) -> &Grant {
         &self.0
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        state.auth.authenticate(&parts.headers).await
     }
 }
 
@@ -307,8 +332,8 @@ impl Grant {
         })
     }
 
-    /// `permission_denied` (403) unless the operation is granted.
-    pub fn may(&self, op: Operation) -> Result<(), ApiError> {
+    /// [`AuthError::PermissionDenied`] unless the operation is granted.
+    pub fn may(&self, op: Operation) -> Result<(), AuthError> {
         if self.ops.contains(op) {
             Ok(())
         } else {
@@ -319,7 +344,7 @@ impl Grant {
         }
     }
 
-    pub fn may_on_basin(&self, op: Operation, basin: &str) -> Result<(), ApiError> {
+    pub fn may_on_basin(&self, op: Operation, basin: &str) -> Result<(), AuthError> {
         self.may(op)?;
         if !covers(&self.scope.basins, basin) {
             return Err(denied(format!(
@@ -335,7 +360,7 @@ impl Grant {
         op: Operation,
         basin: &str,
         stream: &str,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, AuthError> {
         self.may_on_basin(op, basin)?;
         let stream = self.stored_stream_name(stream)?;
         if !covers(&self.scope.streams, &stream) {
@@ -346,7 +371,7 @@ impl Grant {
         Ok(stream)
     }
 
-    pub fn may_on_token(&self, op: Operation, id: &str) -> Result<(), ApiError> {
+    pub fn may_on_token(&self, op: Operation, id: &str) -> Result<(), AuthError> {
         self.may(op)?;
         if !covers(&self.scope.access_tokens, id) {
             return Err(denied(format!(
@@ -357,7 +382,7 @@ impl Grant {
     }
 
     /// `fence` and `trim` command records need their own operations.
-    pub fn may_run_commands(&self, batch: &RecordBatch) -> Result<(), ApiError> {
+    pub fn may_run_commands(&self, batch: &RecordBatch) -> Result<(), AuthError> {
         if self.ops.is_superset(Operation::Fence | Operation::Trim) {
             return Ok(());
         }
@@ -372,13 +397,14 @@ impl Grant {
     }
 
     /// A stream name from a request as stored: with the auto-prefix, if any.
-    pub fn stored_stream_name(&self, name: &str) -> Result<String, ApiError> {
+    pub fn stored_stream_name(&self, name: &str) -> Result<String, AuthError> {
         let Some(prefix) = &self.stream_prefix else {
             return Ok(name.to_owned());
         };
         let full = format!("{prefix}{name}");
-        full.parse::<s2_common::stream::StreamName>()
-            .map_err(|e| ApiError::invalid(format!("stream name with the token's prefix: {e}")))?;
+        full.parse::<s2_common::stream::StreamName>().map_err(|e| {
+            AuthError::InvalidName(format!("stream name with the token's prefix: {e}"))
+        })?;
         Ok(full)
     }
 
@@ -417,8 +443,8 @@ impl Grant {
     }
 }
 
-fn denied(message: String) -> ApiError {
-    ApiError::new(ErrorCode::PermissionDenied, message)
+fn denied(message: String) -> AuthError {
+    AuthError::PermissionDenied(message)
 }
 
 /// The operation's name on the wire (`append`, `list-basins`, …).
@@ -600,21 +626,21 @@ mod tests {
                 .unwrap(),
             "logs/a"
         );
-        let code = |r: Result<String, ApiError>| match r.unwrap_err() {
-            ApiError::Standard { code, .. } => code,
+        let denied = |r: Result<String, AuthError>| match r.unwrap_err() {
+            AuthError::PermissionDenied(m) => m,
             e => panic!("{e:?}"),
         };
         assert_eq!(
-            code(grant.may_on_stream(Operation::Append, "prod-basin", "metrics/a")),
-            ErrorCode::PermissionDenied
+            denied(grant.may_on_stream(Operation::Append, "prod-basin", "metrics/a")),
+            "the access token does not cover stream `metrics/a`"
         );
         assert_eq!(
-            code(grant.may_on_stream(Operation::Append, "prod-basin-2", "logs/a")),
-            ErrorCode::PermissionDenied
+            denied(grant.may_on_stream(Operation::Append, "prod-basin-2", "logs/a")),
+            "the access token does not cover basin `prod-basin-2`"
         );
         assert_eq!(
-            code(grant.may_on_stream(Operation::Trim, "prod-basin", "logs/a")),
-            ErrorCode::PermissionDenied
+            denied(grant.may_on_stream(Operation::Trim, "prod-basin", "logs/a")),
+            "the access token may not `trim`"
         );
         // An empty exact name matches nothing; an absent set matches nothing.
         assert!(grant.may_on_token(Operation::Read, "").is_err());

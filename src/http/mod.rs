@@ -1,0 +1,20 @@
+//! Plumbing both HTTP surfaces ([`crate::api`], S2's; [`crate::redis::http`], the plate
+//! surface) share. Knows the engine, no surface: nothing here renders a surface's error
+//! envelope, and nothing here imports a surface.
+//!
+//! - [`state`]: [`AppState`], what every handler runs with (engine, store counters,
+//!   draining, the authenticator).
+//! - [`auth`]: access tokens: [`auth::Authenticator`] turns an `Authorization` header into
+//!   a [`auth::Caller`], whose [`auth::Grant`] says what it may do.
+//! - [`error`]: [`AuthError`], how authentication and authorization fail; each surface
+//!   maps it to its own codes.
+//! - [`drain`]: [`Draining`], the shutdown switch long-lived sessions watch.
+
+pub mod auth;
+pub mod drain;
+pub mod error;
+pub mod state;
+
+pub use drain::Draining;
+pub use error::AuthError;
+pub use state::AppState;
