@@ -81,6 +81,12 @@ impl Engine {
                 m.drop_unreadable(None);
             }
             state.prune(m.first_readable());
+            let limit = self.inner.config.max_deleted_ranges;
+            if state.deleted_range_count() > limit {
+                return Err(EngineError::Invalid(format!(
+                    "the stream would keep more than {limit} runs of deleted entries (--redis-max-deleted-ranges); trim it first"
+                )));
+            }
             debug_assert_eq!(state.check(m.first_readable(), m.next_seq), Ok(()));
             m.entries = Some(state);
             result = Some(r);

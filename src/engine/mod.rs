@@ -6,7 +6,9 @@ pub mod cache;
 pub mod catalog;
 pub mod chunk;
 pub mod entries;
+pub mod entry_ops;
 pub mod error;
+pub mod group_state;
 pub mod groups;
 pub mod layout;
 mod maintenance;
@@ -83,6 +85,8 @@ pub struct EngineConfig {
     pub maintenance_interval: Duration,
     /// How long an object must have been unreachable before upkeep deletes it.
     pub gc_grace: Duration,
+    /// The most runs of deleted entries (`XDEL`) a stream's manifest keeps.
+    pub max_deleted_ranges: usize,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +99,7 @@ impl Default for EngineConfig {
             heartbeat: Duration::from_secs(5)..Duration::from_secs(15),
             maintenance_interval: Duration::from_secs(60),
             gc_grace: maintenance::DEFAULT_GC_GRACE,
+            max_deleted_ranges: 10_000,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! service's errors (authentication, a missing plate, storage) that a front door shows in
 //! its own way.
 
-use crate::engine::EngineError;
+use crate::{engine::EngineError, http::AuthError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RedisError {
@@ -83,3 +83,15 @@ impl From<EngineError> for RedisError {
 }
 
 pub type RedisResult<T> = Result<T, RedisError>;
+
+impl From<AuthError> for RedisError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::MissingToken(m) => Self::MissingAuthorization(m),
+            AuthError::InvalidToken(m) => Self::InvalidAuthorization(m),
+            AuthError::PermissionDenied(m) => Self::PermissionDenied(m),
+            AuthError::InvalidName(m) => Self::err(m),
+            AuthError::Engine(e) => e.into(),
+        }
+    }
+}

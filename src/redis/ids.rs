@@ -39,3 +39,155 @@ pub enum GroupStart {
     Last,
     Id(EntryId),
 }
+
+use super::error::{RedisError, RedisResult};
+
+/// Redis's `string2ull`: a canonical integer, or what C's `strtoull` takes in full
+/// (leading spaces, one `+`); never a negative number.
+pub fn string2ull(text: &[u8]) -> Option<u64> {
+    if let Some(n) = canonical_i64(text) {
+        return u64::try_from(n).ok();
+    }
+    let text = std::str::from_utf8(text).ok()?;
+    let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let digits = trimmed.strip_prefix('+').unwrap_or(trimmed);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Redis's `string2ll`: optional `-`, digits, no leading zeros (but `0`), no `-0`.
+pub fn canonical_i64(arg: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(arg).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.len() <= 20
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if !canonical {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// An id as `streamGenericParseIDOrReply` reads it: `-` and `+` (unless `strict`),
+/// `<ms>` (seq `missing_seq`), `<ms>-<seq>`, and with `seq_auto` `<ms>-*` (returned as
+/// `(id, false)`; `true` means the seq was given).
+pub fn parse_id(
+    arg: &[u8],
+    missing_seq: u64,
+    strict: bool,
+    seq_auto: bool,
+) -> RedisResult<(EntryId, bool)> {
+    let invalid = RedisError::invalid_id;
+    if arg.len() > 127 {
+        return Err(invalid());
+    }
+    if arg == b"-" || arg == b"+" {
+        if strict {
+            return Err(invalid());
+        }
+        let id = if arg == b"-" {
+            EntryId::ZERO
+        } else {
+            EntryId::MAX
+        };
+        return Ok((id, true));
+    }
+    match arg.iter().position(|&b| b == b'-') {
+        Some(dash) => {
+            let ms = string2ull(&arg[..dash]).ok_or_else(invalid)?;
+            let seq_part = &arg[dash + 1..];
+            if seq_auto && seq_part == b"*" {
+                return Ok((EntryId::new(ms, 0), false));
+            }
+            let seq = string2ull(seq_part).ok_or_else(invalid)?;
+            Ok((EntryId::new(ms, seq), true))
+        }
+        None => {
+            let ms = string2ull(arg).ok_or_else(invalid)?;
+            Ok((EntryId::new(ms, missing_seq), true))
+        }
+    }
+}
+
+/// A strict id (no `-` or `+`), seq 0 when missing.
+pub fn strict_id(arg: &[u8]) -> RedisResult<EntryId> {
+    parse_id(arg, 0, true, false).map(|(id, _)| id)
+}
+
+/// An interval bound (`streamParseIntervalIDOrReply`): `(` makes it exclusive (then
+/// strict); `missing_seq` fills an `<ms>` alone. Returns the inclusive bound after
+/// stepping an exclusive one, with Redis's errors at the extremes.
+pub fn interval_bound(arg: &[u8], missing_seq: u64, is_start: bool) -> RedisResult<EntryId> {
+    let exclusive = arg.len() > 1 && arg[0] == b'(';
+    if !exclusive {
+        return parse_id(arg, missing_seq, false, false).map(|(id, _)| id);
+    }
+    let id = parse_id(&arg[1..], missing_seq, true, false)?.0;
+    if is_start {
+        id.next()
+            .ok_or_else(|| RedisError::err("invalid start ID for the interval"))
+    } else {
+        id.prev()
+            .ok_or_else(|| RedisError::err("invalid end ID for the interval"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_as_redis_reads_them() {
+        assert_eq!(strict_id(b"5").unwrap(), EntryId::new(5, 0));
+        assert_eq!(strict_id(b"5-3").unwrap(), EntryId::new(5, 3));
+        assert_eq!(
+            strict_id(b"+5-3").unwrap(),
+            EntryId::new(5, 3),
+            "strtoull takes +"
+        );
+        assert_eq!(strict_id(b" 5").unwrap(), EntryId::new(5, 0));
+        for bad in [
+            &b"-"[..],
+            b"+",
+            b"5-",
+            b"-5",
+            b"a",
+            b"5-x",
+            b"5--1",
+            b"",
+            b"5-*",
+        ] {
+            assert_eq!(strict_id(bad), Err(RedisError::invalid_id()), "{bad:?}");
+        }
+        assert_eq!(
+            parse_id(b"5-*", 0, true, true).unwrap(),
+            (EntryId::new(5, 0), false)
+        );
+        assert_eq!(interval_bound(b"-", 0, true).unwrap(), EntryId::ZERO);
+        assert_eq!(
+            interval_bound(b"5", u64::MAX, false).unwrap(),
+            EntryId::new(5, u64::MAX)
+        );
+        assert_eq!(
+            interval_bound(b"(5-3", 0, true).unwrap(),
+            EntryId::new(5, 4)
+        );
+        assert_eq!(
+            interval_bound(b"(5", u64::MAX, false).unwrap(),
+            EntryId::new(4, u64::MAX)
+        );
+        assert_eq!(
+            interval_bound(b"(0-0", 0, false),
+            Err(RedisError::err("invalid end ID for the interval"))
+        );
+        assert_eq!(
+            interval_bound(b"(-", 0, true),
+            Err(RedisError::invalid_id())
+        );
+        assert_eq!(interval_bound(b"(", 0, true), Err(RedisError::invalid_id()));
+    }
+}

@@ -5,8 +5,12 @@
 
 pub mod cmd;
 pub mod error;
+mod groups;
+pub mod http;
 pub mod ids;
+mod keyspace;
 pub mod reply;
+mod streams;
 
 pub use error::{RedisError, RedisResult};
 pub use reply::Reply;
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{api::auth::Caller, engine::Engine};
+use crate::{engine::Engine, http::auth::Caller};
 
 /// What a command runs with: the engine, who asks, and on which plate.
 #[derive(Clone)]
@@ -31,7 +35,46 @@ pub struct Context {
 
 /// Parses and runs one command (`argv[0]` is its name).
 pub async fn execute(ctx: &Context, argv: &[Bytes]) -> RedisResult<Reply> {
-    let command = cmd::parse(argv)?;
-    let _ = (ctx, command);
-    Err(RedisError::Unsupported("not applied yet".into()))
+    use cmd::Command as C;
+    match cmd::parse(argv)? {
+        C::Xadd(c) => streams::xadd(ctx, &c).await,
+        C::Xlen(c) => streams::xlen(ctx, &c.key).await,
+        C::Xrange(c) => streams::xrange(ctx, &c).await,
+        C::Xread(c) => streams::xread(ctx, &c).await,
+        C::Xtrim(c) => streams::xtrim(ctx, &c.key, c.trim).await,
+        C::Xdel(c) => streams::xdel(ctx, &c).await,
+        C::Xgroup(c) => groups::xgroup(ctx, &c).await,
+        C::Xreadgroup(c) => groups::xreadgroup(ctx, &c).await,
+        C::Xack(c) => groups::xack(ctx, &c).await,
+        C::Xpending(c) => groups::xpending(ctx, &c).await,
+        C::Xclaim(c) => groups::xclaim(ctx, &c).await,
+        C::Xautoclaim(c) => groups::xautoclaim(ctx, &c).await,
+        C::Xinfo(c) => xinfo(ctx, &c).await,
+    }
+}
+
+async fn xinfo(ctx: &Context, c: &cmd::xinfo::Xinfo) -> RedisResult<Reply> {
+    use cmd::xinfo::Xinfo;
+    match c {
+        Xinfo::Help => Ok(Reply::Array(
+            cmd::xinfo::HELP.iter().map(|l| Reply::text(l)).collect(),
+        )),
+        Xinfo::Stream { key, full } => {
+            let key = open_existing(ctx, key).await?;
+            let full = full.clone()?;
+            let groups = groups::stream_groups(ctx, &key, full).await?;
+            streams::xinfo_stream(ctx, &key, full, groups).await
+        }
+        Xinfo::Groups { key } => groups::xinfo_groups(ctx, &open_existing(ctx, key).await?).await,
+        Xinfo::Consumers { key: name, group } => {
+            groups::xinfo_consumers(ctx, &open_existing(ctx, name).await?, name, group).await
+        }
+    }
+}
+
+/// The key, which must exist (`ERR no such key`).
+async fn open_existing(ctx: &Context, name: &Bytes) -> RedisResult<keyspace::Key> {
+    ctx.open(name, s2_common::access::Operation::Read)
+        .await?
+        .ok_or_else(|| RedisError::err("no such key"))
 }

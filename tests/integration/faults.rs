@@ -162,43 +162,55 @@ async fn faults_never_hand_a_group_entry_to_two_consumers(backend: Backend) {
     let (server, faulty) = faulty_server(backend).await;
     let basin = basin_name();
     Api::new(&server).create_basin(&basin, json!({})).await;
-    let key = Api::redis_key(&server, &basin, "work");
-    key.post(
-        "/xgroup/create",
-        json!({"group": "g", "id": "0", "mkstream": true}),
-    )
-    .await
-    .assert_status(201);
+    let plate = Api::plate(&server, &basin);
+    plate
+        .command(&["XGROUP", "CREATE", "work", "g", "0", "MKSTREAM"])
+        .await
+        .unwrap();
     let mut all = Vec::new();
     for i in 0..60 {
-        let reply = key
-            .post("/xadd", json!({"fields": [["i", i.to_string()]]}))
+        let id = plate
+            .command(&["XADD", "work", "*", "i", &i.to_string()])
             .await
-            .assert_status(200);
-        all.push(reply["id"].as_str().unwrap().to_owned());
+            .unwrap();
+        all.push(id.as_str().unwrap().to_owned());
     }
 
     faulty.set_faults(some_faults());
     let consumers = (0..3).map(|c| {
-        let key = Api::redis_key(&server, &basin, "work");
+        let plate = Api::plate(&server, &basin);
         tokio::spawn(async move {
             let mut got = Vec::new();
+            let consumer = format!("c{c}");
             loop {
-                let reply = key
-                    .post(
-                        "/xreadgroup",
-                        json!({"group": "g", "consumer": format!("c{c}"), "count": 4}),
-                    )
-                    .await;
-                if reply.status != 200 {
-                    assert_retryable(&reply);
-                    continue;
-                }
-                let entries = reply.json()["entries"].as_array().unwrap().clone();
-                if entries.is_empty() {
+                let args = [
+                    "XREADGROUP",
+                    "GROUP",
+                    "g",
+                    &consumer,
+                    "COUNT",
+                    "4",
+                    "STREAMS",
+                    "work",
+                    ">",
+                ];
+                let reply = match plate.command(&args).await {
+                    Ok(reply) => reply,
+                    Err((status, error)) => {
+                        assert_eq!(
+                            (status, error["code"].as_str()),
+                            (503, Some("unavailable")),
+                            "{error}"
+                        );
+                        continue;
+                    }
+                };
+                if reply.is_null() {
                     return got;
                 }
-                got.extend(entries.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+                for e in reply["work"].as_array().unwrap() {
+                    got.push(e[0].as_str().unwrap().to_owned());
+                }
             }
         })
     });
@@ -217,15 +229,19 @@ async fn faults_never_hand_a_group_entry_to_two_consumers(backend: Backend) {
     // was returned (a lost response leaves it pending, for that consumer's history).
     let mut pending: HashMap<String, usize> = HashMap::new();
     for c in 0..3 {
-        let history = key
-            .post(
-                "/xreadgroup",
-                json!({"group": "g", "consumer": format!("c{c}"), "id": "0", "count": 1000}),
-            )
-            .await
-            .assert_status(200);
-        for e in history["entries"].as_array().unwrap() {
-            let id = e["id"].as_str().unwrap().to_owned();
+        let consumer = format!("c{c}");
+        let args = [
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            &consumer,
+            "STREAMS",
+            "work",
+            "0",
+        ];
+        let history = plate.command(&args).await.unwrap();
+        for e in history["work"].as_array().unwrap() {
+            let id = e[0].as_str().unwrap().to_owned();
             assert!(
                 pending.insert(id.clone(), c).is_none(),
                 "{id} pending twice"

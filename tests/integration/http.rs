@@ -65,12 +65,24 @@ impl Api {
         }
     }
 
-    /// A client of the Redis-Streams surface for one key: paths are its commands.
-    pub fn redis_key(server: &TestServer, basin: &str, key: &str) -> Self {
+    /// A client of a plate's Redis-Streams surface (`/{basin}/streams`).
+    pub fn plate(server: &TestServer, basin: &str) -> Self {
         Self {
             client: server.http(),
-            base: server.url(&format!("/redis/v1/{basin}/{}", enc(key))),
+            base: server.url(&format!("/{basin}/streams")),
             basin: None,
+        }
+    }
+
+    /// Runs one Redis command through `POST /{plate}/streams/command`: its `data.result`,
+    /// or the error body with its status.
+    pub async fn command(&self, args: &[&str]) -> Result<Value, (u16, Value)> {
+        let body = serde_json::json!({"command": args[0], "args": &args[1..]});
+        let reply = self.post("/command", body).await;
+        let json = reply.json();
+        match reply.status.as_u16() {
+            200 => Ok(json["data"]["result"].clone()),
+            status => Err((status, json["error"].clone())),
         }
     }
 

@@ -14,6 +14,8 @@ mod linearizability;
 mod linearizable_workload;
 mod metrics;
 mod multi_node;
+mod plate_api;
+mod plate_groups;
 mod restart;
 mod sdk_unary;
 mod sessions;

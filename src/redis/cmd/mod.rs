@@ -137,7 +137,10 @@ impl<'a> Args<'a> {
 
     /// Whether the next argument is `word` (any case); takes it if so.
     pub fn eat(&mut self, word: &str) -> bool {
-        if self.peek().is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes())) {
+        if self
+            .peek()
+            .is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
+        {
             self.at += 1;
             true
         } else {
@@ -153,20 +156,184 @@ impl<'a> Args<'a> {
     }
 }
 
-/// Parses a Redis integer argument (as `string2ll`: optional `-`, digits, no spaces or
-/// `+`, no leading zeros except `0` itself); anything else is
+/// Parses a Redis integer argument (`string2ll`); anything else is
 /// `ERR value is not an integer or out of range`.
 pub fn integer(arg: &[u8]) -> RedisResult<i64> {
-    let text = std::str::from_utf8(arg).map_err(|_| RedisError::not_an_integer())?;
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let canonical = !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && (digits == "0" || !digits.starts_with('0'))
-        && text != "-0";
-    if !canonical {
-        return Err(RedisError::not_an_integer());
+    crate::redis::ids::canonical_i64(arg).ok_or_else(RedisError::not_an_integer)
+}
+
+/// Like [`integer`], with the message Redis gives for this argument.
+pub fn integer_or(arg: &[u8], message: &str) -> RedisResult<i64> {
+    crate::redis::ids::canonical_i64(arg).ok_or_else(|| RedisError::err(message))
+}
+
+/// Whether `arg` is `word`, in any case.
+pub fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Redis's arity check: `arity` as its command table has it (negative: at least).
+pub fn check_arity(name: &str, argc: usize, arity: i32) -> RedisResult<()> {
+    let ok = if arity >= 0 {
+        argc == arity as usize
+    } else {
+        argc >= (-arity) as usize
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(RedisError::arity(name))
     }
-    text.parse().map_err(|_| RedisError::not_an_integer())
+}
+
+/// `MAXLEN|MINID [=|~] threshold [LIMIT count]`, `NOMKSTREAM` and (`XADD`) the id, as
+/// `streamParseAddOrTrimArgsOrReply` reads them from `args` (after the key). Returns the
+/// trim, `NOMKSTREAM`, the id (`None`: `*`) and the index of the first argument after it.
+pub fn add_or_trim(
+    args: &[Bytes],
+    xadd: bool,
+) -> RedisResult<(
+    Option<TrimSpec>,
+    bool,
+    Option<crate::redis::ids::AddId>,
+    usize,
+)> {
+    use crate::redis::ids::{self, AddId};
+    let mut trim: Option<TrimSpec> = None;
+    let (mut nomkstream, mut limit, mut limit_given) = (false, 0i64, false);
+    let mut id = None;
+    let mut i = 0;
+    let both = || {
+        RedisError::err(
+            "syntax error, MAXLEN and MINID options at the same time are not compatible",
+        )
+    };
+    while i < args.len() {
+        let more = args.len() - 1 - i;
+        let opt = &args[i][..];
+        if xadd && opt == b"*" {
+            break;
+        } else if is(opt, "maxlen") && more > 0 {
+            if trim.is_some() {
+                return Err(both());
+            }
+            let next = &args[i + 1][..];
+            let mut approximate = false;
+            if more >= 2 && (next == b"~" || next == b"=") {
+                approximate = next == b"~";
+                i += 1;
+            }
+            let n = integer(&args[i + 1])?;
+            if n < 0 {
+                return Err(RedisError::err("The MAXLEN argument must be >= 0."));
+            }
+            i += 1;
+            trim = Some(TrimSpec {
+                by: TrimBy::MaxLen(n as u64),
+                approximate,
+                limit: None,
+            });
+        } else if is(opt, "minid") && more > 0 {
+            if trim.is_some() {
+                return Err(both());
+            }
+            let next = &args[i + 1][..];
+            let mut approximate = false;
+            if more >= 2 && (next == b"~" || next == b"=") {
+                approximate = next == b"~";
+                i += 1;
+            }
+            let min = ids::strict_id(&args[i + 1])?;
+            i += 1;
+            trim = Some(TrimSpec {
+                by: TrimBy::MinId(min),
+                approximate,
+                limit: None,
+            });
+        } else if is(opt, "limit") && more > 0 {
+            limit = integer(&args[i + 1])?;
+            if limit < 0 {
+                return Err(RedisError::err("The LIMIT argument must be >= 0."));
+            }
+            limit_given = true;
+            i += 1;
+        } else if xadd && is(opt, "nomkstream") {
+            nomkstream = true;
+        } else if xadd {
+            let (parsed, seq_given) = ids::parse_id(opt, 0, true, true)?;
+            id = Some(if seq_given {
+                AddId::Exact(parsed)
+            } else {
+                AddId::AutoSeq(parsed.ms)
+            });
+            break;
+        } else {
+            return Err(RedisError::syntax());
+        }
+        i += 1;
+    }
+    if limit != 0 && trim.is_none() {
+        return Err(RedisError::err(
+            "syntax error, LIMIT cannot be used without specifying a trimming strategy",
+        ));
+    }
+    if !xadd && trim.is_none() {
+        return Err(RedisError::err(
+            "syntax error, XTRIM must be called with a trimming strategy",
+        ));
+    }
+    if let Some(t) = trim.as_mut() {
+        if t.approximate {
+            t.limit = limit_given.then_some(limit as u64);
+        } else if limit_given {
+            return Err(RedisError::err(
+                "syntax error, LIMIT cannot be used without the special ~ option",
+            ));
+        }
+    }
+    Ok((trim, nomkstream, id, i))
+}
+
+/// `STREAMS key … id …`: the keys and their raw ids, or Redis's unbalanced-list error.
+pub fn streams_list<'a>(
+    name: &str,
+    rest: &'a [Bytes],
+    symbol: char,
+) -> RedisResult<(&'a [Bytes], &'a [Bytes])> {
+    if rest.len() % 2 != 0 {
+        return Err(RedisError::err(format!(
+            "Unbalanced '{}' list of streams: for each stream key an ID or '{symbol}' must be specified.",
+            name.to_ascii_lowercase()
+        )));
+    }
+    Ok(rest.split_at(rest.len() / 2))
+}
+
+/// The reply of `<CMD> HELP`: Redis's header line, the command's lines, and its footer.
+pub fn help(cmd: &str, lines: &[&str]) -> Vec<String> {
+    let mut out = vec![format!(
+        "{cmd} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    )];
+    out.extend(lines.iter().map(|l| (*l).to_owned()));
+    out.push("HELP".into());
+    out.push("    Print this help.".into());
+    out
+}
+
+/// `ERR unknown subcommand '<sub>'. Try <CMD> HELP.`
+pub fn unknown_subcommand(cmd: &str, sub: &[u8]) -> RedisError {
+    RedisError::err(format!(
+        "unknown subcommand '{}'. Try {cmd} HELP.",
+        String::from_utf8_lossy(&sub[..sub.len().min(128)])
+    ))
+}
+
+/// `ERR unknown subcommand or wrong number of arguments for '<sub>'. Try <CMD> HELP.`
+pub fn subcommand_syntax(cmd: &str, sub: &[u8]) -> RedisError {
+    RedisError::err(format!(
+        "unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
+        String::from_utf8_lossy(&sub[..sub.len().min(128)])
+    ))
 }
 
 /// The key arguments of `cmd`, for authorization and routing.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::Args;
-use crate::redis::error::{RedisError, RedisResult};
+use crate::redis::error::RedisResult;
 use crate::redis::ids::EntryId;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +15,16 @@ pub struct Xack {
 
 impl Xack {
     pub fn parse(args: &mut Args) -> RedisResult<Self> {
-        let _ = args;
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, -4)?;
+        let all = args.all();
+        let ids = all[2..]
+            .iter()
+            .map(|a| crate::redis::ids::strict_id(a))
+            .collect::<RedisResult<_>>()?;
+        Ok(Self {
+            key: all[0].clone(),
+            group: all[1].clone(),
+            ids,
+        })
     }
 }

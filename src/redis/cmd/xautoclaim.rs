@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::Args;
 use crate::redis::error::{RedisError, RedisResult};
-use crate::redis::ids::EntryId;
+use crate::redis::ids::{EntryId, interval_bound};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Xautoclaim {
@@ -21,7 +21,36 @@ pub struct Xautoclaim {
 
 impl Xautoclaim {
     pub fn parse(args: &mut Args) -> RedisResult<Self> {
-        let _ = args;
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, -6)?;
+        let all = args.all();
+        let min_idle = super::integer_or(&all[3], "Invalid min-idle-time argument for XAUTOCLAIM")?;
+        let start = interval_bound(&all[4], 0, true)?;
+        let (mut count, mut justid) = (100u64, false);
+        let mut j = 5;
+        while j < all.len() {
+            let more = all.len() - 1 - j;
+            if super::is(&all[j], "COUNT") && more > 0 {
+                let max = (i64::MAX / 16) as u64;
+                count = match super::integer_or(&all[j + 1], "COUNT must be > 0") {
+                    Ok(n) if n >= 1 && (n as u64) <= max => n as u64,
+                    _ => return Err(RedisError::err("COUNT must be > 0")),
+                };
+                j += 1;
+            } else if super::is(&all[j], "JUSTID") {
+                justid = true;
+            } else {
+                return Err(RedisError::syntax());
+            }
+            j += 1;
+        }
+        Ok(Self {
+            key: all[0].clone(),
+            group: all[1].clone(),
+            consumer: all[2].clone(),
+            min_idle_ms: min_idle.max(0) as u64,
+            start,
+            count,
+            justid,
+        })
     }
 }

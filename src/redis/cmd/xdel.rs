@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::Args;
-use crate::redis::error::{RedisError, RedisResult};
+use crate::redis::error::RedisResult;
 use crate::redis::ids::EntryId;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +14,15 @@ pub struct Xdel {
 
 impl Xdel {
     pub fn parse(args: &mut Args) -> RedisResult<Self> {
-        let _ = args;
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, -3)?;
+        let all = args.all();
+        let ids = all[1..]
+            .iter()
+            .map(|a| crate::redis::ids::strict_id(a))
+            .collect::<RedisResult<_>>()?;
+        Ok(Self {
+            key: all[0].clone(),
+            ids,
+        })
     }
 }

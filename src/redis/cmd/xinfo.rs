@@ -9,8 +9,9 @@ use crate::redis::error::{RedisError, RedisResult};
 pub enum Xinfo {
     Stream {
         key: Bytes,
-        /// `FULL`, with its `COUNT` (default 10; 0 = everything).
-        full: Option<u64>,
+        /// `FULL`, with its `COUNT` (default 10; 0 = everything); options Redis refuses
+        /// are an error reported after the key is found, as Redis orders them.
+        full: RedisResult<Option<u64>>,
     },
     Groups {
         key: Bytes,
@@ -22,10 +23,65 @@ pub enum Xinfo {
     Help,
 }
 
+/// `XINFO HELP`'s lines between Redis's header and footer.
+pub const HELP: &[&str] = &[
+    "CONSUMERS <key> <groupname>",
+    "    Show consumers of <groupname>.",
+    "GROUPS <key>",
+    "    Show the stream consumer groups.",
+    "STREAM <key> [FULL [COUNT <count>]",
+    "    Show information about the stream.",
+];
+
 impl Xinfo {
     pub fn parse(args: &mut Args) -> RedisResult<Self> {
-        let _ = args;
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, -2)?;
+        let all = args.all();
+        let sub = &all[0];
+        let arity = |n: i32| {
+            super::check_arity(
+                &format!(
+                    "xinfo|{}",
+                    String::from_utf8_lossy(sub).to_ascii_lowercase()
+                ),
+                all.len() + 1,
+                n,
+            )
+        };
+        if super::is(sub, "HELP") {
+            arity(2)?;
+            return Ok(Self::Help);
+        }
+        if super::is(sub, "STREAM") {
+            arity(-3)?;
+            let opts = &all[2..];
+            let full = match opts {
+                [] => Ok(None),
+                [full] if super::is(full, "FULL") => Ok(Some(10)),
+                [full, count, n] if super::is(full, "FULL") && super::is(count, "COUNT") => {
+                    super::integer(n).map(|n| Some(if n < 0 { 10 } else { n as u64 }))
+                }
+                _ => Err(RedisError::syntax()),
+            };
+            return Ok(Self::Stream {
+                key: all[1].clone(),
+                full,
+            });
+        }
+        if super::is(sub, "GROUPS") {
+            arity(3)?;
+            return Ok(Self::Groups {
+                key: all[1].clone(),
+            });
+        }
+        if super::is(sub, "CONSUMERS") {
+            arity(4)?;
+            return Ok(Self::Consumers {
+                key: all[1].clone(),
+                group: all[2].clone(),
+            });
+        }
+        Err(super::unknown_subcommand("XINFO", sub))
     }
 
     pub fn key(&self) -> Option<&Bytes> {

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::Args;
-use crate::redis::error::{RedisError, RedisResult};
+use crate::redis::error::RedisResult;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Xlen {
@@ -12,7 +12,9 @@ pub struct Xlen {
 
 impl Xlen {
     pub fn parse(args: &mut Args) -> RedisResult<Self> {
-        let _ = args;
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, 2)?;
+        Ok(Self {
+            key: args.required()?.clone(),
+        })
     }
 }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::Args;
 use crate::redis::error::{RedisError, RedisResult};
-use crate::redis::ids::EntryId;
+use crate::redis::ids::{EntryId, interval_bound};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Xpending {
@@ -27,7 +27,39 @@ pub struct PendingRange {
 
 impl Xpending {
     pub fn parse(args: &mut Args) -> RedisResult<Self> {
-        let _ = args;
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, -3)?;
+        let all = args.all();
+        let argc = all.len() + 1;
+        if argc != 3 && !(6..=9).contains(&argc) {
+            return Err(RedisError::syntax());
+        }
+        let mut range = None;
+        if argc >= 6 {
+            let mut start = 2;
+            let mut min_idle_ms = None;
+            if super::is(&all[2], "IDLE") {
+                let idle = super::integer(&all[3])?;
+                if argc < 8 {
+                    return Err(RedisError::syntax());
+                }
+                min_idle_ms = (idle > 0).then_some(idle as u64);
+                start += 2;
+            }
+            let count = super::integer(&all[start + 2])?.max(0) as u64;
+            let lo = interval_bound(&all[start], 0, true)?;
+            let hi = interval_bound(&all[start + 1], u64::MAX, false)?;
+            range = Some(PendingRange {
+                min_idle_ms,
+                start: lo,
+                end: hi,
+                count,
+                consumer: all.get(start + 3).cloned(),
+            });
+        }
+        Ok(Self {
+            key: all[0].clone(),
+            group: all[1].clone(),
+            range,
+        })
     }
 }

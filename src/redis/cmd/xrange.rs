@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::Args;
 use crate::redis::error::{RedisError, RedisResult};
-use crate::redis::ids::EntryId;
+use crate::redis::ids::{EntryId, interval_bound};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Xrange {
@@ -21,7 +21,31 @@ pub struct Xrange {
 impl Xrange {
     /// `rev`: the arguments are `end start` (`XREVRANGE`).
     pub fn parse(args: &mut Args, rev: bool) -> RedisResult<Self> {
-        let _ = (args, rev);
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, -4)?;
+        let all = args.all();
+        let (start, end) = if rev {
+            (&all[2], &all[1])
+        } else {
+            (&all[1], &all[2])
+        };
+        let start = interval_bound(start, 0, true)?;
+        let end = interval_bound(end, u64::MAX, false)?;
+        let mut count = None;
+        let mut j = 3;
+        while j < all.len() {
+            if super::is(&all[j], "COUNT") && j + 1 < all.len() {
+                count = Some(super::integer(&all[j + 1])?.max(0) as u64);
+                j += 2;
+            } else {
+                return Err(RedisError::syntax());
+            }
+        }
+        Ok(Self {
+            key: all[0].clone(),
+            start,
+            end,
+            count,
+            rev,
+        })
     }
 }

@@ -14,13 +14,37 @@ pub struct Xreadgroup {
     pub block_ms: Option<u64>,
     pub noack: bool,
     pub keys: Vec<Bytes>,
-    /// One per key.
-    pub from: Vec<GroupFrom>,
+    /// One per key; an id Redis refuses is an error reported when that key is reached
+    /// (after the keys before it, and its own group, are found), as Redis orders them.
+    pub from: Vec<RedisResult<GroupFrom>>,
 }
 
 impl Xreadgroup {
     pub fn parse(args: &mut Args) -> RedisResult<Self> {
-        let _ = args;
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, -7)?;
+        let read = super::xread::read_args(args, true)?;
+        let Some((group, consumer)) = read.group else {
+            return Err(RedisError::err("Missing GROUP option for XREADGROUP"));
+        };
+        let from = read
+            .ids
+            .iter()
+            .map(|id| match &id[..] {
+                b">" => Ok(GroupFrom::New),
+                b"$" => Err(RedisError::err(
+                    "The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.",
+                )),
+                id => crate::redis::ids::strict_id(id).map(GroupFrom::After),
+            })
+            .collect();
+        Ok(Self {
+            group,
+            consumer,
+            count: read.count,
+            block_ms: read.block_ms,
+            noack: read.noack,
+            keys: read.keys.to_vec(),
+            from,
+        })
     }
 }

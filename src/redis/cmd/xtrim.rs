@@ -3,8 +3,8 @@
 use bytes::Bytes;
 
 use super::Args;
-use crate::redis::error::{RedisError, RedisResult};
 use super::TrimSpec;
+use crate::redis::error::{RedisError, RedisResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Xtrim {
@@ -14,7 +14,12 @@ pub struct Xtrim {
 
 impl Xtrim {
     pub fn parse(args: &mut Args) -> RedisResult<Self> {
-        let _ = args;
-        Err(RedisError::syntax())
+        super::check_arity(args.name, args.all().len() + 1, -4)?;
+        let all = args.all();
+        let (trim, _, _, _) = super::add_or_trim(&all[1..], false)?;
+        Ok(Self {
+            key: all[0].clone(),
+            trim: trim.ok_or_else(RedisError::syntax)?,
+        })
     }
 }
