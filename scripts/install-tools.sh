@@ -7,9 +7,12 @@
 #   ministack-venv/    ministack          (scripts/ministack.sh install)
 #   moto-venv/         moto[server]       (scripts/moto.sh install)
 #   python-sdk-venv/   Python s2-sdk      (pip, exact pins below)
+#   redis-diff-venv/   redis-py           (pip, exact pin below; tests/redis_diff)
+#   redis-server       Debian's package   (apt-get, only when none is on PATH; the
+#                                          reference Redis of tests/redis_diff)
 #
-# Skip a part with SLUICE_SKIP_S2_CLI=1, SLUICE_SKIP_MINISTACK=1, SLUICE_SKIP_MOTO=1 or
-# SLUICE_SKIP_PYTHON_SDK=1. SLUICE_PYTHON picks the python used to build the venvs (default
+# Skip a part with SLUICE_SKIP_S2_CLI=1, SLUICE_SKIP_MINISTACK=1, SLUICE_SKIP_MOTO=1,
+# SLUICE_SKIP_PYTHON_SDK=1 or SLUICE_SKIP_REDIS_DIFF=1 (both redis parts). SLUICE_PYTHON picks the python used to build the venvs (default
 # python3; the Python SDK needs >= 3.11).
 #
 # Why s2-sdk 0.13.0: it is the newest release on PyPI, and it speaks HTTP/2 with prior
@@ -26,6 +29,13 @@ PYTHON_SDK_REQS=(
   "hyperframe==6.1.0"
   "protobuf==6.33.6"
   "zstandard==0.25.0"
+)
+
+# redis-py for the differential test against Redis (RESP3 parser; no dependencies on
+# Python >= 3.11.3, async-timeout below that).
+REDIS_DIFF_REQS=(
+  "redis==5.2.1"
+  "async-timeout==4.0.3"
 )
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -120,6 +130,62 @@ install_python_sdk() {
   with_lock python-sdk-venv install_python_sdk_locked
 }
 
+# ------------------------------------------- redis-server + redis-py --
+install_redis_server() {
+  if command -v redis-server >/dev/null; then
+    log "redis-server: already installed ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
+    return 0
+  fi
+  command -v apt-get >/dev/null || die "redis-server not found and no apt-get to install it"
+  local sudo=()
+  ((EUID == 0)) || sudo=(sudo -n)
+  log "redis-server: installing Debian's redis-server (apt-get)"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server >&2 \
+    || { "${sudo[@]}" apt-get update -qq >&2 \
+      && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server >&2; } \
+    || die "apt-get install redis-server failed"
+  command -v redis-server >/dev/null || die "redis-server installed but not on PATH"
+  log "redis-server: installed ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
+}
+
+RD_VENV="$TOOLS_DIR/redis-diff-venv"
+RD_MARKER="$RD_VENV/.sluice-installed"
+rd_want() { printf '%s\n' "${REDIS_DIFF_REQS[@]}"; }
+redis_py_ok() {
+  [[ -f "$RD_MARKER" && -x "$RD_VENV/bin/python" ]] || return 1
+  [[ "$(cat "$RD_MARKER")" == "$(rd_want)" ]] || return 1
+  "$RD_VENV/bin/python" -c 'import redis' 2>/dev/null
+}
+
+install_redis_py_locked() {
+  if redis_py_ok; then
+    log "redis-py: already installed in $RD_VENV (${REDIS_DIFF_REQS[0]})"
+    return 0
+  fi
+  "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+    || die "$PYTHON is older than 3.11; tests/redis_diff needs >= 3.11 (set SLUICE_PYTHON)"
+  log "redis-py: creating $RD_VENV with ${REDIS_DIFF_REQS[*]}"
+  rm -rf -- "$RD_VENV"
+  "$PYTHON" -m venv "$RD_VENV" >&2
+  if ! "$RD_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "${REDIS_DIFF_REQS[@]}" >&2; then
+    rm -rf -- "$RD_VENV"
+    die "pip install ${REDIS_DIFF_REQS[*]} failed"
+  fi
+  rd_want >"$RD_MARKER"
+  redis_py_ok || die "redis does not import from $RD_VENV after install"
+  log "redis-py: installed ($("$RD_VENV/bin/python" -c 'import redis; print("redis", redis.__version__)'))"
+}
+
+install_redis_diff() {
+  with_lock redis-server install_redis_server
+  if redis_py_ok; then
+    log "redis-py: already installed in $RD_VENV (${REDIS_DIFF_REQS[0]})"
+    return 0
+  fi
+  with_lock redis-diff-venv install_redis_py_locked
+}
+
 # ------------------------------------------------------ S3 server venvs --
 install_s3_server() { # ministack|moto
   local name="$1"
@@ -134,4 +200,5 @@ if [[ "${SLUICE_SKIP_S2_CLI:-}" == 1 ]]; then log "s2 CLI: skipped (SLUICE_SKIP_
 if [[ "${SLUICE_SKIP_MINISTACK:-}" == 1 ]]; then log "ministack: skipped (SLUICE_SKIP_MINISTACK=1)"; else install_s3_server ministack; fi
 if [[ "${SLUICE_SKIP_MOTO:-}" == 1 ]]; then log "moto: skipped (SLUICE_SKIP_MOTO=1)"; else install_s3_server moto; fi
 if [[ "${SLUICE_SKIP_PYTHON_SDK:-}" == 1 ]]; then log "Python s2-sdk: skipped (SLUICE_SKIP_PYTHON_SDK=1)"; else install_python_sdk; fi
+if [[ "${SLUICE_SKIP_REDIS_DIFF:-}" == 1 ]]; then log "redis-server, redis-py: skipped (SLUICE_SKIP_REDIS_DIFF=1)"; else install_redis_diff; fi
 log "done"

@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine: installs what it needs (outside the repo, in
 # $SLUICE_TOOLS_DIR), starts the S3 servers on loopback, runs the Rust unit, integration
 # and process tests on the local directory and on ministack, then the official clients'
-# compatibility scripts (s2 CLI, s2 bench, Python SDK) on both backends, then the
+# compatibility scripts (s2 CLI, s2 bench, Python SDK) and the differential test of the
+# Redis-Streams HTTP API against a real Redis (tests/redis_diff) on both backends, then the
 # compatibility suite through HAProxy in front of three nodes.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -44,6 +45,7 @@ for backend in local ministack; do
   tests/cli/cli_compat.sh "$backend"
   tests/cli/bench.sh "$backend"
   tests/python/run.sh "$backend"
+  tests/redis_diff/run.sh "$backend" --seeds 1,2,3
 done
 
 step "the compatibility suite and s2 bench through a load balancer in front of three nodes"
