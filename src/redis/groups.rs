@@ -424,6 +424,7 @@ pub async fn xack(ctx: &Context, c: &Xack) -> RedisResult<Reply> {
     if ctx.engine.group(&key.handle, &group_name).await?.is_none() {
         return Ok(Reply::Int(0));
     }
+    let ids = c.ids.clone()?;
     let acked = update(
         ctx,
         &key,
@@ -431,7 +432,7 @@ pub async fn xack(ctx: &Context, c: &Xack) -> RedisResult<Reply> {
         || RedisError::Reply(String::new()),
         |_| async { Ok(()) },
         |g, ()| {
-            let n = g.ack(&c.ids);
+            let n = g.ack(&ids);
             (n, n > 0)
         },
     )

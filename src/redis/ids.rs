@@ -42,19 +42,34 @@ pub enum GroupStart {
 
 use super::error::{RedisError, RedisResult};
 
-/// Redis's `string2ull`: a canonical integer, or what C's `strtoull` takes in full
-/// (leading spaces, one `+`); never a negative number.
+/// Redis's `string2ull`: a canonical integer (never a negative one), or else whatever
+/// C's `strtoull` takes in full: leading white space, one `+` or `-` (which negates,
+/// modulo 2^64: `5--1` is `5-18446744073709551615`), leading zeros; no overflow.
 pub fn string2ull(text: &[u8]) -> Option<u64> {
     if let Some(n) = canonical_i64(text) {
         return u64::try_from(n).ok();
     }
-    let text = std::str::from_utf8(text).ok()?;
-    let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let digits = trimmed.strip_prefix('+').unwrap_or(trimmed);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let start = text
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+        .unwrap_or(text.len());
+    let text = &text[start..];
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    digits.parse().ok()
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(if negative { n.wrapping_neg() } else { n })
+}
+
+/// The bytes C sees of an argument: up to its first NUL (Redis compares option words,
+/// `*`, `$`, `>`, `~`, `=` and ids as C strings).
+pub fn cstr(arg: &[u8]) -> &[u8] {
+    arg.iter().position(|&b| b == 0).map_or(arg, |n| &arg[..n])
 }
 
 /// Redis's `string2ll`: optional `-`, digits, no leading zeros (but `0`), no `-0`.
@@ -85,6 +100,7 @@ pub fn parse_id(
     if arg.len() > 127 {
         return Err(invalid());
     }
+    let arg = cstr(arg);
     if arg == b"-" || arg == b"+" {
         if strict {
             return Err(invalid());

@@ -166,7 +166,10 @@ pub async fn xrange(ctx: &Context, c: &Xrange) -> RedisResult<Reply> {
         return Ok(Reply::Array(vec![]));
     };
     let max = count_limit(c.count);
-    if c.start > c.end || max == 0 {
+    if max == 0 {
+        return Ok(Reply::Nil);
+    }
+    if c.start > c.end {
         return Ok(Reply::Array(vec![]));
     }
     let snap = Snapshot::take(&ctx.engine, &key).await?;
@@ -371,9 +374,6 @@ async fn plan_trim(
     let mut removed = 0u64;
     let state = snap.state();
     while at < snap.next_seq() {
-        if limit > 0 && removed >= limit {
-            break;
-        }
         if let TrimBy::MaxLen(max) = spec.by
             && length <= max
         {
@@ -385,6 +385,10 @@ async fn plan_trim(
         if live == 0 {
             at = node_end;
             continue;
+        }
+        // Redis stops before a node that would take it past the limit.
+        if limit > 0 && removed + live > limit {
+            break;
         }
         let remove_node = match spec.by {
             TrimBy::MaxLen(max) => length - live >= max,

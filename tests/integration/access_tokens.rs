@@ -127,8 +127,8 @@ async fn requests_without_a_valid_token_are_refused(backend: Backend) {
     assert_eq!(resp.status(), 401);
     // The Redis-Streams surface asks for the same tokens.
     let resp = http
-        .post(server.url("/redis/v1/some-basin/k/xadd"))
-        .json(&json!({"fields": [["f", "v"]]}))
+        .post(server.url("/some-basin/streams/add"))
+        .json(&json!({"key": "k", "values": {"f": "v"}}))
         .send()
         .await
         .unwrap();
@@ -211,23 +211,16 @@ async fn issued_tokens_are_scoped_listed_and_revoked(backend: Backend) {
         .unwrap_err();
     assert_eq!(code_of(&err), denied());
     // The same scope holds on the Redis-Streams surface.
-    let redis = |key: &str, cmd: &str| {
+    let add = |key: &str| {
         server
             .http()
-            .post(server.url(&format!("/redis/v1/{basin}/{key}/{cmd}")))
+            .post(server.url(&format!("/{basin}/streams/add")))
             .bearer_auth(&secret)
+            .json(&json!({"key": key, "values": {"f": "v"}}))
     };
-    let added = redis("logs%2Fa", "xadd")
-        .json(&json!({"fields": [["f", "v"]]}))
-        .send()
-        .await
-        .unwrap();
+    let added = add("logs/a").send().await.unwrap();
     assert_eq!(added.status(), 200);
-    let outside = redis("hidden", "xadd")
-        .json(&json!({"fields": [["f", "v"]]}))
-        .send()
-        .await
-        .unwrap();
+    let outside = add("hidden").send().await.unwrap();
     assert_eq!(outside.status(), 403);
     let err = issue(
         &writer,

@@ -1046,6 +1046,11 @@ def run_seed(args, seed: int, ref_r: redis.Redis, sl, stats: Counter) -> bool:
                 rside.bind(op.token, op.key, ref["result"])  # type: ignore[attr-defined]
             if got.get("ok") is True and isinstance(got.get("result"), str):
                 sside.bind(op.token, op.key, got["result"])  # type: ignore[attr-defined]
+        if os.environ.get("REDIS_DIFF_TRACE") and getattr(op, "key", None):
+            rk = rside.resolve([op.key])[0] if hasattr(rside, "resolve") else op.key
+            rl = redis_call(ref_r, ["XLEN", argtext(rk)])
+            _, senv, stext = sl.request("POST", f"/{args.plate}/streams/command", {"command": "XLEN", "args": [argtext(rk)]})
+            print(f"trace {i}: {' '.join(map(str, rargs))[:160]} -> redis xlen {rl.get('result')} sluice {senv}")
         want = normalize(rside, op, ref)
         want["status"] = expected_status(ref)
         have = normalize(sside, op, got) if "malformed" not in got else got

@@ -167,9 +167,18 @@ pub fn integer_or(arg: &[u8], message: &str) -> RedisResult<i64> {
     crate::redis::ids::canonical_i64(arg).ok_or_else(|| RedisError::err(message))
 }
 
-/// Whether `arg` is `word`, in any case.
+/// Whether `arg` is `word`, in any case, compared as C's `strcasecmp` does (up to a NUL).
 pub fn is(arg: &[u8], word: &str) -> bool {
-    arg.eq_ignore_ascii_case(word.as_bytes())
+    cstr(arg).eq_ignore_ascii_case(word.as_bytes())
+}
+
+pub use crate::redis::ids::cstr;
+
+/// An argument as Redis's `%s` shows it in an error: up to a NUL, at most `max` bytes,
+/// CR and LF as spaces (Redis keeps error replies on one line).
+pub fn shown(arg: &[u8], max: usize) -> String {
+    let arg = cstr(arg);
+    String::from_utf8_lossy(&arg[..arg.len().min(max)]).replace(['\r', '\n'], " ")
 }
 
 /// Redis's arity check: `arity` as its command table has it (negative: at least).
@@ -211,13 +220,13 @@ pub fn add_or_trim(
     while i < args.len() {
         let more = args.len() - 1 - i;
         let opt = &args[i][..];
-        if xadd && opt == b"*" {
+        if xadd && cstr(opt) == b"*" {
             break;
         } else if is(opt, "maxlen") && more > 0 {
             if trim.is_some() {
                 return Err(both());
             }
-            let next = &args[i + 1][..];
+            let next = cstr(&args[i + 1]);
             let mut approximate = false;
             if more >= 2 && (next == b"~" || next == b"=") {
                 approximate = next == b"~";
@@ -237,7 +246,7 @@ pub fn add_or_trim(
             if trim.is_some() {
                 return Err(both());
             }
-            let next = &args[i + 1][..];
+            let next = cstr(&args[i + 1]);
             let mut approximate = false;
             if more >= 2 && (next == b"~" || next == b"=") {
                 approximate = next == b"~";
@@ -282,49 +291,39 @@ pub fn add_or_trim(
             "syntax error, XTRIM must be called with a trimming strategy",
         ));
     }
+    // `LIMIT` needs `~`, even as `LIMIT 0` with no strategy at all (`XADD k LIMIT 0 * f v`).
+    let approximate = trim.is_some_and(|t| t.approximate);
+    if limit_given && !approximate {
+        return Err(RedisError::err(
+            "syntax error, LIMIT cannot be used without the special ~ option",
+        ));
+    }
     if let Some(t) = trim.as_mut() {
-        if t.approximate {
-            t.limit = limit_given.then_some(limit as u64);
-        } else if limit_given {
-            return Err(RedisError::err(
-                "syntax error, LIMIT cannot be used without the special ~ option",
-            ));
-        }
+        t.limit = limit_given.then_some(limit as u64);
     }
     Ok((trim, nomkstream, id, i))
 }
 
 /// `STREAMS key … id …`: the keys and their raw ids, or Redis's unbalanced-list error.
 pub fn streams_list<'a>(
-    name: &str,
+    _name: &str,
     rest: &'a [Bytes],
-    symbol: char,
+    _symbol: char,
 ) -> RedisResult<(&'a [Bytes], &'a [Bytes])> {
     if rest.len() % 2 != 0 {
-        return Err(RedisError::err(format!(
-            "Unbalanced '{}' list of streams: for each stream key an ID or '{symbol}' must be specified.",
-            name.to_ascii_lowercase()
-        )));
+        // 7.0.15 says `XREAD` and `'$'` for XREADGROUP too.
+        return Err(RedisError::err(
+            "Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
+        ));
     }
     Ok(rest.split_at(rest.len() / 2))
-}
-
-/// The reply of `<CMD> HELP`: Redis's header line, the command's lines, and its footer.
-pub fn help(cmd: &str, lines: &[&str]) -> Vec<String> {
-    let mut out = vec![format!(
-        "{cmd} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
-    )];
-    out.extend(lines.iter().map(|l| (*l).to_owned()));
-    out.push("HELP".into());
-    out.push("    Print this help.".into());
-    out
 }
 
 /// `ERR unknown subcommand '<sub>'. Try <CMD> HELP.`
 pub fn unknown_subcommand(cmd: &str, sub: &[u8]) -> RedisError {
     RedisError::err(format!(
         "unknown subcommand '{}'. Try {cmd} HELP.",
-        String::from_utf8_lossy(&sub[..sub.len().min(128)])
+        shown(sub, 128)
     ))
 }
 
@@ -332,7 +331,7 @@ pub fn unknown_subcommand(cmd: &str, sub: &[u8]) -> RedisError {
 pub fn subcommand_syntax(cmd: &str, sub: &[u8]) -> RedisError {
     RedisError::err(format!(
         "unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
-        String::from_utf8_lossy(&sub[..sub.len().min(128)])
+        shown(sub, 128)
     ))
 }
 
@@ -373,4 +372,126 @@ pub struct TrimSpec {
     /// `LIMIT`: at most this many entries removed (approximate only; 0 = no limit).
     /// `None` when not given (Redis then uses 100 × its node size for `~`).
     pub limit: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn commands_parse_to_their_typed_form() {
+        let Command::Xadd(add) = parse(&argv(&[
+            "xadd", "k", "MAXLEN", "~", "5", "LIMIT", "9", "7-*", "f", "v",
+        ]))
+        .unwrap() else {
+            panic!("not an XADD");
+        };
+        assert_eq!(add.id, crate::redis::ids::AddId::AutoSeq(7));
+        assert_eq!(
+            add.trim,
+            Some(TrimSpec {
+                by: TrimBy::MaxLen(5),
+                approximate: true,
+                limit: Some(9)
+            })
+        );
+        assert_eq!(
+            parse(&argv(&["XADD", "k", "0-0", "f", "v"])),
+            Err(RedisError::err(
+                "The ID specified in XADD must be greater than 0-0"
+            ))
+        );
+        assert_eq!(
+            parse(&argv(&["XADD", "k", "*", "f"])),
+            Err(RedisError::arity("XADD"))
+        );
+        assert_eq!(
+            parse(&argv(&["XTRIM", "k", "MAXLEN", "5", "LIMIT", "1"])),
+            Err(RedisError::err(
+                "syntax error, LIMIT cannot be used without the special ~ option"
+            ))
+        );
+        assert_eq!(
+            parse(&argv(&["XGROUP", "nope", "k", "g"])),
+            Err(RedisError::err(
+                "unknown subcommand 'nope'. Try XGROUP HELP."
+            ))
+        );
+        assert_eq!(
+            parse(&argv(&["XGROUP", "CREATE", "k"])),
+            Err(RedisError::arity("xgroup|create"))
+        );
+        assert!(matches!(
+            parse(&argv(&["GET", "k"])),
+            Err(RedisError::Unsupported(_))
+        ));
+    }
+
+    proptest! {
+        /// Whatever the arguments, a stream command parses or is refused; it never panics.
+        #[test]
+        fn arbitrary_arguments_never_panic(
+            name in prop::sample::select(NAMES.to_vec()),
+            args in prop::collection::vec(
+                prop_oneof![
+                    Just("*".to_owned()), Just("$".to_owned()), Just(">".to_owned()),
+                    Just("-".to_owned()), Just("+".to_owned()), Just("(".to_owned()),
+                    Just("COUNT".to_owned()), Just("BLOCK".to_owned()), Just("STREAMS".to_owned()),
+                    Just("GROUP".to_owned()), Just("MAXLEN".to_owned()), Just("~".to_owned()),
+                    Just("LIMIT".to_owned()), Just("IDLE".to_owned()), Just("FULL".to_owned()),
+                    Just("CREATE".to_owned()), Just("SETID".to_owned()), Just("STREAM".to_owned()),
+                    "[0-9]{1,3}(-[0-9*]{1,2})?", "\\PC{0,6}",
+                ],
+                0..12,
+            ),
+        ) {
+            let mut all = vec![name.to_owned()];
+            all.extend(args);
+            let words: Vec<&str> = all.iter().map(String::as_str).collect();
+            let _ = parse(&argv(&words));
+        }
+    }
+}
+
+/// Helpers for the commands' tests: parse a command line given as words.
+#[cfg(test)]
+pub(crate) mod testing {
+    use bytes::Bytes;
+
+    use super::{Command, parse};
+    use crate::redis::error::{RedisError, RedisResult};
+
+    pub fn run(words: &[&str]) -> RedisResult<Command> {
+        let argv: Vec<Bytes> = words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect();
+        parse(&argv)
+    }
+
+    /// The command a line parses to; panics on an error.
+    pub fn ok(words: &[&str]) -> Command {
+        run(words).unwrap_or_else(|e| panic!("{words:?}: {e:?}"))
+    }
+
+    /// The full text of the Redis error a line is refused with; panics otherwise.
+    pub fn err(words: &[&str]) -> String {
+        match run(words) {
+            Err(RedisError::Reply(text)) => text,
+            other => panic!("{words:?}: expected an error reply, got {other:?}"),
+        }
+    }
+
+    pub fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
 }

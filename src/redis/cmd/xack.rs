@@ -10,7 +10,8 @@ use crate::redis::ids::EntryId;
 pub struct Xack {
     pub key: Bytes,
     pub group: Bytes,
-    pub ids: Vec<EntryId>,
+    /// Ids Redis refuses are an error reported only when the key and group exist.
+    pub ids: RedisResult<Vec<EntryId>>,
 }
 
 impl Xack {
@@ -20,7 +21,7 @@ impl Xack {
         let ids = all[2..]
             .iter()
             .map(|a| crate::redis::ids::strict_id(a))
-            .collect::<RedisResult<_>>()?;
+            .collect::<RedisResult<_>>();
         Ok(Self {
             key: all[0].clone(),
             group: all[1].clone(),

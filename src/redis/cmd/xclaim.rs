@@ -85,7 +85,7 @@ impl Xclaim {
             } else {
                 return Err(RedisError::err(format!(
                     "Unrecognized XCLAIM option '{}'",
-                    String::from_utf8_lossy(opt)
+                    super::shown(opt, usize::MAX)
                 )));
             }
             j += 1;

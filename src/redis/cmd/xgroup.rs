@@ -42,8 +42,9 @@ pub enum Xgroup {
     Help,
 }
 
-/// `XGROUP HELP`'s lines between Redis's header and footer.
+/// `XGROUP HELP`'s reply, line by line, as redis-server 7.0.15 gives it.
 pub const HELP: &[&str] = &[
+    "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "CREATE <key> <groupname> <id|$> [option]",
     "    Create a new consumer group. Options are:",
     "    * MKSTREAM",
@@ -58,6 +59,8 @@ pub const HELP: &[&str] = &[
     "    Remove the specified group.",
     "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
     "    Set the current group ID and entries_read counter.",
+    "HELP",
+    "    Prints this help.",
 ];
 
 impl Xgroup {
@@ -113,24 +116,34 @@ impl Xgroup {
             }
         }
         let start = |arg: &Bytes, strict: bool| -> RedisResult<GroupStart> {
-            if &arg[..] == b"$" {
+            if super::cstr(arg) == b"$" {
                 return Ok(GroupStart::Last);
             }
             crate::redis::ids::parse_id(arg, 0, strict, false).map(|(id, _)| GroupStart::Id(id))
         };
         Ok(match lower.as_str() {
             "help" => Self::Help,
-            "create" if argc <= 8 => Self::Create {
+            // Too many arguments is a syntax error Redis finds after the key (and for
+            // SETID the group) checks, where it would read the id.
+            "create" => Self::Create {
                 key: all[1].clone(),
                 group: all[2].clone(),
-                start: start(&all[3], true),
+                start: if argc <= 8 {
+                    start(&all[3], true)
+                } else {
+                    Err(syntax())
+                },
                 mkstream,
                 entries_read,
             },
-            "setid" if argc == 5 || argc == 7 => Self::SetId {
+            "setid" => Self::SetId {
                 key: all[1].clone(),
                 group: all[2].clone(),
-                start: start(&all[3], false),
+                start: if argc == 5 || argc == 7 {
+                    start(&all[3], false)
+                } else {
+                    Err(syntax())
+                },
                 entries_read,
             },
             "destroy" => Self::Destroy {

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::Args;
-use crate::redis::error::{RedisError, RedisResult};
+use crate::redis::error::RedisResult;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Xinfo {
@@ -23,14 +23,17 @@ pub enum Xinfo {
     Help,
 }
 
-/// `XINFO HELP`'s lines between Redis's header and footer.
+/// `XINFO HELP`'s reply, line by line, as redis-server 7.0.15 gives it.
 pub const HELP: &[&str] = &[
+    "XINFO <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "CONSUMERS <key> <groupname>",
     "    Show consumers of <groupname>.",
     "GROUPS <key>",
     "    Show the stream consumer groups.",
     "STREAM <key> [FULL [COUNT <count>]",
     "    Show information about the stream.",
+    "HELP",
+    "    Prints this help.",
 ];
 
 impl Xinfo {
@@ -48,11 +51,11 @@ impl Xinfo {
                 n,
             )
         };
-        if super::is(sub, "HELP") {
+        if sub.eq_ignore_ascii_case(b"HELP") {
             arity(2)?;
             return Ok(Self::Help);
         }
-        if super::is(sub, "STREAM") {
+        if sub.eq_ignore_ascii_case(b"STREAM") {
             arity(-3)?;
             let opts = &all[2..];
             let full = match opts {
@@ -61,20 +64,20 @@ impl Xinfo {
                 [full, count, n] if super::is(full, "FULL") && super::is(count, "COUNT") => {
                     super::integer(n).map(|n| Some(if n < 0 { 10 } else { n as u64 }))
                 }
-                _ => Err(RedisError::syntax()),
+                _ => Err(super::subcommand_syntax("XINFO", sub)),
             };
             return Ok(Self::Stream {
                 key: all[1].clone(),
                 full,
             });
         }
-        if super::is(sub, "GROUPS") {
+        if sub.eq_ignore_ascii_case(b"GROUPS") {
             arity(3)?;
             return Ok(Self::Groups {
                 key: all[1].clone(),
             });
         }
-        if super::is(sub, "CONSUMERS") {
+        if sub.eq_ignore_ascii_case(b"CONSUMERS") {
             arity(4)?;
             return Ok(Self::Consumers {
                 key: all[1].clone(),

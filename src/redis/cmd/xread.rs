@@ -94,12 +94,12 @@ impl Xread {
         let from = read
             .ids
             .iter()
-            .map(|id| match &id[..] {
+            .map(|id| match super::cstr(id) {
                 b"$" => Ok(ReadFrom::Last),
                 b">" => Err(RedisError::err(
                     "The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.",
                 )),
-                id => crate::redis::ids::strict_id(id).map(ReadFrom::After),
+                _ => crate::redis::ids::strict_id(id).map(ReadFrom::After),
             })
             .collect::<RedisResult<_>>()?;
         Ok(Self {

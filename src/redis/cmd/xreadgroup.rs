@@ -29,12 +29,12 @@ impl Xreadgroup {
         let from = read
             .ids
             .iter()
-            .map(|id| match &id[..] {
+            .map(|id| match super::cstr(id) {
                 b">" => Ok(GroupFrom::New),
                 b"$" => Err(RedisError::err(
                     "The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.",
                 )),
-                id => crate::redis::ids::strict_id(id).map(GroupFrom::After),
+                _ => crate::redis::ids::strict_id(id).map(GroupFrom::After),
             })
             .collect();
         Ok(Self {
