@@ -658,7 +658,7 @@ impl Plan {
                     failed_sessions.push(g);
                 }
                 outcomes.push(Outcome::Rejected(EngineError::Invalid(format!(
-                    "an entry id is not above the stream's last id {}",
+                    "an entry id is not above the stream's last id ({})",
                     entries.last_id()
                 ))));
                 continue;
@@ -801,6 +801,10 @@ fn stamp(
             (None, Some(id)) => Some(id),
             (None, None) => {
                 let (id, raised) = entries::derived(ts, first_seq + i as u64, last_id);
+                if id <= last_id {
+                    // Only when the last id is the largest there is.
+                    return None;
+                }
                 ts = raised;
                 Some(id)
             }

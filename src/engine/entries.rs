@@ -78,7 +78,7 @@ impl fmt::Display for EntryId {
 /// when its value is empty or not an id: the id is then derived).
 pub fn id_header(headers: &[(&[u8], &[u8])]) -> Option<Option<EntryId>> {
     match headers {
-        [(name, value), _, ..] if name.is_empty() => Some(EntryId::parse_exact(value)),
+        [(b"", value), _, ..] => Some(EntryId::parse_exact(value)),
         _ => None,
     }
 }
@@ -251,7 +251,7 @@ impl EntryState {
 
     /// Checks the invariants against the readable range.
     pub fn check(&self, first_readable: u64, next_seq: u64) -> Result<(), String> {
-        if self.deleted.len() % 2 != 0 {
+        if !self.deleted.len().is_multiple_of(2) {
             return Err("deleted ranges are not pairs".into());
         }
         if self.deleted.windows(2).any(|w| w[0] >= w[1]) {

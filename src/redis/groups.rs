@@ -144,10 +144,7 @@ pub async fn xgroup(ctx: &Context, c: &Xgroup) -> RedisResult<Reply> {
     let op = Operation::ReconfigureStream;
     match c {
         Xgroup::Help => Ok(Reply::Array(
-            super::cmd::xgroup::HELP
-                .iter()
-                .map(|l| Reply::text(l))
-                .collect(),
+            super::cmd::xgroup::HELP.iter().map(Reply::text).collect(),
         )),
         Xgroup::Create {
             key: name,
@@ -527,8 +524,8 @@ pub async fn xclaim(ctx: &Context, c: &Xclaim) -> RedisResult<Reply> {
         &group_name,
         missing,
         move |_| async move {
-            let snap = Snapshot::take(&ctx.engine, &key).await?;
-            existing(ctx, &key, &snap, c.ids.iter().copied()).await
+            let snap = Snapshot::take(&ctx.engine, key).await?;
+            existing(ctx, key, &snap, c.ids.iter().copied()).await
         },
         |g, entries| {
             let before = g.clone();
@@ -575,14 +572,14 @@ pub async fn xautoclaim(ctx: &Context, c: &Xautoclaim) -> RedisResult<Reply> {
         &group_name,
         missing,
         move |g: GroupState| async move {
-            let snap = Snapshot::take(&ctx.engine, &key).await?;
+            let snap = Snapshot::take(&ctx.engine, key).await?;
             let candidates: Vec<EntryId> = g
                 .pending
                 .range(c.start..)
                 .map(|(id, _)| *id)
                 .take(count.saturating_mul(10))
                 .collect();
-            existing(ctx, &key, &snap, candidates).await
+            existing(ctx, key, &snap, candidates).await
         },
         |g, entries| {
             let before = g.clone();

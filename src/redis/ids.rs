@@ -192,9 +192,11 @@ mod tests {
             interval_bound(b"(5-3", 0, true).unwrap(),
             EntryId::new(5, 4)
         );
+        // The missing seq is filled in first: `(5` as an end is 5-18446744073709551614
+        // (redis-server 7.0.15: `XRANGE s - (3` still returns 3-5).
         assert_eq!(
             interval_bound(b"(5", u64::MAX, false).unwrap(),
-            EntryId::new(4, u64::MAX)
+            EntryId::new(5, u64::MAX - 1)
         );
         assert_eq!(
             interval_bound(b"(0-0", 0, false),
@@ -205,5 +207,53 @@ mod tests {
             Err(RedisError::invalid_id())
         );
         assert_eq!(interval_bound(b"(", 0, true), Err(RedisError::invalid_id()));
+    }
+
+    /// As redis-server 7.0.15 reads them (checked with `XADD` on a fresh key).
+    #[test]
+    fn strtoull_leniency() {
+        let id = |s: &[u8]| strict_id(s).ok();
+        assert_eq!(id(b"08"), Some(EntryId::new(8, 0)));
+        assert_eq!(id(b"\t5-\t3"), Some(EntryId::new(5, 3)));
+        assert_eq!(id(b"5--05"), Some(EntryId::new(5, u64::MAX - 4)));
+        assert_eq!(id(b"5- -1"), Some(EntryId::new(5, u64::MAX)));
+        assert_eq!(id(b"5--0"), Some(EntryId::new(5, 0)));
+        assert_eq!(id(b"5--18446744073709551615"), Some(EntryId::new(5, 1)));
+        assert_eq!(id(b"0-+1"), Some(EntryId::new(0, 1)));
+        assert_eq!(id(b"5\0junk"), Some(EntryId::new(5, 0)));
+        let mut long = vec![b'0'; 126];
+        long.push(b'1');
+        assert_eq!(id(&long), Some(EntryId::new(1, 0)));
+        long.insert(0, b'0');
+        assert_eq!(id(&long), None, "128 bytes is too long");
+        for bad in [
+            &b"-0"[..],
+            b"-010",
+            b"5 ",
+            b" ",
+            b"5- ",
+            b"5-+",
+            b"5- *",
+            b"-5-*",
+            b"9-\0x",
+            b"0x10",
+            b"5.5",
+            b"5-3-1",
+            b"18446744073709551616",
+            b"1-18446744073709551616",
+            b"5--18446744073709551616",
+        ] {
+            assert_eq!(id(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_id(b"007-*", 0, true, true),
+            Ok((EntryId::new(7, 0), false))
+        );
+        assert_eq!(
+            parse_id(b"5-*x", 0, true, true),
+            Err(RedisError::invalid_id())
+        );
+        assert_eq!(parse_id(b"-", 0, false, false), Ok((EntryId::ZERO, true)));
+        assert_eq!(parse_id(b"+\0", 0, false, false), Ok((EntryId::MAX, true)));
     }
 }

@@ -1,7 +1,19 @@
 //! The Redis stream commands over the engine's streams: a key is a stream of a plate
 //! (basin), an entry is a record (fields as headers, ids as in [`crate::engine::entries`]).
-//! [`cmd`] parses and applies each command; [`reply`] types what it answers; front doors
-//! (the plate HTTP surface, a RESP listener) only translate.
+//! Front doors turn requests into argument lists and replies into their encoding; the
+//! commands themselves know neither HTTP nor RESP.
+//!
+//! | file | role | called by |
+//! |---|---|---|
+//! | `mod.rs` | [`Context`] (engine, caller, plate) and [`execute`]: parse, then apply | front doors |
+//! | `cmd/` | one file per command: its typed form and its parser (Redis 7.0's options and error texts) | [`execute`] |
+//! | `ids.rs` | the id forms commands accept (`*`, `<ms>-*`, `(` bounds …) | `cmd/` |
+//! | `streams.rs` | applying `XADD`, `XLEN`, `XRANGE`, `XREAD`, `XTRIM`, `XDEL`, `XINFO STREAM`; blocking | [`execute`] |
+//! | `groups.rs` | applying the group commands: read-modify-write of a group's object around [`crate::engine::group_state`] | [`execute`] |
+//! | `keyspace.rs` | keys as Redis sees them: opening with access checks, snapshots, entries by id (binary search over seq_nums) | `streams.rs`, `groups.rs` |
+//! | `reply.rs` | typed replies and their JSON form | everything above, front doors |
+//! | `error.rs` | Redis's error replies and the service's errors | everything above, front doors |
+//! | `http/` | the plate HTTP surface (`/{plate}/streams/…`): bodies to argument lists, the envelope | `server.rs` |
 
 pub mod cmd;
 pub mod error;
@@ -57,7 +69,7 @@ async fn xinfo(ctx: &Context, c: &cmd::xinfo::Xinfo) -> RedisResult<Reply> {
     use cmd::xinfo::Xinfo;
     match c {
         Xinfo::Help => Ok(Reply::Array(
-            cmd::xinfo::HELP.iter().map(|l| Reply::text(l)).collect(),
+            cmd::xinfo::HELP.iter().map(Reply::text).collect(),
         )),
         Xinfo::Stream { key, full } => {
             let key = open_existing(ctx, key).await?;

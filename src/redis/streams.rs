@@ -18,6 +18,9 @@ use crate::engine::{
     record::RecordBatchBuilder,
 };
 
+/// How the appender words its refusal of an entry id (see [`crate::engine::entries`]).
+const ID_NOT_ABOVE: &str = "is not above the stream's last id";
+
 /// Tries of a change that another writer keeps overtaking.
 const MAX_RACES: usize = 32;
 
@@ -31,6 +34,10 @@ pub async fn back_off(attempt: usize) {
 
 fn raced() -> RedisError {
     RedisError::Unavailable("the key kept changing concurrently; retry".into())
+}
+
+fn exhausted() -> RedisError {
+    RedisError::err("The stream has exhausted the last possible ID, unable to add more items")
 }
 
 fn too_small() -> RedisError {
@@ -48,16 +55,14 @@ pub async fn xadd(ctx: &Context, c: &Xadd) -> RedisResult<Reply> {
     };
     let fields: Vec<(&[u8], &[u8])> = c.fields.iter().map(|(f, v)| (&f[..], &v[..])).collect();
     let id = match c.id {
-        AddId::Auto => {
-            let view = ctx.engine.entry_view(&key.handle).await?;
-            if view.state.last_id() == EntryId::MAX {
-                return Err(RedisError::err(
-                    "The stream has exhausted the last possible ID, unable to add more items",
-                ));
+        AddId::Auto => match append(ctx, &key, None, &fields, None).await {
+            Ok(ack) => EntryId::new(ack.start.timestamp, ack.start.seq_num),
+            // The appender refuses a derived id only past the largest id there is.
+            Err(AppendError::Failed(RedisError::Reply(m))) if m.contains(ID_NOT_ABOVE) => {
+                return Err(exhausted());
             }
-            let ack = append(ctx, &key, None, &fields, None).await?;
-            EntryId::new(ack.start.timestamp, ack.start.seq_num)
-        }
+            Err(e) => return Err(e.into()),
+        },
         AddId::AutoSeq(_) | AddId::Exact(_) => add_explicit(ctx, &key, c.id, &fields).await?,
     };
     if let Some(spec) = c.trim {
@@ -79,9 +84,7 @@ async fn add_explicit(
         let view = ctx.engine.entry_view(&key.handle).await?;
         let last = view.state.last_id();
         if last == EntryId::MAX {
-            return Err(RedisError::err(
-                "The stream has exhausted the last possible ID, unable to add more items",
-            ));
+            return Err(exhausted());
         }
         let id = match wanted {
             AddId::Exact(id) if id > last => id,

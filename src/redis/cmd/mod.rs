@@ -122,6 +122,7 @@ impl<'a> Args<'a> {
     }
 
     /// Takes the next argument.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<&'a Bytes> {
         let arg = self.args.get(self.at);
         if arg.is_some() {
@@ -310,7 +311,7 @@ pub fn streams_list<'a>(
     rest: &'a [Bytes],
     _symbol: char,
 ) -> RedisResult<(&'a [Bytes], &'a [Bytes])> {
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         // 7.0.15 says `XREAD` and `'$'` for XREADGROUP too.
         return Err(RedisError::err(
             "Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
@@ -493,5 +494,76 @@ pub(crate) mod testing {
 
     pub fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod helper_tests {
+    use super::testing::{err, run};
+    use super::*;
+
+    #[test]
+    fn integers_are_string2ll() {
+        assert_eq!(integer(b"0"), Ok(0));
+        assert_eq!(integer(b"-5"), Ok(-5));
+        assert_eq!(integer(b"9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(integer(b"-9223372036854775808"), Ok(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"-0",
+            b"007",
+            b"+5",
+            b" 5",
+            b"5 ",
+            b"5\0",
+            b"1.5",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"0x10",
+        ] {
+            assert_eq!(integer(bad), Err(RedisError::not_an_integer()), "{bad:?}");
+        }
+        assert_eq!(
+            integer_or(b"x", "Invalid min-idle-time argument for XCLAIM"),
+            Err(RedisError::err("Invalid min-idle-time argument for XCLAIM"))
+        );
+    }
+
+    #[test]
+    fn words_compare_as_c_strings() {
+        assert!(is(b"count", "COUNT"));
+        assert!(is(b"COUNT\0x", "COUNT"));
+        assert!(!is(b"COUN", "COUNT"));
+        assert_eq!(shown(b"a\r\nb", 128), "a  b");
+        assert_eq!(shown(b"FOO\0bar", 128), "FOO");
+        assert_eq!(shown(&[b'x'; 200], 128).len(), 128);
+        // Subcommands are looked up whole, shown up to a NUL, CR/LF as spaces, 128 bytes.
+        assert_eq!(
+            err(&["XINFO", "STREAM\0", "s"]),
+            "ERR unknown subcommand 'STREAM'. Try XINFO HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "a\r\nb"]),
+            "ERR unknown subcommand 'a  b'. Try XGROUP HELP."
+        );
+        let long = "x".repeat(200);
+        assert_eq!(
+            err(&["XINFO", &long]),
+            format!("ERR unknown subcommand '{}'. Try XINFO HELP.", &long[..128])
+        );
+    }
+
+    #[test]
+    fn names_in_any_case() {
+        assert!(matches!(run(&[]), Err(RedisError::Unsupported(_))));
+        assert_eq!(
+            err(&["xAdD", "k"]),
+            "ERR wrong number of arguments for 'xadd' command"
+        );
+        assert_eq!(
+            err(&["xgroup", "CREATE", "s"]),
+            "ERR wrong number of arguments for 'xgroup|create' command"
+        );
     }
 }

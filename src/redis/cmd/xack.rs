@@ -29,3 +29,39 @@ impl Xack {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::cmd::Command;
+    use crate::redis::cmd::testing::{b, err, ok};
+    use crate::redis::error::RedisError;
+
+    fn ids(words: &[&str]) -> RedisResult<Vec<EntryId>> {
+        match ok(words) {
+            Command::Xack(c) => {
+                assert_eq!((c.key, c.group), (b("s"), b("g")));
+                c.ids
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses() {
+        assert_eq!(
+            ids(&["XACK", "s", "g", "1-1", "2"]),
+            Ok(vec![EntryId::new(1, 1), EntryId::new(2, 0)])
+        );
+        // A bad id counts only when the key and group exist (Redis replies 0 otherwise).
+        assert_eq!(
+            ids(&["XACK", "s", "g", "1-1", "+"]),
+            Err(RedisError::invalid_id())
+        );
+        assert_eq!(ids(&["XACK", "s", "g", "x"]), Err(RedisError::invalid_id()));
+        assert_eq!(
+            err(&["XACK", "s", "g"]),
+            "ERR wrong number of arguments for 'xack' command"
+        );
+    }
+}

@@ -54,3 +54,149 @@ impl Xautoclaim {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::cmd::Command;
+    use crate::redis::cmd::testing::{b, err, ok};
+
+    fn xautoclaim(words: &[&str]) -> Xautoclaim {
+        match ok(words) {
+            Command::Xautoclaim(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepted_forms() {
+        assert_eq!(
+            xautoclaim(&["XAUTOCLAIM", "s", "g", "c", "10", "0"]),
+            Xautoclaim {
+                key: b("s"),
+                group: b("g"),
+                consumer: b("c"),
+                min_idle_ms: 10,
+                start: EntryId::ZERO,
+                count: 100,
+                justid: false,
+            }
+        );
+        let c = xautoclaim(&[
+            "XAUTOCLAIM",
+            "s",
+            "g",
+            "c",
+            "-9",
+            "(1-1",
+            "justid",
+            "COUNT",
+            "5",
+            "COUNT",
+            "6",
+        ]);
+        assert_eq!(
+            (c.min_idle_ms, c.start, c.count, c.justid),
+            (0, EntryId::new(1, 2), 6, true)
+        );
+        assert_eq!(
+            xautoclaim(&["XAUTOCLAIM", "s", "g", "c", "0", "+"]).start,
+            EntryId::MAX
+        );
+        assert_eq!(
+            xautoclaim(&["XAUTOCLAIM", "s", "g", "c", "0", "-"]).start,
+            EntryId::ZERO
+        );
+        assert_eq!(
+            xautoclaim(&[
+                "XAUTOCLAIM",
+                "s",
+                "g",
+                "c",
+                "0",
+                "0",
+                "COUNT",
+                "576460752303423487"
+            ])
+            .count,
+            576460752303423487
+        );
+    }
+
+    /// Every error checked against redis-server 7.0.15 (they come before the group check).
+    #[test]
+    fn errors_as_redis() {
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "g", "c", "0"]),
+            "ERR wrong number of arguments for 'xautoclaim' command"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "g", "c", "x", "0"]),
+            "ERR Invalid min-idle-time argument for XAUTOCLAIM"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "nokey", "g", "c", "x", "0"]),
+            "ERR Invalid min-idle-time argument for XAUTOCLAIM"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "nokey", "g", "c", "0", "x"]),
+            "ERR Invalid stream ID specified as stream command argument"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "nokey", "g", "c", "0", "0", "FOO"]),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            err(&[
+                "XAUTOCLAIM",
+                "s",
+                "g",
+                "c",
+                "0",
+                "(18446744073709551615-18446744073709551615"
+            ]),
+            "ERR invalid start ID for the interval"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "g", "c", "0", "(+"]),
+            "ERR Invalid stream ID specified as stream command argument"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "g", "c", "0", "0", "COUNT", "0"]),
+            "ERR COUNT must be > 0"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "g", "c", "0", "0", "COUNT", "x"]),
+            "ERR COUNT must be > 0"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "g", "c", "0", "0", "COUNT", "-1"]),
+            "ERR COUNT must be > 0"
+        );
+        assert_eq!(
+            err(&[
+                "XAUTOCLAIM",
+                "s",
+                "g",
+                "c",
+                "0",
+                "0",
+                "COUNT",
+                "576460752303423488"
+            ]),
+            "ERR COUNT must be > 0"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "g", "c", "0", "0", "COUNT"]),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "nog", "c", "0", "0", "COUNT", "0"]),
+            "ERR COUNT must be > 0"
+        );
+        assert_eq!(
+            err(&["XAUTOCLAIM", "s", "g", "c", " 5", "0"]),
+            "ERR Invalid min-idle-time argument for XAUTOCLAIM"
+        );
+    }
+}

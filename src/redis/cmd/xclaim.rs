@@ -93,3 +93,158 @@ impl Xclaim {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::cmd::Command;
+    use crate::redis::cmd::testing::{b, err, ok};
+
+    fn xclaim(words: &[&str]) -> Xclaim {
+        match ok(words) {
+            Command::Xclaim(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The error Redis gives once the group is found.
+    fn late(words: &[&str]) -> String {
+        match xclaim(words).late_error {
+            Some(RedisError::Reply(text)) => text,
+            other => panic!("{words:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepted_forms() {
+        let c = xclaim(&[
+            "XCLAIM",
+            "s",
+            "g",
+            "c",
+            "10",
+            "1-1",
+            "2",
+            "IDLE",
+            "5",
+            "RETRYCOUNT",
+            "2",
+            "FORCE",
+            "JUSTID",
+            "LASTID",
+            "3-5",
+        ]);
+        assert_eq!((c.key, c.group, c.consumer), (b("s"), b("g"), b("c")));
+        assert_eq!(c.min_idle_ms, 10);
+        assert_eq!(c.ids, vec![EntryId::new(1, 1), EntryId::new(2, 0)]);
+        assert_eq!(c.time, Some(ClaimTime::Idle(5)));
+        assert_eq!(c.retry_count, Some(2));
+        assert!(c.force && c.justid);
+        assert_eq!(c.last_id, Some(EntryId::new(3, 5)));
+        assert_eq!(c.late_error, None);
+        // IDLE and TIME set the same thing: the last one counts.
+        assert_eq!(
+            xclaim(&[
+                "XCLAIM", "s", "g", "c", "0", "1-1", "IDLE", "5", "TIME", "6"
+            ])
+            .time,
+            Some(ClaimTime::Time(6))
+        );
+        assert_eq!(
+            xclaim(&[
+                "XCLAIM", "s", "g", "c", "0", "1-1", "TIME", "6", "idle", "5"
+            ])
+            .time,
+            Some(ClaimTime::Idle(5))
+        );
+        // A negative min-idle-time is 0, a negative RETRYCOUNT as if not given.
+        let c = xclaim(&[
+            "XCLAIM",
+            "s",
+            "g",
+            "c",
+            "-5",
+            "1-1",
+            "RETRYCOUNT",
+            "-1",
+            "JUSTID",
+        ]);
+        assert_eq!((c.min_idle_ms, c.retry_count, c.justid), (0, None, true));
+        // No ids at all is fine; option words compare as C strings.
+        let c = xclaim(&["XCLAIM", "s", "g", "c", "0", "JUSTID\0"]);
+        assert!(c.ids.is_empty() && c.justid && c.late_error.is_none());
+    }
+
+    /// Redis checks the key and group first, then reads the rest.
+    #[test]
+    fn errors_as_redis_after_the_group() {
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "x", "1-1"]),
+            "ERR Invalid min-idle-time argument for XCLAIM"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", " 0", "1-1", "JUSTID"]),
+            "ERR Invalid min-idle-time argument for XCLAIM"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "FOO"]),
+            "ERR Unrecognized XCLAIM option 'FOO'"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "FORCE", "2-0"]),
+            "ERR Unrecognized XCLAIM option '2-0'"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "-"]),
+            "ERR Unrecognized XCLAIM option '-'"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "(1", "JUSTID"]),
+            "ERR Unrecognized XCLAIM option '(1'"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "IDLE"]),
+            "ERR Unrecognized XCLAIM option 'IDLE'"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "LASTID"]),
+            "ERR Unrecognized XCLAIM option 'LASTID'"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "FOO\0bar"]),
+            "ERR Unrecognized XCLAIM option 'FOO'"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "a\r\nb"]),
+            "ERR Unrecognized XCLAIM option 'a  b'"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "IDLE", "x"]),
+            "ERR Invalid IDLE option argument for XCLAIM"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "TIME", "x"]),
+            "ERR Invalid TIME option argument for XCLAIM"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "RETRYCOUNT", "x"]),
+            "ERR Invalid RETRYCOUNT option argument for XCLAIM"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "LASTID", "x"]),
+            "ERR Invalid stream ID specified as stream command argument"
+        );
+        assert_eq!(
+            late(&["XCLAIM", "s", "g", "c", "0", "1-1", "LASTID", "-"]),
+            "ERR Invalid stream ID specified as stream command argument"
+        );
+    }
+
+    #[test]
+    fn arity() {
+        assert_eq!(
+            err(&["XCLAIM", "s", "g", "c", "0"]),
+            "ERR wrong number of arguments for 'xclaim' command"
+        );
+    }
+}

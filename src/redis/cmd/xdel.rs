@@ -26,3 +26,43 @@ impl Xdel {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::cmd::Command;
+    use crate::redis::cmd::testing::{b, err, ok};
+
+    #[test]
+    fn parses() {
+        assert_eq!(
+            ok(&["XDEL", "s", "1-1", "2", " 3-+4"]),
+            Command::Xdel(Xdel {
+                key: b("s"),
+                ids: vec![EntryId::new(1, 1), EntryId::new(2, 0), EntryId::new(3, 4)],
+            })
+        );
+    }
+
+    /// Checked against redis-server 7.0.15 on an existing key (on a missing one Redis
+    /// replies 0 whatever the ids).
+    #[test]
+    fn errors_as_redis() {
+        assert_eq!(
+            err(&["XDEL", "s"]),
+            "ERR wrong number of arguments for 'xdel' command"
+        );
+        assert_eq!(
+            err(&["XDEL", "s", "x"]),
+            "ERR Invalid stream ID specified as stream command argument"
+        );
+        assert_eq!(
+            err(&["XDEL", "s", "9-9", "x"]),
+            "ERR Invalid stream ID specified as stream command argument"
+        );
+        assert_eq!(
+            err(&["XDEL", "s", "-"]),
+            "ERR Invalid stream ID specified as stream command argument"
+        );
+    }
+}

@@ -175,3 +175,307 @@ impl Xgroup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::cmd::Command;
+    use crate::redis::cmd::testing::{b, err, ok};
+    use crate::redis::ids::EntryId;
+
+    fn xgroup(words: &[&str]) -> Xgroup {
+        match ok(words) {
+            Command::Xgroup(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn start(words: &[&str]) -> RedisResult<GroupStart> {
+        match xgroup(words) {
+            Xgroup::Create { start, .. } | Xgroup::SetId { start, .. } => start,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn syntax(sub: &str) -> RedisError {
+        RedisError::err(format!(
+            "unknown subcommand or wrong number of arguments for '{sub}'. Try XGROUP HELP."
+        ))
+    }
+
+    #[test]
+    fn subcommands() {
+        assert_eq!(xgroup(&["XGROUP", "help"]), Xgroup::Help);
+        assert_eq!(
+            xgroup(&[
+                "XGROUP",
+                "CREATE",
+                "s",
+                "g",
+                "$",
+                "MKSTREAM",
+                "ENTRIESREAD",
+                "3"
+            ]),
+            Xgroup::Create {
+                key: b("s"),
+                group: b("g"),
+                start: Ok(GroupStart::Last),
+                mkstream: true,
+                entries_read: Some(3),
+            }
+        );
+        assert_eq!(
+            xgroup(&[
+                "xgroup",
+                "create",
+                "s",
+                "g",
+                "0",
+                "ENTRIESREAD",
+                "-1",
+                "mkstream"
+            ]),
+            Xgroup::Create {
+                key: b("s"),
+                group: b("g"),
+                start: Ok(GroupStart::Id(EntryId::ZERO)),
+                mkstream: true,
+                entries_read: None,
+            }
+        );
+        assert_eq!(
+            xgroup(&["XGROUP", "setId", "s", "g", "5", "ENTRIESREAD", "7"]),
+            Xgroup::SetId {
+                key: b("s"),
+                group: b("g"),
+                start: Ok(GroupStart::Id(EntryId::new(5, 0))),
+                entries_read: Some(7),
+            }
+        );
+        assert_eq!(
+            xgroup(&["XGROUP", "DESTROY", "s", "g"]),
+            Xgroup::Destroy {
+                key: b("s"),
+                group: b("g")
+            }
+        );
+        assert_eq!(
+            xgroup(&["XGROUP", "CREATECONSUMER", "s", "g", "c"]),
+            Xgroup::CreateConsumer {
+                key: b("s"),
+                group: b("g"),
+                consumer: b("c")
+            }
+        );
+        assert_eq!(
+            xgroup(&["XGROUP", "DELCONSUMER", "s", "g", "c"]),
+            Xgroup::DelConsumer {
+                key: b("s"),
+                group: b("g"),
+                consumer: b("c")
+            }
+        );
+        assert!(matches!(
+            xgroup(&[
+                "XGROUP", "CREATE", "s", "g", "0", "MKSTREAM", "MKSTREAM", "MKSTREAM"
+            ]),
+            Xgroup::Create { mkstream: true, .. }
+        ));
+        assert!(matches!(
+            xgroup(&["XGROUP", "CREATE", "s", "g", "0", "MKSTREAM\0"]),
+            Xgroup::Create { mkstream: true, .. }
+        ));
+        assert_eq!(HELP.len(), 17);
+        assert_eq!(
+            HELP[0],
+            "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+        );
+        assert_eq!(HELP[16], "    Prints this help.");
+    }
+
+    /// The id is read after the key (and for SETID the group) checks: its errors wait.
+    #[test]
+    fn id_errors_wait_for_the_key() {
+        // CREATE is strict; SETID takes `-` and `+` too.
+        assert_eq!(
+            start(&["XGROUP", "CREATE", "s", "g", "$\0"]),
+            Ok(GroupStart::Last)
+        );
+        for bad in ["x", "-", "+", "(1", "5-*"] {
+            assert_eq!(
+                start(&["XGROUP", "CREATE", "s", "g", bad]),
+                Err(RedisError::invalid_id()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            start(&["XGROUP", "SETID", "s", "g", "-"]),
+            Ok(GroupStart::Id(EntryId::ZERO))
+        );
+        assert_eq!(
+            start(&["XGROUP", "SETID", "s", "g", "+"]),
+            Ok(GroupStart::Id(EntryId::MAX))
+        );
+        assert_eq!(
+            start(&["XGROUP", "SETID", "s", "g", "$"]),
+            Ok(GroupStart::Last)
+        );
+        for bad in ["x", "(1"] {
+            assert_eq!(
+                start(&["XGROUP", "SETID", "s", "g", bad]),
+                Err(RedisError::invalid_id()),
+                "{bad}"
+            );
+        }
+        // Too many (well-formed) options: a syntax error after those checks too.
+        assert_eq!(
+            start(&[
+                "XGROUP",
+                "CREATE",
+                "nokey",
+                "g",
+                "0",
+                "ENTRIESREAD",
+                "1",
+                "ENTRIESREAD",
+                "2"
+            ]),
+            Err(syntax("CREATE"))
+        );
+        assert_eq!(
+            start(&[
+                "XGROUP",
+                "SETID",
+                "s",
+                "nog",
+                "0",
+                "ENTRIESREAD",
+                "5",
+                "ENTRIESREAD",
+                "6"
+            ]),
+            Err(syntax("SETID"))
+        );
+    }
+
+    /// Every error checked against redis-server 7.0.15.
+    #[test]
+    fn errors_as_redis() {
+        assert_eq!(
+            err(&["XGROUP"]),
+            "ERR wrong number of arguments for 'xgroup' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "foo"]),
+            "ERR unknown subcommand 'foo'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "foo", "bar", "baz"]),
+            "ERR unknown subcommand 'foo'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "help", "x"]),
+            "ERR wrong number of arguments for 'xgroup|help' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "CREATE", "s"]),
+            "ERR wrong number of arguments for 'xgroup|create' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "CREATE", "s", "g"]),
+            "ERR wrong number of arguments for 'xgroup|create' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "create", "s", "g3", "0", "FOO"]),
+            "ERR unknown subcommand or wrong number of arguments for 'create'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "create", "nokey", "g3", "0", "FOO"]),
+            "ERR unknown subcommand or wrong number of arguments for 'create'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "create", "s", "g3", "0", "ENTRIESREAD"]),
+            "ERR unknown subcommand or wrong number of arguments for 'create'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "create", "s", "g3", "0", "ENTRIESREAD", "x"]),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(
+            err(&["XGROUP", "create", "s", "g3", "0", "ENTRIESREAD", "-2"]),
+            "ERR value for ENTRIESREAD must be positive or -1"
+        );
+        assert_eq!(
+            err(&["XGROUP", "create", "nokey", "g3", "0", "ENTRIESREAD", "-2"]),
+            "ERR value for ENTRIESREAD must be positive or -1"
+        );
+        assert_eq!(
+            err(&[
+                "XGROUP", "create", "s", "g5", "0", "MKSTREAM", "MKSTREAM", "MKSTREAM", "MKSTREAM",
+                "x"
+            ]),
+            "ERR unknown subcommand or wrong number of arguments for 'create'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "SETID", "s", "g"]),
+            "ERR wrong number of arguments for 'xgroup|setid' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "SETID", "s", "g", "0", "MKSTREAM"]),
+            "ERR unknown subcommand or wrong number of arguments for 'SETID'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "SETID", "s", "g", "0", "ENTRIESREAD"]),
+            "ERR unknown subcommand or wrong number of arguments for 'SETID'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "SETID", "s", "g", "0", "ENTRIESREAD", "-5"]),
+            "ERR value for ENTRIESREAD must be positive or -1"
+        );
+        assert_eq!(
+            err(&["XGROUP", "SETID", "s", "g", "5", "x", "y"]),
+            "ERR unknown subcommand or wrong number of arguments for 'SETID'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "DESTROY", "s"]),
+            "ERR wrong number of arguments for 'xgroup|destroy' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "DESTROY", "s", "g", "x"]),
+            "ERR wrong number of arguments for 'xgroup|destroy' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "CREATECONSUMER", "s", "g"]),
+            "ERR wrong number of arguments for 'xgroup|createconsumer' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "CREATECONSUMER", "s", "g", "c", "x"]),
+            "ERR wrong number of arguments for 'xgroup|createconsumer' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "DELCONSUMER", "s", "g", "c", "x"]),
+            "ERR wrong number of arguments for 'xgroup|delconsumer' command"
+        );
+        assert_eq!(
+            err(&["XGROUP", "a\r\nb"]),
+            "ERR unknown subcommand 'a  b'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "CREATE\0", "s", "g", "0"]),
+            "ERR unknown subcommand 'CREATE'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "CREATE", "s", "gz2", "0", "FOO\r\n"]),
+            "ERR unknown subcommand or wrong number of arguments for 'CREATE'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["XGROUP", "CrEaTe", "s", "gz2", "0", "FOO"]),
+            "ERR unknown subcommand or wrong number of arguments for 'CrEaTe'. Try XGROUP HELP."
+        );
+        assert_eq!(
+            err(&["xgroup", "CREATE", "s"]),
+            "ERR wrong number of arguments for 'xgroup|create' command"
+        );
+    }
+}

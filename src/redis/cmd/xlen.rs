@@ -18,3 +18,23 @@ impl Xlen {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::cmd::Command;
+    use crate::redis::cmd::testing::{b, err, ok};
+
+    #[test]
+    fn parses() {
+        assert_eq!(ok(&["xlen", "s"]), Command::Xlen(Xlen { key: b("s") }));
+        assert_eq!(
+            err(&["XLEN"]),
+            "ERR wrong number of arguments for 'xlen' command"
+        );
+        assert_eq!(
+            err(&["XLEN", "s", "x"]),
+            "ERR wrong number of arguments for 'xlen' command"
+        );
+    }
+}
