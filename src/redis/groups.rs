@@ -153,7 +153,9 @@ pub async fn xgroup(ctx: &Context, c: &Xgroup) -> RedisResult<Reply> {
             mkstream,
             entries_read,
         } => {
+            // With MKSTREAM nothing is created for a command that fails.
             let key = if *mkstream {
+                start.clone()?;
                 ctx.open_or_create(name, op).await?
             } else {
                 ctx.open(name, op).await?.ok_or_else(requires_key)?

@@ -448,11 +448,12 @@ pub async fn xdel(ctx: &Context, c: &Xdel) -> RedisResult<Reply> {
     let Some(key) = ctx.open(&c.key, Operation::Trim).await? else {
         return Ok(Reply::Int(0));
     };
+    let ids = c.ids.clone()?;
     for attempt in 0..MAX_RACES {
         back_off(attempt).await;
         let snap = Snapshot::take(&ctx.engine, &key).await?;
         let mut found = Vec::new();
-        for id in &c.ids {
+        for id in &ids {
             if let Some(e) = snap.find(&ctx.engine, &key, *id).await? {
                 found.push((e.seq, e.id));
             }
