@@ -101,13 +101,11 @@ impl Engine {
 mod tests {
     use std::time::Duration;
 
-    use s2_common::config::{BasinConfig, OptionalStreamConfig};
-
     use super::*;
     use crate::{
         engine::{
-            AutoCreate, EngineConfig, entries::EntryId, record::AppendInput,
-            record::RecordBatchBuilder,
+            entries::EntryId,
+            record::{AppendInput, RecordBatchBuilder},
         },
         storage,
     };
@@ -134,26 +132,9 @@ mod tests {
 
     #[tokio::test]
     async fn ids_stay_above_the_last_whichever_surface_appends() {
-        let engine = Engine::new(
-            storage::memory(),
-            EngineConfig {
-                poll: None,
-                maintenance_interval: Duration::from_secs(3600),
-                ..EngineConfig::default()
-            },
-        );
-        engine
-            .create_basin("test-basin", BasinConfig::default(), None)
-            .await
-            .unwrap();
-        engine
-            .create_stream("test-basin", "s", OptionalStreamConfig::default(), None)
-            .await
-            .unwrap();
-        let h = engine
-            .open("test-basin", "s", AutoCreate::No)
-            .await
-            .unwrap();
+        let (engine, h) =
+            crate::engine::tests::engine_with_stream(storage::memory(), Duration::from_secs(1))
+                .await;
         let f: &[(&[u8], &[u8])] = &[(b"f", b"v")];
 
         // An explicit id far in the future: later derived ids go past it.

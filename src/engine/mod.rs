@@ -1063,7 +1063,7 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         engine::{
@@ -1101,7 +1101,7 @@ mod tests {
     }
 
     /// An engine without polling or periodic upkeep, and the stream `s` on it.
-    async fn engine_with_stream(
+    pub(crate) async fn engine_with_stream(
         store: DynStore,
         gc_grace: Duration,
     ) -> (Engine, Arc<StreamHandle>) {

@@ -497,6 +497,23 @@ pub async fn xpending(ctx: &Context, c: &Xpending) -> RedisResult<Reply> {
     ))
 }
 
+/// What `XCLAIM` and `XAUTOCLAIM` answer for the ids they claimed: the ids (`JUSTID`) or
+/// the entries.
+fn claimed_reply(claimed: &[EntryId], entries: &[Entry], justid: bool) -> Reply {
+    Reply::Array(
+        claimed
+            .iter()
+            .map(|id| match justid {
+                true => Reply::text(id),
+                false => entries
+                    .iter()
+                    .find(|e| e.id == *id)
+                    .map_or(Reply::Nil, Entry::reply),
+            })
+            .collect(),
+    )
+}
+
 pub async fn xclaim(ctx: &Context, c: &Xclaim) -> RedisResult<Reply> {
     let missing = || no_group(&c.key, &c.group, "");
     let key = &ctx
@@ -539,19 +556,8 @@ pub async fn xclaim(ctx: &Context, c: &Xclaim) -> RedisResult<Reply> {
                 &options,
                 exists_in(entries),
             );
-            let reply = result
-                .claimed
-                .iter()
-                .map(|id| match c.justid {
-                    true => Reply::text(id),
-                    false => entries
-                        .iter()
-                        .find(|e| e.id == *id)
-                        .map_or(Reply::Nil, Entry::reply),
-                })
-                .collect();
             let changed = *g != before;
-            (Reply::Array(reply), changed)
+            (claimed_reply(&result.claimed, entries, c.justid), changed)
         },
     )
     .await
@@ -594,20 +600,9 @@ pub async fn xautoclaim(ctx: &Context, c: &Xautoclaim) -> RedisResult<Reply> {
                 c.justid,
                 exists_in(entries),
             );
-            let claimed = r
-                .claimed
-                .iter()
-                .map(|id| match c.justid {
-                    true => Reply::text(id),
-                    false => entries
-                        .iter()
-                        .find(|e| e.id == *id)
-                        .map_or(Reply::Nil, Entry::reply),
-                })
-                .collect();
             let reply = Reply::Array(vec![
                 Reply::text(r.next),
-                Reply::Array(claimed),
+                claimed_reply(&r.claimed, entries, c.justid),
                 Reply::Array(r.deleted.iter().map(Reply::text).collect()),
             ]);
             let changed = *g != before;
