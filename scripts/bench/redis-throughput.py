@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Rough throughput of the Redis-Streams surface against a running node:
+"""Rough throughput of the Redis-Streams surface (the plate API) against a running node:
 
     SLUICE_ENDPOINT=http://127.0.0.1:<port> python3 scripts/bench/redis-throughput.py
 
-Producers (threads, one keep-alive HTTP/1.1 connection each) add 100-byte entries for
---seconds; then consumers of one group read them with XREADGROUP COUNT --count and
-acknowledge each batch with XACK until the group has nothing new. Prints entries/s for
-both phases and request latency percentiles. Python's client threads share one core's
-worth of interpreter, so the figures are a floor for the server, not its ceiling.
-Loopback only.
+Creates a fresh plate (a basin, `POST /v1/basins`) and a group on one key
+(`/{plate}/streams/groups/create`, mkstream). Producers (threads, one keep-alive HTTP/1.1
+connection each) add 100-byte entries with `/{plate}/streams/add` for --seconds; then
+consumers of that group read them with `/{plate}/streams/groups/read` (id ">", count
+--count) and acknowledge each batch with `/{plate}/streams/groups/ack` until the group
+has nothing new. Prints entries/s for both phases and request latency percentiles.
+Python's client threads share one core's worth of interpreter, so the figures are a floor
+for the server, not its ceiling. Loopback only.
 """
 
 import argparse
@@ -19,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 
 def percentile(values, p):
@@ -27,27 +29,39 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
-RETRIES = [0]  # requests retried after `transaction_conflict`, as the server asks
+# Requests retried after a 503 `unavailable` whose message asks for a retry (the key or
+# group "kept changing concurrently": the server's own tries lost every race).
+RETRIES = [0]
 
 
 class Client:
     def __init__(self, host, port, prefix):
-        self.conn = http.client.HTTPConnection(host, port, timeout=60)
+        self.conn = http.client.HTTPConnection(host, port, timeout=90)
         self.prefix = prefix
 
-    def call(self, method, path, body=None):
+    def raw(self, method, path, body=None):
         headers = {"content-type": "application/json"} if body is not None else {}
         data = json.dumps(body).encode() if body is not None else None
+        self.conn.request(method, self.prefix + path, body=data, headers=headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+    def call(self, method, path, body=None):
+        """A plate-API call: the reply's `data.result`, or an exception with the error."""
         while True:
-            self.conn.request(method, self.prefix + path, body=data, headers=headers)
-            resp = self.conn.getresponse()
-            payload = resp.read()
-            if resp.status == 409 and b"transaction_conflict" in payload:
+            status, payload = self.raw(method, path, body)
+            try:
+                reply = json.loads(payload)
+            except ValueError:
+                raise RuntimeError(f"{method} {path}: {status} {payload[:300]!r}")
+            if reply.get("ok") is True and status < 300:
+                return reply["data"]["result"]
+            err = reply.get("error") or {}
+            if status == 503 and err.get("code") == "unavailable" \
+                    and "concurrently" in err.get("message", ""):
                 RETRIES[0] += 1
                 continue
-            if resp.status >= 300:
-                raise RuntimeError(f"{method} {path}: {resp.status} {payload[:200]!r}")
-            return json.loads(payload) if payload else None
+            raise RuntimeError(f"{method} {path}: {status} {payload[:300]!r}")
 
 
 def main():
@@ -61,24 +75,30 @@ def main():
     url = urlsplit(endpoint)
     if url.hostname not in ("127.0.0.1", "localhost", "::1"):
         sys.exit(f"SLUICE_ENDPOINT must be a loopback URL, got {endpoint!r}")
-    basin = f"redis-bench-{uuid.uuid4().hex[:8]}"
+    plate = f"redis-bench-{uuid.uuid4().hex[:8]}"
     admin = Client(url.hostname, url.port, "")
-    admin.call("POST", "/v1/basins", {"basin": basin})
-    prefix = f"/redis/v1/{basin}/bench"
-    key = Client(url.hostname, url.port, prefix)
-    key.call("POST", "/xgroup/create", {"group": "g", "id": "0", "mkstream": True})
+    status, payload = admin.raw("POST", "/v1/basins", {"basin": plate})
+    if status >= 300:
+        sys.exit(f"POST /v1/basins: {status} {payload[:300]!r}")
+    prefix = f"/{plate}/streams"
+    key, group = "bench", "g"
+    ctl = Client(url.hostname, url.port, prefix)
+    ctl.call("POST", "/groups/create", {"key": key, "group": group, "id": "0", "mkstream": True})
 
-    added, add_lat = [], []
+    added, add_lat, errors = [], [], []
     deadline = time.monotonic() + args.seconds
 
     def produce():
         c = Client(url.hostname, url.port, prefix)
         n, lat = 0, []
-        while time.monotonic() < deadline:
-            t = time.monotonic()
-            c.call("POST", "/xadd", {"fields": [["payload", "x" * 100]]})
-            lat.append(time.monotonic() - t)
-            n += 1
+        try:
+            while time.monotonic() < deadline:
+                t = time.monotonic()
+                c.call("POST", "/add", {"key": key, "values": {"payload": "x" * 100}})
+                lat.append(time.monotonic() - t)
+                n += 1
+        except Exception as e:  # noqa: BLE001 - reported below, the run fails
+            errors.append(f"xadd: {e}")
         added.append(n)
         add_lat.extend(lat)
 
@@ -96,15 +116,21 @@ def main():
     def consume(i):
         c = Client(url.hostname, url.port, prefix)
         n, lat = 0, []
-        while True:
-            t = time.monotonic()
-            got = c.call("POST", "/xreadgroup",
-                         {"group": "g", "consumer": f"c{i}", "count": args.count})["entries"]
-            lat.append(time.monotonic() - t)
-            if not got:
-                break
-            c.call("POST", "/xack", {"group": "g", "ids": [e["id"] for e in got]})
-            n += len(got)
+        try:
+            while True:
+                t = time.monotonic()
+                got = c.call("POST", "/groups/read",
+                             {"group": group, "consumer": f"c{i}",
+                              "streams": [{"key": key, "id": ">"}], "count": args.count})
+                lat.append(time.monotonic() - t)
+                entries = (got or {}).get(key) or []
+                if not entries:
+                    break
+                c.call("POST", "/groups/ack",
+                       {"key": key, "group": group, "ids": [e[0] for e in entries]})
+                n += len(entries)
+        except Exception as e:  # noqa: BLE001 - reported below, the run fails
+            errors.append(f"xreadgroup/xack by c{i}: {e}")
         consumed.append(n)
         read_lat.extend(lat)
 
@@ -115,7 +141,8 @@ def main():
     for t in threads:
         t.join()
     read_secs = time.monotonic() - t0
-    pending = key.call("GET", "/xpending?group=g")["pending"]
+    # XPENDING's summary form: [count, smallest id, greatest id, [[consumer, count], ...]].
+    pending = ctl.call("GET", f"/groups/pending/{quote(key, safe='')}/{quote(group, safe='')}")[0]
 
     ms = lambda s: f"{s * 1000:.1f} ms"
     print(f"xadd: {total} entries by {args.producers} producers in {add_secs:.1f} s = "
@@ -124,7 +151,11 @@ def main():
     print(f"xreadgroup+xack: {sum(consumed)} entries by {args.consumers} consumers "
           f"(count {args.count}) in {read_secs:.1f} s = {sum(consumed) / read_secs:.0f}/s; "
           f"xreadgroup p50 {ms(percentile(read_lat, 0.5))}, p99 {ms(percentile(read_lat, 0.99))}; "
-          f"pending after: {pending}; requests retried after a conflict: {RETRIES[0]}")
+          f"pending after: {pending}; requests retried after a race: {RETRIES[0]}")
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if errors:
+        sys.exit(f"{len(errors)} client(s) stopped on a server error")
     if sum(consumed) != total or pending != 0:
         sys.exit("not every entry was consumed and acknowledged once")
 
