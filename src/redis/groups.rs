@@ -6,7 +6,10 @@
 //! consumer at a time whichever node serves it. What the state machine needs to know of
 //! the stream (which ids still exist, the stream's counters) is read before each try.
 
-use std::collections::HashSet;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, LazyLock, Weak},
+};
 
 use bytes::Bytes;
 use s2_common::access::Operation;
@@ -99,6 +102,25 @@ fn exists_in(entries: &[Entry]) -> impl Fn(EntryId) -> bool + '_ {
     move |id| entries.iter().any(|e| e.id == id)
 }
 
+/// The lock that makes this process's changes to one group take turns: consumers on one
+/// node then queue here instead of racing each other through the store, and only other
+/// nodes' writes can make a conditional write fail.
+fn local_lock(stream_id: &str, group: &str) -> Arc<tokio::sync::Mutex<()>> {
+    type Locks = HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>;
+    static LOCKS: LazyLock<parking_lot::Mutex<Locks>> = LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock();
+    if locks.len() >= 1024 {
+        locks.retain(|_, lock| lock.strong_count() > 0);
+    }
+    let name = (stream_id.to_owned(), group.to_owned());
+    if let Some(lock) = locks.get(&name).and_then(Weak::upgrade) {
+        return lock;
+    }
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(name, Arc::downgrade(&lock));
+    lock
+}
+
 /// Runs `change` on the group until its write wins; `change` returns its answer and
 /// whether it changed anything. `prepare` reads what a try needs from the stream.
 async fn update<P, R, F>(
@@ -112,6 +134,8 @@ async fn update<P, R, F>(
 where
     F: std::future::Future<Output = RedisResult<P>>,
 {
+    let lock = local_lock(&key.handle.core.id, group);
+    let _turn = lock.lock().await;
     for attempt in 0..MAX_RACES {
         back_off(attempt).await;
         let Some(read) = ctx.engine.group(&key.handle, group).await? else {
