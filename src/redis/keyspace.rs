@@ -159,6 +159,8 @@ pub async fn records(engine: &Engine, key: &Key, from: u64, max: usize) -> Redis
 
 /// Records read per call while scanning.
 const SCAN_BATCH: usize = 256;
+/// Most records a backward scan holds at once.
+const WINDOW_MAX: usize = 4096;
 
 /// One key as of one manifest: which seq_nums hold entries and what Redis counts of it.
 #[derive(Debug, Clone)]
@@ -272,11 +274,18 @@ impl Snapshot {
     ) -> RedisResult<Vec<Entry>> {
         let mut out = Vec::new();
         let mut below = before.min(self.next_seq());
-        let window = SCAN_BATCH.max(max.saturating_add(8)) as u64;
+        let window = max.saturating_add(8).clamp(SCAN_BATCH, WINDOW_MAX) as u64;
         while out.len() < max && below > self.first() {
             let from = below.saturating_sub(window).max(self.first());
-            let mut recs = records(engine, key, from, (below - from) as usize).await?;
-            recs.retain(|r| r.seq < below);
+            // One read may stop short of `below` (a batch's limits): read the window whole.
+            let mut recs = Vec::new();
+            let mut at = from;
+            while at < below {
+                let batch = records(engine, key, at, (below - at) as usize).await?;
+                let Some(last) = batch.last() else { break };
+                at = last.seq + 1;
+                recs.extend(batch.into_iter().filter(|r| r.seq < below));
+            }
             below = from;
             for r in recs.into_iter().rev() {
                 let Some(id) = r.id else { continue };

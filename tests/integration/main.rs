@@ -16,6 +16,7 @@ mod metrics;
 mod multi_node;
 mod plate_api;
 mod plate_groups;
+mod plate_ranges;
 mod restart;
 mod sdk_unary;
 mod sessions;
