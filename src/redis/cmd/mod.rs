@@ -67,22 +67,22 @@ pub fn parse(argv: &[Bytes]) -> RedisResult<Command> {
         return Err(RedisError::Unsupported("no command given".into()));
     };
     let upper = String::from_utf8_lossy(name).to_ascii_uppercase();
-    let mut args = Args::new(&upper, &argv[1..]);
+    let args = Args::new(&upper, &argv[1..]);
     Ok(match upper.as_str() {
-        "XADD" => Command::Xadd(xadd::Xadd::parse(&mut args)?),
-        "XLEN" => Command::Xlen(xlen::Xlen::parse(&mut args)?),
-        "XRANGE" => Command::Xrange(xrange::Xrange::parse(&mut args, false)?),
-        "XREVRANGE" => Command::Xrange(xrange::Xrange::parse(&mut args, true)?),
-        "XREAD" => Command::Xread(xread::Xread::parse(&mut args)?),
-        "XTRIM" => Command::Xtrim(xtrim::Xtrim::parse(&mut args)?),
-        "XDEL" => Command::Xdel(xdel::Xdel::parse(&mut args)?),
-        "XINFO" => Command::Xinfo(xinfo::Xinfo::parse(&mut args)?),
-        "XGROUP" => Command::Xgroup(xgroup::Xgroup::parse(&mut args)?),
-        "XREADGROUP" => Command::Xreadgroup(xreadgroup::Xreadgroup::parse(&mut args)?),
-        "XACK" => Command::Xack(xack::Xack::parse(&mut args)?),
-        "XPENDING" => Command::Xpending(xpending::Xpending::parse(&mut args)?),
-        "XCLAIM" => Command::Xclaim(xclaim::Xclaim::parse(&mut args)?),
-        "XAUTOCLAIM" => Command::Xautoclaim(xautoclaim::Xautoclaim::parse(&mut args)?),
+        "XADD" => Command::Xadd(xadd::Xadd::parse(&args)?),
+        "XLEN" => Command::Xlen(xlen::Xlen::parse(&args)?),
+        "XRANGE" => Command::Xrange(xrange::Xrange::parse(&args, false)?),
+        "XREVRANGE" => Command::Xrange(xrange::Xrange::parse(&args, true)?),
+        "XREAD" => Command::Xread(xread::Xread::parse(&args)?),
+        "XTRIM" => Command::Xtrim(xtrim::Xtrim::parse(&args)?),
+        "XDEL" => Command::Xdel(xdel::Xdel::parse(&args)?),
+        "XINFO" => Command::Xinfo(xinfo::Xinfo::parse(&args)?),
+        "XGROUP" => Command::Xgroup(xgroup::Xgroup::parse(&args)?),
+        "XREADGROUP" => Command::Xreadgroup(xreadgroup::Xreadgroup::parse(&args)?),
+        "XACK" => Command::Xack(xack::Xack::parse(&args)?),
+        "XPENDING" => Command::Xpending(xpending::Xpending::parse(&args)?),
+        "XCLAIM" => Command::Xclaim(xclaim::Xclaim::parse(&args)?),
+        "XAUTOCLAIM" => Command::Xautoclaim(xautoclaim::Xautoclaim::parse(&args)?),
         _ => {
             return Err(RedisError::Unsupported(format!(
                 "unsupported command '{}'; allowed: {}",
@@ -93,67 +93,21 @@ pub fn parse(argv: &[Bytes]) -> RedisResult<Command> {
     })
 }
 
-/// A command's arguments (without its name), read front to back.
+/// A command's arguments (without its name) and its name, for arity errors. Parsers
+/// index [`Args::all`] after checking the arity Redis's command table gives.
 pub struct Args<'a> {
-    /// The command's name in upper case, for arity errors.
+    /// The command's name in upper case.
     pub name: &'a str,
     args: &'a [Bytes],
-    at: usize,
 }
 
 impl<'a> Args<'a> {
     pub fn new(name: &'a str, args: &'a [Bytes]) -> Self {
-        Self { name, args, at: 0 }
+        Self { name, args }
     }
 
-    /// Arguments not yet taken.
-    pub fn remaining(&self) -> usize {
-        self.args.len() - self.at
-    }
-
-    /// All arguments, taken or not.
     pub fn all(&self) -> &'a [Bytes] {
         self.args
-    }
-
-    /// The next argument without taking it.
-    pub fn peek(&self) -> Option<&'a Bytes> {
-        self.args.get(self.at)
-    }
-
-    /// Takes the next argument.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<&'a Bytes> {
-        let arg = self.args.get(self.at);
-        if arg.is_some() {
-            self.at += 1;
-        }
-        arg
-    }
-
-    /// Takes the next argument; none left is Redis's arity error.
-    pub fn required(&mut self) -> RedisResult<&'a Bytes> {
-        self.next().ok_or_else(|| RedisError::arity(self.name))
-    }
-
-    /// Whether the next argument is `word` (any case); takes it if so.
-    pub fn eat(&mut self, word: &str) -> bool {
-        if self
-            .peek()
-            .is_some_and(|a| a.eq_ignore_ascii_case(word.as_bytes()))
-        {
-            self.at += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Takes the rest.
-    pub fn rest(&mut self) -> &'a [Bytes] {
-        let rest = &self.args[self.at..];
-        self.at = self.args.len();
-        rest
     }
 }
 
@@ -334,25 +288,6 @@ pub fn subcommand_syntax(cmd: &str, sub: &[u8]) -> RedisError {
         "unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
         shown(sub, 128)
     ))
-}
-
-/// The key arguments of `cmd`, for authorization and routing.
-pub fn keys(cmd: &Command) -> Vec<&Bytes> {
-    match cmd {
-        Command::Xadd(c) => vec![&c.key],
-        Command::Xlen(c) => vec![&c.key],
-        Command::Xrange(c) => vec![&c.key],
-        Command::Xread(c) => c.keys.iter().collect(),
-        Command::Xtrim(c) => vec![&c.key],
-        Command::Xdel(c) => vec![&c.key],
-        Command::Xinfo(c) => c.key().into_iter().collect(),
-        Command::Xgroup(c) => c.key().into_iter().collect(),
-        Command::Xreadgroup(c) => c.keys.iter().collect(),
-        Command::Xack(c) => vec![&c.key],
-        Command::Xpending(c) => vec![&c.key],
-        Command::Xclaim(c) => vec![&c.key],
-        Command::Xautoclaim(c) => vec![&c.key],
-    }
 }
 
 /// How `XADD` and `XTRIM` trim.

@@ -15,7 +15,7 @@ pub struct Xack {
 }
 
 impl Xack {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -4)?;
         let all = args.all();
         let ids = all[2..]

@@ -18,7 +18,7 @@ pub struct Xadd {
 }
 
 impl Xadd {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -5)?;
         let all = args.all();
         let (key, rest) = (all[0].clone(), &all[1..]);

@@ -20,7 +20,7 @@ pub struct Xautoclaim {
 }
 
 impl Xautoclaim {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -6)?;
         let all = args.all();
         let min_idle = super::integer_or(&all[3], "Invalid min-idle-time argument for XAUTOCLAIM")?;

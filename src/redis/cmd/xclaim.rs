@@ -25,7 +25,7 @@ pub struct Xclaim {
 }
 
 impl Xclaim {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -6)?;
         let all = args.all();
         let mut c = Self {

@@ -14,7 +14,7 @@ pub struct Xdel {
 }
 
 impl Xdel {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -3)?;
         let all = args.all();
         let ids = all[1..]

@@ -37,7 +37,7 @@ pub const HELP: &[&str] = &[
 ];
 
 impl Xinfo {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -2)?;
         let all = args.all();
         let sub = &all[0];

@@ -11,10 +11,10 @@ pub struct Xlen {
 }
 
 impl Xlen {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, 2)?;
         Ok(Self {
-            key: args.required()?.clone(),
+            key: args.all()[0].clone(),
         })
     }
 }

@@ -26,7 +26,7 @@ pub struct PendingRange {
 }
 
 impl Xpending {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -3)?;
         let all = args.all();
         let argc = all.len() + 1;

@@ -20,7 +20,7 @@ pub struct Xrange {
 
 impl Xrange {
     /// `rev`: the arguments are `end start` (`XREVRANGE`).
-    pub fn parse(args: &mut Args, rev: bool) -> RedisResult<Self> {
+    pub fn parse(args: &Args, rev: bool) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -4)?;
         let all = args.all();
         let (start, end) = if rev {

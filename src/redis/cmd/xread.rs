@@ -88,7 +88,7 @@ pub fn read_args<'a>(args: &Args<'a>, xreadgroup: bool) -> RedisResult<ReadArgs<
 }
 
 impl Xread {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -4)?;
         let read = read_args(args, false)?;
         let from = read

@@ -20,7 +20,7 @@ pub struct Xreadgroup {
 }
 
 impl Xreadgroup {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -7)?;
         let read = super::xread::read_args(args, true)?;
         let Some((group, consumer)) = read.group else {

@@ -13,7 +13,7 @@ pub struct Xtrim {
 }
 
 impl Xtrim {
-    pub fn parse(args: &mut Args) -> RedisResult<Self> {
+    pub fn parse(args: &Args) -> RedisResult<Self> {
         super::check_arity(args.name, args.all().len() + 1, -4)?;
         let all = args.all();
         let (trim, _, _, _) = super::add_or_trim(&all[1..], false)?;
