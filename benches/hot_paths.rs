@@ -9,14 +9,9 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use prost::Message;
 use s2_api::v1::stream::{proto, s2s::CompressionAlgorithm};
-use sluice::{
-    api::s2s::{batch_frame, regular_frame},
-    engine::{
-        chunk::{Chunk, ChunkBuilder},
-        manifest::{ChunkRef, MAX_MANIFEST_CHUNKS, Manifest},
-        reader::{ChunkSlice, ReadBatch},
-        record::{RecordBatch, parse_append_input},
-    },
+use sluice::bench_support::{
+    Chunk, ChunkBuilder, ChunkRef, ChunkSlice, MAX_MANIFEST_CHUNKS, Manifest, ReadBatch,
+    RecordBatch, batch_frame, parse_append_input, regular_frame,
 };
 
 /// An encoded `AppendInput` of `n` records of `size` bytes, each with one header.

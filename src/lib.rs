@@ -19,3 +19,18 @@ pub mod metrics;
 pub mod redis;
 pub mod server;
 pub mod storage;
+
+/// The hot paths `benches/hot_paths.rs` measures, reachable from outside the crate only
+/// for it.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::{
+        api::s2s::{batch_frame, regular_frame},
+        engine::{
+            chunk::{Chunk, ChunkBuilder},
+            manifest::{ChunkRef, MAX_MANIFEST_CHUNKS, Manifest},
+            reader::{ChunkSlice, ReadBatch},
+            record::{RecordBatch, parse_append_input},
+        },
+    };
+}

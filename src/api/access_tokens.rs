@@ -7,7 +7,6 @@ use s2_api::v1::access::{
     ListAccessTokensResponse,
 };
 use s2_common::access::{ListAccessTokensRequest as CommonListRequest, Operation};
-use time::OffsetDateTime;
 
 use super::{
     error::ApiError,
@@ -57,7 +56,8 @@ pub async fn issue(
     caller.may_on_token(Operation::IssueAccessToken, &request.id)?;
     let request: s2_common::access::IssueAccessTokenRequest = request.try_into()?;
     let expires_at = request.expires_at.or(caller.expires_at);
-    if expires_at.is_some_and(|t| t <= OffsetDateTime::now_utc()) {
+    let now = state.engine.clock().now();
+    if expires_at.is_some_and(|t| t <= now) {
         return Err(ApiError::invalid("`expires_at` is in the past"));
     }
     let grant = Grant::new(
@@ -82,7 +82,7 @@ pub async fn issue(
             scope: request.scope,
         }),
         secret_sha256,
-        issued_at: OffsetDateTime::now_utc(),
+        issued_at: now,
     };
     state.engine.issue_access_token(&entry).await?;
     state.auth.forget(&id).await;

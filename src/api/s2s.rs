@@ -36,9 +36,8 @@ use super::{
     records::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
 };
 use crate::engine::{
-    Ack, EngineResult, ReadBatch, ReadOutput, ReadSession, SessionGate,
+    Ack, EngineResult, ReadBatch, ReadOutput, ReadSession, SessionGate, StreamHandle,
     record::{InputError, parse_append_input},
-    stream::StreamHandle,
 };
 use crate::http::{AppState, auth::Caller};
 

@@ -2,7 +2,7 @@
 //! over the session and any sessions it resumes), `ping` events with the tail, an `error`
 //! event if the read fails, and a final `data: [DONE]` when it ends normally.
 
-use std::{convert::Infallible, sync::Arc, time::SystemTime};
+use std::{convert::Infallible, sync::Arc};
 
 use axum::response::{
     IntoResponse, Response,
@@ -19,7 +19,7 @@ use super::{
     error::ApiError,
     records::{json_batch, position},
 };
-use crate::engine::{EngineError, ReadOutput, ReadSession, stream::StreamHandle};
+use crate::engine::{Clock, EngineError, ReadOutput, ReadSession, StreamHandle};
 use crate::http::AppState;
 
 struct SseState {
@@ -29,14 +29,8 @@ struct SseState {
     delivered_bytes: usize,
     format: Format,
     draining: crate::http::Draining,
+    clock: Clock,
     done_sent: bool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 pub fn read_events(
@@ -53,6 +47,7 @@ pub fn read_events(
         delivered_bytes: resumed_from.map_or(0, |id| id.bytes),
         format,
         draining: state.draining.clone(),
+        clock: state.engine.clock(),
         done_sent: false,
     };
     let events = futures::stream::unfold(init, |mut st| async move {
@@ -90,7 +85,7 @@ pub fn read_events(
             Some(Ok(ReadOutput::Heartbeat(tail))) => Event::default()
                 .event("ping")
                 .json_data(PingEventData {
-                    timestamp: now_ms(),
+                    timestamp: st.clock.now_ms(),
                     tail: position(tail),
                 })
                 .expect("pings serialize"),

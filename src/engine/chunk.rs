@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::record::{SequencedView, put_sequenced, sequenced_len};
+use super::record::{SequencedView, put_sequenced};
 
 const MAGIC: &[u8; 4] = b"SLCK";
 const FORMAT: u8 = 1;
@@ -228,20 +228,6 @@ impl ChunkBuilder {
         self.entries.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Size of the chunk so far, without the trailer.
-    pub fn encoded_len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Space one more record with these fields would take.
-    pub fn entry_len(&self, timestamp: u64, fields: &[u8]) -> usize {
-        sequenced_len(self.next_seq(), timestamp, fields.len())
-    }
-
     /// Appends the next record; `fields` are its encoded headers and body.
     pub fn push(&mut self, timestamp: u64, metered: usize, fields: &[u8]) {
         let seq = self.next_seq();
@@ -251,20 +237,6 @@ impl ChunkBuilder {
             timestamp,
             metered: metered as u32,
         });
-    }
-
-    /// Drops every record from index `len` on; used to undo a request that cannot be
-    /// applied after all.
-    pub fn truncate(&mut self, len: usize) {
-        if len < self.entries.len() {
-            let end = if len == 0 {
-                HEADER_LEN
-            } else {
-                self.entries[len - 1].end as usize
-            };
-            self.buf.truncate(end);
-            self.entries.truncate(len);
-        }
     }
 
     pub fn finish(mut self) -> Chunk {
@@ -337,21 +309,6 @@ mod tests {
         let (headers, body) = decoded.record(4).view().parts().unwrap();
         assert_eq!(headers, vec![(&b"h"[..], &b"v"[..])]);
         assert_eq!(body, b"body-4");
-    }
-
-    #[test]
-    fn truncate_undoes_records() {
-        let mut batch = RecordBatchBuilder::new();
-        batch.push(None, std::iter::empty(), b"a").unwrap();
-        batch.push(None, std::iter::empty(), b"b").unwrap();
-        let batch = batch.finish().unwrap();
-        let mut builder = ChunkBuilder::new(0, 0);
-        for (meta, fields) in batch.encoded_records() {
-            builder.push(1, meta.metered as usize, fields);
-        }
-        builder.truncate(1);
-        let chunk = Chunk::decode(builder.finish().bytes().clone()).unwrap();
-        assert_eq!(chunk.len(), 1);
     }
 
     #[test]

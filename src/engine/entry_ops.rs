@@ -3,10 +3,9 @@
 //! trims) through the stream's manifest, so every node sees them at once.
 
 use super::{
-    Engine,
+    Engine, StreamHandle,
     entries::EntryState,
     error::{EngineError, EngineResult, Position},
-    stream::StreamHandle,
 };
 
 /// A stream's entries as of one manifest.
@@ -57,7 +56,7 @@ impl Engine {
         unchanged: impl Fn() -> R,
     ) -> EngineResult<R> {
         let mut result = None;
-        self.modify_manifest(&handle.core, |m| {
+        handle.core.modify_manifest(|m| {
             let view = EntryView {
                 first_readable: m.first_readable(),
                 tail: Position {
@@ -133,7 +132,7 @@ mod tests {
     #[tokio::test]
     async fn ids_stay_above_the_last_whichever_surface_appends() {
         let (engine, h) =
-            crate::engine::tests::engine_with_stream(storage::memory(), Duration::from_secs(1))
+            crate::engine::testing::engine_with_stream(storage::memory(), Duration::from_secs(1))
                 .await;
         let f: &[(&[u8], &[u8])] = &[(b"f", b"v")];
 

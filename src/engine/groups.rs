@@ -4,12 +4,11 @@
 //! goes. What a group does is [`super::group_state`].
 
 use super::{
-    Engine,
+    Engine, StreamHandle,
     catalog::{Versioned, Written},
     error::{EngineError, EngineResult},
     group_state::GroupState,
     layout,
-    stream::StreamHandle,
 };
 
 impl Engine {

@@ -7,28 +7,19 @@
 //! and an object is deleted only after it has been unreachable for a grace period (a
 //! reader holding an older manifest re-reads it when an object is gone).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{
-    Engine, EngineError, EngineResult, StreamHandle, now_ms,
-    stream::{StreamCore, StreamState},
+    Engine, EngineError, EngineResult, StreamHandle,
+    handle::{StreamCore, StreamState},
 };
 use crate::storage::DynStore;
 
 /// Objects unreachable for less than this are left alone.
 pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(30);
-
-/// What a pass found to do for one stream.
-fn expire_before(state: &StreamState, now: u64) -> Option<u64> {
-    state
-        .config
-        .retention_policy
-        .age()
-        .map(|age| now.saturating_sub(age.as_millis() as u64))
-}
 
 fn is_empty_and_idle(state: &StreamState, now: u64) -> bool {
     let Some(min_age) = state.config.delete_on_empty.min_age() else {
@@ -88,10 +79,10 @@ impl Engine {
         if state.manifest.is_deleted() {
             return Ok(());
         }
-        let now = now_ms();
-        let cutoff = expire_before(&state, now);
+        let now = core.clock.now_ms();
+        let cutoff = state.expire_before(now);
         if state.manifest.clone().drop_unreadable(cutoff) {
-            self.modify_manifest(core, |m| Ok(m.drop_unreadable(cutoff)))
+            core.modify_manifest(|m| Ok(m.drop_unreadable(cutoff)))
                 .await?;
         }
         let state = core.current();
@@ -141,6 +132,40 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts this engine's background work: resuming deletions a previous process left
+    /// pending, then periodic upkeep; it ends when the engine is dropped.
+    pub(super) fn spawn_background(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            // Finish deletions a previous process of this deployment left pending.
+            if let Some(inner) = weak.upgrade() {
+                let engine = Engine { inner };
+                if let Err(e) = engine.resume_deletions().await {
+                    warn!(error = %e, "resuming pending deletions failed");
+                }
+            }
+            let period = weak
+                .upgrade()
+                .map_or(Duration::from_secs(60), |i| i.config.maintenance_interval);
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            for round in 1u64.. {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let engine = Engine { inner };
+                if round % 10 == 0 {
+                    if let Err(e) = engine.maintain_all_streams().await {
+                        warn!(error = %e, "catalog-wide upkeep failed");
+                    }
+                } else {
+                    engine.maintain_open_streams().await;
+                }
+                engine.evict_idle_streams();
+            }
+        });
+    }
+
     /// Upkeep of every stream open on this node.
     pub(super) async fn maintain_open_streams(&self) {
         let handles: Vec<_> = self.inner.streams.lock().values().cloned().collect();
@@ -183,7 +208,13 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use s2_common::stream::{ReadEnd, ReadFrom, ReadStart};
+
     use super::*;
+    use crate::{
+        engine::{appender::INLINE_MAX_BYTES, reader, testing::*},
+        storage,
+    };
 
     #[test]
     fn parses_first_seq_from_keys() {
@@ -192,5 +223,54 @@ mod tests {
             Some(42)
         );
         assert_eq!(first_seq_of("data/abc/manifest"), None);
+    }
+
+    #[tokio::test]
+    async fn upkeep_deletes_trimmed_chunks_after_the_grace_period() {
+        let store = storage::memory();
+        let (engine, handle) = engine_with_stream(store.clone(), Duration::ZERO).await;
+        // Too large to travel inline: each commit writes its chunk's object.
+        let body = vec![1u8; INLINE_MAX_BYTES / 2 + 1];
+        for _ in 0..5u8 {
+            engine
+                .append(&handle, batch(&[&body, &body]), None)
+                .await
+                .unwrap();
+        }
+        let id = handle.core.id.clone();
+        let written: Vec<u64> = chunk_keys(&store, &id)
+            .await
+            .iter()
+            .map(|k| first_seq_of_key(k))
+            .collect();
+        assert_eq!(written, [0, 2, 4, 6, 8], "{written:?}");
+
+        // Trim below seq 6: chunks 0..2, 2..4 and 4..6 become unreachable.
+        engine.append(&handle, trim(6), None).await.unwrap();
+        assert_eq!(handle.core.current().manifest.index_start(), 6);
+        engine.maintain(&handle).await.unwrap(); // marks
+        engine.maintain(&handle).await.unwrap(); // deletes, the grace period being zero
+        let left: Vec<u64> = chunk_keys(&store, &id)
+            .await
+            .iter()
+            .map(|k| first_seq_of_key(k))
+            .collect();
+        assert_eq!(left[..2], [6, 8], "{left:?}");
+        assert!(left.iter().all(|&seq| seq >= 6), "{left:?}");
+
+        let session = engine
+            .read(
+                &handle,
+                ReadStart {
+                    from: ReadFrom::SeqNum(0),
+                    clamp: false,
+                },
+                ReadEnd::default(),
+                true,
+            )
+            .await
+            .unwrap();
+        let read = reader::read_unary(session).await.unwrap();
+        assert_eq!(read.records().next().unwrap().seq_num, 6);
     }
 }

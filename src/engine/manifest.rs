@@ -268,6 +268,9 @@ pub enum Located<'a> {
     Tail,
 }
 
+/// An encoded manifest that passed [`Manifest::encode_for_store`].
+pub struct StoredManifest(pub Bytes);
+
 impl Manifest {
     pub fn new(stream_id: String, config_json: String, now_ms: u64) -> Self {
         Self {
@@ -281,6 +284,18 @@ impl Manifest {
 
     pub fn encode_object(&self) -> Bytes {
         encode_framed(MAGIC, self)
+    }
+
+    /// The bytes of a manifest write. Every write of a manifest takes them from here, so
+    /// in debug builds none is written that breaks [`Self::check_invariants`].
+    pub fn encode_for_store(&self) -> StoredManifest {
+        debug_assert_eq!(
+            self.check_invariants(),
+            Ok(()),
+            "manifest of {}",
+            self.stream_id
+        );
+        StoredManifest(self.encode_object())
     }
 
     pub fn decode_object(bytes: &[u8]) -> Result<Self, CorruptManifest> {

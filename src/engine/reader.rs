@@ -15,8 +15,8 @@ use tokio::{sync::watch, time::Instant};
 use super::{
     chunk::{Chunk, ChunkRecord},
     error::{EngineError, EngineResult, Position},
+    handle::{StreamCore, StreamState},
     manifest::{ChunkRef, Located},
-    stream::{StreamCore, StreamState},
 };
 
 /// How far ahead of a reader that reads from storage chunks are fetched: up to this many
@@ -39,8 +39,8 @@ fn read_ahead<'a>(following: impl Iterator<Item = &'a ChunkRef>) -> Vec<ChunkRef
 }
 
 /// Records per batch and metered bytes per batch, at most.
-pub const MAX_BATCH_RECORDS: usize = 1000;
-pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+pub const MAX_READ_BATCH_RECORDS: usize = 1000;
+pub const MAX_READ_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Consecutive records of one chunk.
 #[derive(Debug, Clone)]
@@ -382,8 +382,8 @@ async fn collect(
             let r = chunk.record(i);
             if until.deny(r.timestamp)
                 || limit.deny(batch.count + 1, batch.metered_bytes + r.metered)
-                || batch.count + 1 > MAX_BATCH_RECORDS
-                || batch.metered_bytes + r.metered > MAX_BATCH_BYTES
+                || batch.count + 1 > MAX_READ_BATCH_RECORDS
+                || batch.metered_bytes + r.metered > MAX_READ_BATCH_BYTES
             {
                 stop = true;
                 break;
@@ -428,4 +428,103 @@ pub async fn read_unary(mut session: ReadSession) -> EngineResult<ReadBatch> {
         }
     }
     Ok(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use crate::{
+        engine::{appender::SPILL_MIN_CHUNKS, maintenance::DEFAULT_GC_GRACE, manifest, testing::*},
+        storage::{self, DynStore},
+    };
+
+    /// A node reading chunks that were packed together fetches the pack once.
+    #[tokio::test]
+    async fn packed_chunks_are_fetched_with_one_read() {
+        let store = storage::memory();
+        let (writer, on_writer) = engine_with_stream(store.clone(), DEFAULT_GC_GRACE).await;
+        let n = SPILL_MIN_CHUNKS as u64;
+        for i in 0..=n {
+            let i: u64 = i;
+            writer
+                .append(&on_writer, batch(&[&i.to_be_bytes()]), None)
+                .await
+                .unwrap();
+            spills_settled(&on_writer).await;
+        }
+        let m = on_writer.core.current().manifest.clone();
+        assert!(m.chunks[..n as usize].iter().all(|c| c.pack.is_some()));
+
+        let (reader, on_reader, counters) = counted_node(store, two_engines_config()).await;
+        let before = counters.snapshot().gets;
+        assert_eq!(read_all(&reader, &on_reader).await.len(), n as usize + 1);
+        assert_eq!(
+            counters.snapshot().gets - before,
+            2,
+            "the manifest, then the pack"
+        );
+    }
+
+    /// A node reading a chunk from storage fetches the ones after it meanwhile, so a
+    /// catch-up does not wait a round trip per chunk.
+    #[tokio::test]
+    async fn a_reader_on_a_cold_cache_fetches_the_next_chunks_ahead() {
+        let store = storage::memory();
+        let (writer, on_writer) = engine_with_stream(store.clone(), DEFAULT_GC_GRACE).await;
+        const CHUNKS: u64 = 6;
+        let body = vec![7; 300 * 1024]; // too large to travel inside the manifest
+        for _ in 0..CHUNKS {
+            writer
+                .append(&on_writer, batch(&[&body]), None)
+                .await
+                .unwrap();
+        }
+        let (_reader, on_reader, counters) = counted_node(store, two_engines_config()).await;
+        // Counted in bytes: the catalog's small objects may be read meanwhile.
+        let chunk_bytes = (CHUNKS * body.len() as u64)..((CHUNKS + 1) * body.len() as u64);
+        let before = counters.snapshot().bytes_read;
+        let read = || counters.snapshot().bytes_read - before;
+
+        let state = on_reader.core.current();
+        super::chunk_at(&on_reader.core, &state, 0).await.unwrap();
+
+        let fetched_all = async {
+            while read() < chunk_bytes.start {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), fetched_all)
+            .await
+            .expect("the chunks after the first are fetched without being read");
+        for seq in 0..CHUNKS {
+            super::chunk_at(&on_reader.core, &state, seq).await.unwrap();
+        }
+        assert!(chunk_bytes.contains(&read()), "each chunk read once");
+    }
+
+    /// The node that folds chunk references into an index segment keeps the segment, so a
+    /// catch-up read over it starts from memory instead of a round trip per segment.
+    #[tokio::test]
+    async fn a_catch_up_read_finds_the_written_segments_in_memory() {
+        use crate::storage::counting::{CountingStore, StoreCounters};
+        let counters = Arc::new(StoreCounters::default());
+        let store: DynStore = Arc::new(CountingStore::new(storage::memory(), counters.clone()));
+        let (engine, handle) = engine_with_stream(store, DEFAULT_GC_GRACE).await;
+        let appends = manifest::MAX_MANIFEST_CHUNKS as u64 + 1;
+        for i in 0..appends {
+            engine
+                .append(&handle, batch(&[&i.to_be_bytes()]), None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(handle.core.current().manifest.segments.len(), 1);
+        let before = counters.snapshot().gets;
+        assert_eq!(read_all(&engine, &handle).await.len(), appends as usize);
+        assert_eq!(
+            counters.snapshot().gets - before,
+            1,
+            "only the manifest is read again"
+        );
+    }
 }

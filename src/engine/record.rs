@@ -13,9 +13,9 @@ use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 use super::entries::EntryId;
 
 /// At most this many records in one append batch.
-pub const MAX_BATCH_RECORDS: usize = 1000;
+pub const MAX_APPEND_RECORDS: usize = 1000;
 /// At most this many metered bytes in one append batch, and in one record.
-pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 /// Fencing tokens are at most this many bytes of UTF-8.
 pub const MAX_FENCING_TOKEN_BYTES: usize = 36;
 
@@ -137,7 +137,7 @@ impl RecordBatchBuilder {
         headers: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
         body: &[u8],
     ) -> Result<(), InputError> {
-        if self.records.len() >= MAX_BATCH_RECORDS {
+        if self.records.len() >= MAX_APPEND_RECORDS {
             return Err(invalid("record batch must not exceed 1000 records"));
         }
         let (mut count, mut header_bytes, mut empty_names) = (0usize, 0usize, 0usize);
@@ -147,10 +147,10 @@ impl RecordBatchBuilder {
             empty_names += usize::from(name.is_empty());
         }
         let metered = metered_size(count, header_bytes, body.len());
-        if metered > MAX_BATCH_BYTES {
+        if metered > MAX_APPEND_BYTES {
             return Err(invalid("record must have metered size less than 1 MiB"));
         }
-        if self.metered + metered > MAX_BATCH_BYTES {
+        if self.metered + metered > MAX_APPEND_BYTES {
             return Err(invalid(
                 "record batch must not exceed a metered size of 1 MiB",
             ));
@@ -196,7 +196,7 @@ impl RecordBatchBuilder {
         if fields.is_empty() {
             return Err(invalid("an entry needs at least one field"));
         }
-        if self.records.len() >= MAX_BATCH_RECORDS {
+        if self.records.len() >= MAX_APPEND_RECORDS {
             return Err(invalid("record batch must not exceed 1000 records"));
         }
         let id_text = id.map(|id| id.to_string()).unwrap_or_default();
@@ -206,7 +206,7 @@ impl RecordBatchBuilder {
             header.into_iter().chain(fields.iter().copied()).collect();
         let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
         let metered = metered_size(headers.len(), header_bytes, 0);
-        if metered > MAX_BATCH_BYTES || self.metered + metered > MAX_BATCH_BYTES {
+        if metered > MAX_APPEND_BYTES || self.metered + metered > MAX_APPEND_BYTES {
             return Err(invalid("record must have metered size less than 1 MiB"));
         }
         for (name, value) in &headers {
@@ -557,7 +557,8 @@ pub fn put_sequenced(buf: &mut impl BufMut, seq_num: u64, timestamp: u64, fields
 }
 
 /// Size of the entry [`put_sequenced`] writes.
-pub fn sequenced_len(seq_num: u64, timestamp: u64, fields_len: usize) -> usize {
+#[cfg(test)]
+fn sequenced_len(seq_num: u64, timestamp: u64, fields_len: usize) -> usize {
     let inner = 1 + encoded_len_varint(seq_num) + 1 + encoded_len_varint(timestamp) + fields_len;
     1 + encoded_len_varint(inner as u64) + inner
 }
@@ -694,10 +695,10 @@ mod tests {
         assert_eq!(parse_append_input(&exact).unwrap().batch.len(), 1000);
 
         // 1 MiB metered exactly fits; one byte more does not.
-        let body = vec![0u8; MAX_BATCH_BYTES - 8];
+        let body = vec![0u8; MAX_APPEND_BYTES - 8];
         let fits = encode(vec![proto_record(None, &[], &body)]);
         assert!(parse_append_input(&fits).is_ok());
-        let body = vec![0u8; MAX_BATCH_BYTES - 7];
+        let body = vec![0u8; MAX_APPEND_BYTES - 7];
         let over = encode(vec![proto_record(None, &[], &body)]);
         assert!(matches!(
             parse_append_input(&over),

@@ -104,7 +104,7 @@ impl Authenticator {
         if stored
             .caller
             .expires_at
-            .is_some_and(|t| t <= OffsetDateTime::now_utc())
+            .is_some_and(|t| t <= self.inner.engine.clock().now())
         {
             return Err(AuthError::InvalidToken("access token has expired".into()));
         }

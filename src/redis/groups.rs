@@ -22,19 +22,14 @@ use super::{
     },
     ids::{EntryId, GroupFrom, GroupStart},
     keyspace::{Entry, Key, Snapshot},
-    streams::{back_off, block_deadline, wait_for_any},
+    streams::{block_deadline, wait_for_any},
 };
 use crate::engine::{
     EngineError,
     catalog::Written,
     group_state::{ClaimOptions, GroupState, StreamFacts},
+    retry::Races,
 };
-
-const MAX_RACES: usize = 32;
-
-fn raced() -> RedisError {
-    RedisError::Unavailable("the consumer group kept changing concurrently; retry".into())
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -44,10 +39,6 @@ fn text(b: &[u8]) -> String {
 fn name_of(what: &str, b: &Bytes) -> RedisResult<String> {
     String::from_utf8(b.to_vec())
         .map_err(|_| RedisError::err(format!("{what} names must be UTF-8 on Sluice")))
-}
-
-fn now_ms() -> u64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
 }
 
 /// `NOGROUP No such key '<k>' or consumer group '<g>'` and its variants.
@@ -136,8 +127,9 @@ where
 {
     let lock = local_lock(&key.handle.core.id, group);
     let _turn = lock.lock().await;
-    for attempt in 0..MAX_RACES {
-        back_off(attempt).await;
+    let mut races = Races::new("the consumer group");
+    loop {
+        races.next().await?;
         let Some(read) = ctx.engine.group(&key.handle, group).await? else {
             return Err(missing());
         };
@@ -156,7 +148,6 @@ where
             return Ok(answer);
         }
     }
-    Err(raced())
 }
 
 pub async fn xgroup(ctx: &Context, c: &Xgroup) -> RedisResult<Reply> {
@@ -243,7 +234,7 @@ pub async fn xgroup(ctx: &Context, c: &Xgroup) -> RedisResult<Reply> {
         } => {
             let key = ctx.open(name, op).await?.ok_or_else(requires_key)?;
             let (group_name, consumer) = (name_of("group", group)?, name_of("consumer", consumer)?);
-            let now = now_ms();
+            let now = ctx.engine.clock().now_ms();
             update(
                 ctx,
                 &key,
@@ -367,7 +358,7 @@ async fn deliver_new(
     max: usize,
     noack: bool,
 ) -> RedisResult<(Vec<Reply>, u64)> {
-    let now = now_ms();
+    let now = ctx.engine.clock().now_ms();
     update(
         ctx,
         key,
@@ -402,7 +393,7 @@ async fn history(
     after: EntryId,
     max: usize,
 ) -> RedisResult<Vec<Reply>> {
-    let now = now_ms();
+    let now = ctx.engine.clock().now_ms();
     let count = if max == usize::MAX { 0 } else { max };
     update(
         ctx,
@@ -505,7 +496,7 @@ pub async fn xpending(ctx: &Context, c: &Xpending) -> RedisResult<Reply> {
         usize::try_from(range.count).unwrap_or(usize::MAX),
         consumer.as_deref(),
         min_idle,
-        now_ms(),
+        ctx.engine.clock().now_ms(),
     );
     Ok(Reply::Array(
         rows.iter()
@@ -560,7 +551,7 @@ pub async fn xclaim(ctx: &Context, c: &Xclaim) -> RedisResult<Reply> {
         last_id: c.last_id,
     };
     let min_idle = i64::try_from(c.min_idle_ms).unwrap_or(i64::MAX);
-    let now = now_ms();
+    let now = ctx.engine.clock().now_ms();
     update(
         ctx,
         key,
@@ -597,7 +588,7 @@ pub async fn xautoclaim(ctx: &Context, c: &Xautoclaim) -> RedisResult<Reply> {
     let consumer = name_of("consumer", &c.consumer)?;
     let min_idle = i64::try_from(c.min_idle_ms).unwrap_or(i64::MAX);
     let count = usize::try_from(c.count).unwrap_or(usize::MAX);
-    let now = now_ms();
+    let now = ctx.engine.clock().now_ms();
     update(
         ctx,
         key,
@@ -675,7 +666,7 @@ pub async fn xinfo_consumers(
     };
     Ok(Reply::Array(
         read.entry
-            .consumers_info(now_ms())
+            .consumers_info(ctx.engine.clock().now_ms())
             .iter()
             .map(|c| {
                 Reply::map([

@@ -17,11 +17,10 @@ use s2_common::{
 
 use super::{Context, RedisError, RedisResult, Reply, ids::EntryId};
 use crate::engine::{
-    AutoCreate, Engine, EngineError,
+    AutoCreate, Engine, EngineError, StreamHandle,
     entries::{self, EntryState},
     entry_ops::EntryView,
     reader::read_unary,
-    stream::StreamHandle,
 };
 
 /// A stream record as the Redis surface reads it.

@@ -16,21 +16,11 @@ use crate::engine::{
     AppendInput, ConditionFailed, EngineError,
     entries::{EntryState, NODE_ENTRIES},
     record::RecordBatchBuilder,
+    retry::Races,
 };
 
 /// How the appender words its refusal of an entry id (see [`crate::engine::entries`]).
 const ID_NOT_ABOVE: &str = "is not above the stream's last id";
-
-/// Tries of a change that another writer keeps overtaking.
-const MAX_RACES: usize = 32;
-
-/// A random pause before the `attempt`th retry (from 1): up to 1, 2, 4 … 64 ms.
-pub async fn back_off(attempt: usize) {
-    if attempt > 0 {
-        let cap_us = 1000u64 << (attempt - 1).min(6);
-        tokio::time::sleep(Duration::from_micros(rand::random_range(0..=cap_us))).await;
-    }
-}
 
 fn raced() -> RedisError {
     RedisError::Unavailable("the key kept changing concurrently; retry".into())
@@ -79,8 +69,9 @@ async fn add_explicit(
     wanted: AddId,
     fields: &[(&[u8], &[u8])],
 ) -> RedisResult<EntryId> {
-    for attempt in 0..MAX_RACES {
-        back_off(attempt).await;
+    let mut races = Races::new("the key");
+    loop {
+        races.next().await?;
         let view = ctx.engine.entry_view(&key.handle).await?;
         let last = view.state.last_id();
         if last == EntryId::MAX {
@@ -100,7 +91,6 @@ async fn add_explicit(
             Err(AppendError::Failed(e)) => return Err(e),
         }
     }
-    Err(raced())
 }
 
 enum AppendError {
@@ -329,8 +319,9 @@ fn same_entries(a: &crate::engine::entry_ops::EntryView, b: &Snapshot) -> bool {
 /// exact trim then removes entries from the next node one by one, `~` stops instead.
 /// Returns how many entries went.
 pub async fn trim(ctx: &Context, key: &Key, spec: TrimSpec) -> RedisResult<u64> {
-    for attempt in 0..MAX_RACES {
-        back_off(attempt).await;
+    let mut races = Races::new("the key");
+    loop {
+        races.next().await?;
         let snap = Snapshot::take(&ctx.engine, key).await?;
         let (trim_to, removed) = plan_trim(ctx, key, &snap, spec).await?;
         if removed == 0 {
@@ -357,7 +348,6 @@ pub async fn trim(ctx: &Context, key: &Key, spec: TrimSpec) -> RedisResult<u64> 
             return Ok(removed);
         }
     }
-    Err(raced())
 }
 
 /// The seq_num to trim to and how many entries that removes.
@@ -449,8 +439,9 @@ pub async fn xdel(ctx: &Context, c: &Xdel) -> RedisResult<Reply> {
         return Ok(Reply::Int(0));
     };
     let ids = c.ids.clone()?;
-    for attempt in 0..MAX_RACES {
-        back_off(attempt).await;
+    let mut races = Races::new("the key");
+    loop {
+        races.next().await?;
         let snap = Snapshot::take(&ctx.engine, &key).await?;
         let mut found = Vec::new();
         for id in &ids {
@@ -485,7 +476,6 @@ pub async fn xdel(ctx: &Context, c: &Xdel) -> RedisResult<Reply> {
             return Ok(Reply::int(deleted));
         }
     }
-    Err(raced())
 }
 
 /// Marks `found` (seq_num, id) deleted; how many were not already. A tail node left

@@ -3,32 +3,26 @@
 
 use std::{
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use futures::{
-    FutureExt,
-    future::{BoxFuture, Shared},
-};
 use s2_common::config::StreamConfig;
-use tokio::{
-    sync::{mpsc, watch},
-    time::Instant,
-};
+use tokio::{sync::watch, time::Instant};
 
 use super::{
-    appender::AppendRequest,
     cache::ObjectCache,
     chunk::Chunk,
+    clock::Clock,
     error::{EngineError, EngineResult, Position},
     layout,
-    manifest::{ChunkRef, Manifest, Pack},
+    manifest::{ChunkRef, Manifest, StoredManifest},
     metrics::EngineMetrics,
+    retry::Races,
 };
-use crate::storage::{DynStore, ETag, Revalidated};
+use crate::storage::{DynStore, ETag, PutOutcome, Revalidated, StorageResult};
 
 /// A manifest as of some version, with what is derived from it.
 #[derive(Debug)]
@@ -97,10 +91,47 @@ impl StreamState {
             })
     }
 
+    pub fn storage_class(&self) -> StorageClass {
+        StorageClass::of(&self.config)
+    }
+
+    /// Records that arrived before this are past the stream's retention age, if it has one.
+    pub fn expire_before(&self, now_ms: u64) -> Option<u64> {
+        self.config
+            .retention_policy
+            .age()
+            .map(|age| now_ms.saturating_sub(age.as_millis() as u64))
+    }
+
     pub fn tail(&self) -> Position {
         Position {
             seq_num: self.manifest.next_seq,
             timestamp: self.manifest.last_timestamp,
+        }
+    }
+}
+
+/// How a stream's appends are committed: `express` as soon as possible, `standard` after
+/// a linger that gathers more of them per write. S2 types it as a string; anything but
+/// `standard` is served as `express`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageClass {
+    Express,
+    Standard,
+}
+
+impl StorageClass {
+    pub fn of(config: &StreamConfig) -> Self {
+        match config.storage_class.as_deref() {
+            Some("standard") => Self::Standard,
+            _ => Self::Express,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Express => "express",
+            Self::Standard => "standard",
         }
     }
 }
@@ -130,6 +161,7 @@ pub struct NodeServices {
     pub store: DynStore,
     pub cache: ObjectCache,
     pub metrics: Arc<EngineMetrics>,
+    pub clock: Clock,
 }
 
 /// Shared by everything on this node that works with one stream.
@@ -140,6 +172,7 @@ pub struct StreamCore {
     pub(super) store: DynStore,
     pub(super) cache: ObjectCache,
     pub(super) metrics: Arc<EngineMetrics>,
+    pub(super) clock: Clock,
     state: watch::Sender<Arc<StreamState>>,
     /// When the manifest was last read from storage; serializes refreshes so that any
     /// number of followers cause at most one read per poll interval.
@@ -161,9 +194,6 @@ pub struct StreamCore {
     /// The index start seen at some upkeep pass, and when: objects below it become
     /// deletable once the grace period has passed.
     pub(super) gc_mark: parking_lot::Mutex<Option<(u64, Instant)>>,
-    /// Packs of inline chunks this node is writing out, or has written and whose members
-    /// the manifest still carries, oldest first; see [`Spill`].
-    pub(super) spills: parking_lot::Mutex<Vec<Spill>>,
 }
 
 impl StreamCore {
@@ -182,6 +212,7 @@ impl StreamCore {
             store: node.store,
             cache: node.cache,
             metrics: node.metrics,
+            clock: node.clock,
             state: watch::Sender::new(Arc::new(state)),
             last_refresh: tokio::sync::Mutex::new(Instant::now()),
             stale: AtomicBool::new(false),
@@ -190,7 +221,6 @@ impl StreamCore {
             heartbeat,
             collected_below: AtomicU64::new(0),
             gc_mark: parking_lot::Mutex::new(None),
-            spills: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -235,6 +265,47 @@ impl StreamCore {
 
     fn manifest_key(&self) -> String {
         layout::manifest_key(&self.id)
+    }
+
+    /// Writes `next` over the manifest version `etag`; the one way a manifest is replaced.
+    pub async fn write_manifest(
+        &self,
+        next: StoredManifest,
+        etag: &ETag,
+    ) -> StorageResult<PutOutcome> {
+        self.store
+            .put_if_match(&self.manifest_key(), next.0, etag)
+            .await
+    }
+
+    /// Applies `change` to the latest manifest and writes it conditionally, again after a
+    /// lost race ([`Races`]); `change` returns whether there is anything to
+    /// write. The appender has its own loop: it must also resolve writes whose outcome is
+    /// unknown without applying an append twice.
+    pub async fn modify_manifest(
+        &self,
+        mut change: impl FnMut(&mut Manifest) -> EngineResult<bool>,
+    ) -> EngineResult<Arc<StreamState>> {
+        let mut races = Races::new("stream");
+        loop {
+            races.next().await?;
+            let state = self.refresh().await?;
+            if state.manifest.is_deleted() {
+                return Err(EngineError::StreamDeletionPending(self.name.clone()));
+            }
+            let mut next = state.manifest.next_version();
+            if !change(&mut next)? {
+                return Ok(state);
+            }
+            let written = self
+                .write_manifest(next.encode_for_store(), &state.etag)
+                .await?;
+            if let PutOutcome::Written(etag) = written {
+                let state = Arc::new(StreamState::reusing(next, etag, state.known_inline())?);
+                self.publish(state.clone());
+                return Ok(state);
+            }
+        }
     }
 
     /// Makes `state` current unless a newer version is already known; wakes followers.
@@ -297,56 +368,87 @@ impl StreamCore {
     }
 }
 
-/// A pack of inline chunks being written out after their commits were acknowledged. Once
-/// it is stored, the next commit drops the members' bytes from the manifest; a commit
-/// that must drop them sooner waits for this write instead of repeating it.
-#[derive(Clone)]
-pub struct Spill {
-    pub pack: Pack,
-    /// Whether the write succeeded, once it has ended.
-    pub done: Shared<BoxFuture<'static, bool>>,
-}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-impl Spill {
-    /// Starts `write` (storing `pack`) in the background; it runs to the end whether or
-    /// not anyone waits for it, so [`Self::stored`] and [`Self::in_flight`] stay current.
-    pub fn start(pack: Pack, write: impl Future<Output = bool> + Send + 'static) -> Self {
-        let done = write.boxed().shared();
-        tokio::spawn(done.clone());
-        Self { pack, done }
-    }
+    use s2_common::stream::{ReadEnd, ReadFrom, ReadStart};
 
-    pub fn stored(&self) -> bool {
-        self.done.peek() == Some(&true)
-    }
+    use crate::{
+        engine::{EngineConfig, PollIntervals, maintenance::DEFAULT_GC_GRACE, reader, testing::*},
+        storage,
+    };
 
-    pub fn in_flight(&self) -> bool {
-        self.done.peek().is_none()
-    }
-}
+    /// A follower of a stream nobody else writes polls its manifest less and less often,
+    /// down to a tenth of the base rate, and still sees another node's commit within a
+    /// quarter of the quiet spell before it; once others commit, polling is brisk again.
+    #[tokio::test(start_paused = true)]
+    async fn followers_of_a_quiet_stream_poll_less_often() {
+        const BASE: Duration = Duration::from_millis(50);
+        let store = storage::memory();
+        let (writer, on_writer) = engine_with_stream(store.clone(), DEFAULT_GC_GRACE).await;
+        let config = EngineConfig {
+            poll: Some(PollIntervals {
+                express: BASE,
+                standard: BASE,
+            }),
+            ..two_engines_config()
+        };
+        let (follower, on_follower, counters) = counted_node(store, config).await;
+        let start = ReadStart {
+            from: ReadFrom::SeqNum(0),
+            clamp: false,
+        };
+        let mut session = follower
+            .read(&on_follower, start, ReadEnd::default(), false)
+            .await
+            .unwrap();
+        let (tx, mut records) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(out) = session.next().await {
+                if let reader::ReadOutput::Batch(b) = out.unwrap() {
+                    tx.send(b.records().count()).unwrap();
+                }
+            }
+        });
 
-/// A [`StreamCore`] plus, once something appends, its appender.
-pub struct StreamHandle {
-    pub core: Arc<StreamCore>,
-    appender: OnceLock<mpsc::Sender<AppendRequest>>,
-}
+        let quiet = Duration::from_secs(60);
+        let before = counters.snapshot().gets;
+        tokio::time::sleep(quiet).await;
+        let polls = counters.snapshot().gets - before;
+        let cap = BASE * super::POLL_BACKOFF_LIMIT;
+        assert!(
+            (quiet.div_duration_f64(cap) as u64..=quiet.div_duration_f64(cap) as u64 + 30)
+                .contains(&polls),
+            "{polls} manifest reads in {quiet:?} (at the base rate: {})",
+            quiet.div_duration_f64(BASE)
+        );
 
-impl StreamHandle {
-    pub fn new(core: StreamCore) -> Self {
-        Self {
-            core: Arc::new(core),
-            appender: OnceLock::new(),
+        let appended = tokio::time::Instant::now();
+        writer
+            .append(&on_writer, batch(&[b"after a quiet minute"]), None)
+            .await
+            .unwrap();
+        assert_eq!(records.recv().await, Some(1));
+        assert!(
+            appended.elapsed() <= cap,
+            "seen after {:?}",
+            appended.elapsed()
+        );
+
+        let before = counters.snapshot().gets;
+        for i in 0..10u64 {
+            writer
+                .append(&on_writer, batch(&[&i.to_be_bytes()]), None)
+                .await
+                .unwrap();
+            assert_eq!(records.recv().await, Some(1));
         }
-    }
-
-    /// The appender's mailbox, starting the appender on first use. The appender ends
-    /// when this handle is dropped.
-    pub fn appender(
-        &self,
-        start: impl FnOnce(Arc<StreamCore>) -> mpsc::Sender<AppendRequest>,
-    ) -> mpsc::Sender<AppendRequest> {
-        self.appender
-            .get_or_init(|| start(self.core.clone()))
-            .clone()
+        let busy = counters.snapshot().gets - before;
+        assert!(busy <= 2 * 10, "{busy} reads for 10 commits seen");
+        assert!(
+            on_follower.core.poll_interval() < Some(BASE * 2),
+            "back to brisk polling"
+        );
     }
 }

@@ -1,0 +1,132 @@
+//! The data plane: appends (handed to the stream's appender) and reads.
+
+use std::{sync::Arc, time::Duration};
+
+use s2_common::{
+    read_extent::{CountOrBytes, EvaluatedReadLimit, ReadLimit},
+    stream::{ReadEnd, ReadFrom, ReadStart},
+};
+use tokio::sync::oneshot;
+
+use super::{
+    Ack, AppendInput, Engine, EngineError, EngineResult, Position, ReadSession, SessionGate,
+    StreamHandle,
+    appender::{AppendRequest, Appender},
+    reader::{self, ReadPlan},
+};
+
+impl Engine {
+    /// Appends one batch; resolves when it is durable (or refused).
+    pub async fn append(
+        &self,
+        handle: &StreamHandle,
+        input: AppendInput,
+        session: Option<Arc<SessionGate>>,
+    ) -> EngineResult<Ack> {
+        self.submit(handle, input, session)
+            .await?
+            .await
+            .map_err(|_| EngineError::Storage("appender stopped before answering".into()))?
+    }
+
+    /// Queues one batch and returns where its outcome will arrive; batches submitted in
+    /// order are applied in order.
+    pub async fn submit(
+        &self,
+        handle: &StreamHandle,
+        input: AppendInput,
+        session: Option<Arc<SessionGate>>,
+    ) -> EngineResult<oneshot::Receiver<EngineResult<Ack>>> {
+        let settings = self.inner.config.appender;
+        let mailbox = &handle
+            .appender(|core| Appender::spawn(core, settings))
+            .mailbox;
+        let (reply, rx) = oneshot::channel();
+        mailbox
+            .send(AppendRequest {
+                input,
+                arrival_ms: self.clock().now_ms(),
+                received: std::time::Instant::now(),
+                session,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Storage("appender stopped".into()))?;
+        Ok(rx)
+    }
+
+    pub async fn check_tail(&self, handle: &StreamHandle) -> EngineResult<Position> {
+        Ok(self.retained(handle).await?.1)
+    }
+
+    /// The first seq_num still readable (after trims and retention), and the tail.
+    pub async fn retained(&self, handle: &StreamHandle) -> EngineResult<(u64, Position)> {
+        let state = handle.core.refresh().await?;
+        if state.manifest.is_deleted() {
+            return Err(EngineError::StreamDeletionPending(handle.core.name.clone()));
+        }
+        Ok((state.manifest.first_readable(), state.tail()))
+    }
+
+    /// Starts a read. `unary` reads are capped at one batch and 60 s of waiting.
+    pub async fn read(
+        &self,
+        handle: &StreamHandle,
+        start: ReadStart,
+        mut end: ReadEnd,
+        unary: bool,
+    ) -> EngineResult<ReadSession> {
+        if unary {
+            end.limit = ReadLimit::CountOrBytes(end.limit.into_allowance(CountOrBytes {
+                count: reader::MAX_READ_BATCH_RECORDS,
+                bytes: reader::MAX_READ_BATCH_BYTES,
+            }));
+            end.wait = end.wait.map(|w| w.min(Duration::from_secs(60)));
+        }
+        if let ReadFrom::Timestamp(ts) = start.from
+            && end.until.deny(ts)
+        {
+            return Err(EngineError::Invalid(
+                "start `timestamp` exceeds or equal to `until`".into(),
+            ));
+        }
+        let core = handle.core.clone();
+        if matches!(end.limit.remaining(0, 0), EvaluatedReadLimit::Exhausted) {
+            return Ok(ReadSession::empty(core));
+        }
+        let state = core.refresh().await?;
+        if state.manifest.is_deleted() {
+            return Err(EngineError::StreamDeletionPending(core.name.clone()));
+        }
+        let tail = state.tail();
+        let plan = ReadPlan {
+            start_seq: 0,
+            limit: end.limit,
+            until: end.until,
+            wait: end.wait,
+        };
+        let beyond = match start.from {
+            ReadFrom::SeqNum(seq) => seq > tail.seq_num,
+            ReadFrom::Timestamp(ts) => ts > tail.timestamp,
+            ReadFrom::TailOffset(_) => false,
+        };
+        let start_seq = if beyond {
+            if !start.clamp {
+                return Err(EngineError::Unwritten(tail));
+            }
+            tail.seq_num
+        } else {
+            match start.from {
+                ReadFrom::SeqNum(seq) => seq,
+                ReadFrom::TailOffset(k) => tail.seq_num.saturating_sub(k),
+                ReadFrom::Timestamp(ts) => reader::seq_for_timestamp(&core, &state, ts).await?,
+            }
+        };
+        let start_seq = start_seq.max(state.manifest.first_readable());
+        let plan = ReadPlan { start_seq, ..plan };
+        if start_seq >= tail.seq_num && !plan.may_follow() {
+            return Err(EngineError::Unwritten(tail));
+        }
+        Ok(ReadSession::new(core, plan))
+    }
+}

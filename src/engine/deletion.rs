@@ -1,0 +1,217 @@
+//! Deleting basins and streams: a deletion mark first (after which nothing new can be
+//! written), the objects after a grace period, the catalog entry last; interrupted
+//! deletions are resumed by the next process.
+
+use std::{sync::Arc, time::Duration};
+
+use tracing::{info, warn};
+
+use super::{
+    Engine, EngineError, EngineResult,
+    catalog::{StreamEntry, Written},
+    handle::StreamState,
+    layout,
+    manifest::Manifest,
+    retry::Races,
+};
+use crate::storage::PutOutcome;
+
+impl Engine {
+    /// Marks the basin deleted and removes its streams and then the basin in the
+    /// background.
+    pub async fn delete_basin(&self, name: &str) -> EngineResult<()> {
+        let mut races = Races::new("basin");
+        loop {
+            races.next().await?;
+            let v = self.basin(name).await?;
+            if v.entry.deleted_at.is_some() {
+                return Ok(());
+            }
+            let mut entry = v.entry;
+            entry.version += 1;
+            entry.deleted_at = Some(self.clock().now());
+            if let Written::Done(_) = self.inner.catalog.replace_basin(&entry, &v.etag).await? {
+                let engine = self.clone();
+                let name = name.to_owned();
+                tokio::spawn(async move { engine.finish_basin_deletion(&name).await });
+                return Ok(());
+            }
+        }
+    }
+
+    pub(super) async fn finish_basin_deletion(&self, basin: &str) {
+        tokio::time::sleep(self.inner.config.deletion_grace).await;
+        loop {
+            let result: EngineResult<bool> = async {
+                let streams = self.inner.catalog.all_streams(basin).await?;
+                if streams.is_empty() {
+                    return Ok(true);
+                }
+                for s in streams {
+                    self.mark_stream_deleted(basin, &s.name).await.ok();
+                    self.finish_stream_deletion(basin, &s).await?;
+                }
+                Ok(false)
+            }
+            .await;
+            match result {
+                Ok(true) => break,
+                Ok(false) => continue,
+                Err(e) => {
+                    warn!(basin, error = %e, "basin deletion stalled; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        // Streams created concurrently with the deletion mark have had a grace period to
+        // appear; check once more before the basin goes.
+        tokio::time::sleep(self.inner.config.deletion_grace).await;
+        match self.inner.catalog.all_streams(basin).await {
+            Ok(s) if s.is_empty() => {
+                if let Err(e) = self.inner.catalog.remove_basin(basin).await {
+                    warn!(basin, error = %e, "removing basin entry failed");
+                } else {
+                    info!(basin, "basin deleted");
+                }
+            }
+            _ => Box::pin(self.finish_basin_deletion(basin)).await,
+        }
+    }
+
+    pub async fn delete_stream(&self, basin: &str, name: &str) -> EngineResult<()> {
+        let entry = self.mark_stream_deleted(basin, name).await?;
+        let engine = self.clone();
+        let basin = basin.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(engine.inner.config.deletion_grace).await;
+            if let Err(e) = engine.finish_stream_deletion(&basin, &entry).await {
+                warn!(basin, stream = %entry.name, error = %e, "stream deletion stalled");
+            }
+        });
+        Ok(())
+    }
+
+    /// Sets the deletion time on the catalog entry and the manifest, after which no
+    /// append can succeed. Idempotent.
+    pub(super) async fn mark_stream_deleted(
+        &self,
+        basin: &str,
+        name: &str,
+    ) -> EngineResult<StreamEntry> {
+        let mut races = Races::new("stream");
+        let entry = loop {
+            races.next().await?;
+            let v = self
+                .inner
+                .catalog
+                .stream(basin, name)
+                .await?
+                .ok_or_else(|| EngineError::StreamNotFound(name.to_owned()))?;
+            if v.entry.deleted_at.is_some() {
+                break v.entry;
+            }
+            let mut entry = v.entry;
+            entry.version += 1;
+            entry.deleted_at = Some(self.clock().now());
+            if let Written::Done(v) = self
+                .inner
+                .catalog
+                .replace_stream(basin, &entry, &v.etag)
+                .await?
+            {
+                break v.entry;
+            }
+        };
+        let key = layout::manifest_key(&entry.id);
+        let mut races = Races::new("stream");
+        loop {
+            races.next().await?;
+            let Some(obj) = self.inner.store.get(&key).await? else {
+                break;
+            };
+            let manifest = Manifest::decode_object(&obj.bytes)
+                .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            if manifest.is_deleted() {
+                break;
+            }
+            let mut next = manifest.next_version();
+            next.deleted_at_ms = Some(self.clock().now_ms());
+            if let PutOutcome::Written(etag) = self
+                .inner
+                .store
+                .put_if_match(&key, next.encode_for_store().0, &obj.etag)
+                .await?
+            {
+                if let Some(h) = self.cached_handle(basin, name)
+                    && h.core.id == entry.id
+                {
+                    h.core.publish(Arc::new(StreamState::new(next, etag)?));
+                }
+                break;
+            }
+        }
+        self.forget_stream(basin, name);
+        Ok(entry)
+    }
+
+    /// Removes a deletion-marked stream's objects, then its catalog entry.
+    pub(super) async fn finish_stream_deletion(
+        &self,
+        basin: &str,
+        entry: &StreamEntry,
+    ) -> EngineResult<()> {
+        let dir = layout::stream_data_dir(&entry.id);
+        let manifest_key = layout::manifest_key(&entry.id);
+        loop {
+            let page = self.inner.store.list(&dir, None, 1000).await?;
+            let keys: Vec<String> = page
+                .keys
+                .into_iter()
+                .filter(|k| *k != manifest_key)
+                .collect();
+            self.inner.store.delete_many(&keys).await?;
+            if !page.truncated {
+                break;
+            }
+        }
+        self.inner.store.delete(&manifest_key).await?;
+        // Only remove the entry that was deleted, never a successor of the same name.
+        if let Some(v) = self.inner.catalog.stream(basin, &entry.name).await?
+            && v.entry.id == entry.id
+        {
+            self.inner.catalog.remove_stream(basin, &entry.name).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn resume_deletions(&self) -> EngineResult<()> {
+        let mut after = String::new();
+        loop {
+            let (basins, more) = self.inner.catalog.list_basins("", &after, 1000).await?;
+            for b in &basins {
+                if b.deleted_at.is_some() {
+                    let engine = self.clone();
+                    let name = b.name.clone();
+                    tokio::spawn(async move { engine.finish_basin_deletion(&name).await });
+                    continue;
+                }
+                for s in self.inner.catalog.all_streams(&b.name).await? {
+                    if s.deleted_at.is_some() {
+                        let engine = self.clone();
+                        let basin = b.name.clone();
+                        tokio::spawn(async move {
+                            engine.mark_stream_deleted(&basin, &s.name).await.ok();
+                            if let Err(e) = engine.finish_stream_deletion(&basin, &s).await {
+                                warn!(basin, stream = %s.name, error = %e, "stream deletion stalled");
+                            }
+                        });
+                    }
+                }
+            }
+            match (more, basins.last()) {
+                (true, Some(last)) => after = last.name.clone(),
+                _ => return Ok(()),
+            }
+        }
+    }
+}

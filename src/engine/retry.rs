@@ -1,0 +1,118 @@
+//! Retrying: one read-modify-write primitive for every conditional object the engine
+//! changes outside the appender (catalog entries, manifests, consumer groups), and the
+//! jittered back-off every retry loop sleeps with.
+//!
+//! Any number of nodes may change the same object at once; each change is a read, a
+//! decision, and a write conditional on the version read. A lost race re-reads and decides
+//! again after a random pause, so writers that collided spread out instead of colliding
+//! again; the budget is bounded so a client gets a retryable error rather than a hang.
+
+use std::time::Duration;
+
+use super::error::{EngineError, EngineResult};
+
+/// A jittered exponential back-off: before retry `n` (from 1), a uniformly random pause
+/// up to `base · 2^(n-1)`, capped at `cap`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    pub async fn pause(&self, retry: usize) {
+        if retry == 0 {
+            return;
+        }
+        let max = (self.base * (1u32 << (retry - 1).min(16))).min(self.cap);
+        let jitter = rand::random_range(0..=max.as_micros() as u64);
+        tokio::time::sleep(Duration::from_micros(jitter)).await;
+    }
+}
+
+/// Tries of a read-modify-write before it gives up; with [`RACE_BACKOFF`] they span a
+/// few seconds, below the S2 SDKs' request timeout.
+pub const MAX_RACES: usize = 32;
+/// The pause between tries of a read-modify-write that lost a race.
+pub const RACE_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(1),
+    cap: Duration::from_millis(64),
+};
+
+/// The tries of one read-modify-write of a conditional object. Every such change is the
+/// same loop: `races.next().await?`, read, decide (returning if nothing needs writing),
+/// write conditionally on the version read, and return if the write won; a lost race goes
+/// round again. `next` pauses before every try after the first and fails once the budget
+/// is spent.
+pub struct Races {
+    what: &'static str,
+    tries: usize,
+}
+
+impl Races {
+    /// A read-modify-write of `what` (named in the error when the budget runs out).
+    pub fn new(what: &'static str) -> Self {
+        Self { what, tries: 0 }
+    }
+
+    /// Call before every try: pauses after a lost race, and after [`MAX_RACES`] tries
+    /// fails with the retryable `TransactionConflict`.
+    pub async fn next(&mut self) -> EngineResult<()> {
+        if self.tries >= MAX_RACES {
+            return Err(EngineError::TransactionConflict(format!(
+                "{} kept changing concurrently; retry",
+                self.what
+            )));
+        }
+        RACE_BACKOFF.pause(self.tries).await;
+        self.tries += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_that_keeps_losing_gives_up_with_a_conflict() {
+        let mut races = Races::new("the thing");
+        let mut tries = 0;
+        let error = loop {
+            if let Err(e) = races.next().await {
+                break e;
+            }
+            tries += 1;
+        };
+        assert_eq!(tries, MAX_RACES);
+        assert!(
+            matches!(&error, EngineError::TransactionConflict(m) if m.contains("the thing")),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_retries_pause() {
+        let mut races = Races::new("x");
+        let start = tokio::time::Instant::now();
+        races.next().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_grow_and_stay_under_the_cap() {
+        let backoff = Backoff {
+            base: Duration::from_millis(2),
+            cap: Duration::from_millis(10),
+        };
+        for retry in 0..20 {
+            let start = tokio::time::Instant::now();
+            backoff.pause(retry).await;
+            let max = match retry {
+                0 => Duration::ZERO,
+                n => (backoff.base * (1 << (n - 1).min(16))).min(backoff.cap),
+            };
+            assert!(start.elapsed() <= max + Duration::from_millis(1));
+        }
+    }
+}
