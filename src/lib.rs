@@ -12,11 +12,11 @@
 //!
 //! [`metrics`] (histograms, the Prometheus text format) is a leaf any layer may use.
 
-pub mod api;
+pub(crate) mod api;
 pub mod engine;
 pub mod http;
-pub mod metrics;
-pub mod redis;
+pub(crate) mod metrics;
+pub(crate) mod redis;
 pub mod server;
 pub mod storage;
 

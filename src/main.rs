@@ -147,7 +147,6 @@ async fn serve() -> anyhow_free::Result {
         Backend::S3 { settings, prefix } => {
             info!(%addr, bucket = %settings.bucket, prefix = ?prefix, endpoint = ?settings.endpoint, "serving from S3")
         }
-        Backend::Memory => info!(%addr, "serving from memory"),
     }
     if config.root_token.is_none() {
         info!("no root token: requests need no access token");

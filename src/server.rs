@@ -28,10 +28,7 @@ use tracing::{info, warn};
 use crate::{
     api,
     engine::{AppenderSettings, Engine, EngineConfig, PollIntervals},
-    storage::{
-        DynStore, LocalStore, RemoteStore, S3Settings, StorageError,
-        counting::{CountingStore, StoreCounters},
-    },
+    storage::{DynStore, LocalStore, RemoteStore, S3Settings, StorageError},
 };
 use crate::{
     http::{AppState, Draining},
@@ -48,8 +45,6 @@ pub enum Backend {
         settings: S3Settings,
         prefix: Option<String>,
     },
-    /// Memory; for tests.
-    Memory,
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +64,7 @@ impl ServerConfig {
             // poll for.
             poll: match backend {
                 Backend::S3 { .. } => Some(PollIntervals::default()),
-                Backend::Local(_) | Backend::Memory => None,
+                Backend::Local(_) => None,
             },
             appender: AppenderSettings {
                 standard_linger: default_standard_linger(&backend),
@@ -92,7 +87,7 @@ impl ServerConfig {
 pub fn default_standard_linger(backend: &Backend) -> Duration {
     match backend {
         Backend::S3 { .. } => AppenderSettings::default().standard_linger,
-        Backend::Local(_) | Backend::Memory => Duration::ZERO,
+        Backend::Local(_) => Duration::ZERO,
     }
 }
 
@@ -100,15 +95,13 @@ pub fn open_store(backend: &Backend) -> Result<DynStore, StorageError> {
     Ok(match backend {
         Backend::Local(root) => Arc::new(LocalStore::open(root)?),
         Backend::S3 { settings, prefix } => Arc::new(RemoteStore::s3(settings, prefix.as_deref())?),
-        Backend::Memory => crate::storage::memory(),
     })
 }
 
-/// A node's parts: engine, the counters of its object-store requests, its HTTP app, and
-/// the switch that tells sessions the node is shutting down.
+/// A node's parts: engine, its HTTP app, and the switch that tells sessions the node is
+/// shutting down.
 pub struct Node {
     pub engine: Engine,
-    pub counters: Arc<StoreCounters>,
     pub app: axum::Router,
     pub draining: Draining,
 }
@@ -119,19 +112,15 @@ pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
 
 /// A node over an already opened store (tests wrap stores, e.g. to inject faults).
 pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
-    let counters = Arc::new(StoreCounters::default());
-    let store: DynStore = Arc::new(CountingStore::new(store, counters.clone()));
     let engine = Engine::new(store, config.engine.clone());
     let draining = Draining::default();
     let app = app(AppState::new(
         engine.clone(),
-        counters.clone(),
         draining.clone(),
         config.root_token.as_deref(),
     ));
     Node {
         engine,
-        counters,
         app,
         draining,
     }

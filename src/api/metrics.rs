@@ -13,8 +13,9 @@ use crate::metrics::Exposition;
 const MICROS_PER_SECOND: f64 = 1e6;
 
 pub async fn prometheus(State(state): State<AppState>) -> Response {
-    let c = state.counters.snapshot();
-    let latency = &state.counters.latency;
+    let counters = state.engine.store_counters();
+    let c = counters.snapshot();
+    let latency = &counters.latency;
     let engine = state.engine.metrics();
     let mut e = Exposition::default();
     e.counter(

@@ -4,20 +4,21 @@
 //! [`routes`] beside the plate surface.
 //!
 //! - `basins`, `streams`, `access_tokens`: the control plane, one handler per operation;
-//!   `records`: append, read, check-tail, with `sse` and [`s2s`] sessions; `metrics`: the
-//!   Prometheus text of the node's counters.
+//!   `records`: append, read, check-tail, with `sse` and `s2s` sessions, whose shared
+//!   encodings are `wire`; `metrics`: the Prometheus text of the node's counters.
 //! - [`extract`]: request extraction with S2's codes, the S2 [`Caller`] extractor
 //!   included; [`error`]: [`ApiError`], S2's error bodies.
 
 mod access_tokens;
 mod basins;
-pub mod error;
-pub mod extract;
+pub(crate) mod error;
+pub(crate) mod extract;
 mod metrics;
 mod records;
-pub mod s2s;
+pub(crate) mod s2s;
 mod sse;
 mod streams;
+mod wire;
 
 use axum::{
     Router,

@@ -33,7 +33,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     error::ApiError,
-    records::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
+    wire::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
 };
 use crate::engine::{
     Ack, EngineResult, ReadBatch, ReadOutput, ReadSession, SessionGate, StreamHandle,

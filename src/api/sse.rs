@@ -17,7 +17,7 @@ use s2_api::{
 
 use super::{
     error::ApiError,
-    records::{json_batch, position},
+    wire::{json_batch, position},
 };
 use crate::engine::{Clock, EngineError, ReadOutput, ReadSession, StreamHandle};
 use crate::http::AppState;

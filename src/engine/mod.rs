@@ -75,7 +75,10 @@ pub use self::{
     streams::resolve_stream_config,
 };
 use self::{cache::ObjectCache, catalog::Catalog, metrics::EngineMetrics};
-use crate::storage::DynStore;
+use crate::storage::{
+    DynStore,
+    counting::{CountingStore, StoreCounters},
+};
 
 /// How often followers re-read a manifest to see other nodes' commits, per storage class.
 #[derive(Debug, Clone, Copy)]
@@ -162,7 +165,9 @@ pub enum AutoCreate {
 type StreamKey = (String, String);
 
 struct Inner {
+    /// The store, every request counted in `store_counters`.
     store: DynStore,
+    store_counters: Arc<StoreCounters>,
     catalog: Catalog,
     cache: ObjectCache,
     config: EngineConfig,
@@ -178,8 +183,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: DynStore, config: EngineConfig) -> Self {
+        let store_counters = Arc::new(StoreCounters::default());
+        let store: DynStore = Arc::new(CountingStore::new(store, store_counters.clone()));
         let engine = Self {
             inner: Arc::new(Inner {
+                store_counters,
                 catalog: Catalog::new(store.clone()),
                 cache: ObjectCache::new(store.clone(), config.cache_bytes),
                 store,
@@ -194,6 +202,11 @@ impl Engine {
 
     pub fn clock(&self) -> Clock {
         self.inner.config.clock
+    }
+
+    /// The requests this engine made of its store, and their latencies.
+    pub fn store_counters(&self) -> &StoreCounters {
+        &self.inner.store_counters
     }
 
     pub fn metrics(&self) -> &EngineMetrics {

@@ -20,10 +20,6 @@ impl Draining {
         self.0.send_replace(true);
     }
 
-    pub fn is_draining(&self) -> bool {
-        *self.0.borrow()
-    }
-
     /// Resolves once draining has started.
     pub async fn started(&self) {
         let mut rx = self.0.subscribe();

@@ -11,9 +11,9 @@
 //! - [`drain`]: [`Draining`], the shutdown switch long-lived sessions watch.
 
 pub mod auth;
-pub mod drain;
-pub mod error;
-pub mod state;
+pub(crate) mod drain;
+pub(crate) mod error;
+pub(crate) mod state;
 
 pub use drain::Draining;
 pub use error::AuthError;

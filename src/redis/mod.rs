@@ -15,13 +15,13 @@
 //! | `error.rs` | Redis's error replies and the service's errors | everything above, front doors |
 //! | `http/` | the plate HTTP surface (`/{plate}/streams/…`): bodies to argument lists, the envelope | `server.rs` |
 
-pub mod cmd;
-pub mod error;
+pub(crate) mod cmd;
+pub(crate) mod error;
 mod groups;
-pub mod http;
-pub mod ids;
+pub(crate) mod http;
+pub(crate) mod ids;
 mod keyspace;
-pub mod reply;
+pub(crate) mod reply;
 mod streams;
 
 pub use error::{RedisError, RedisResult};

@@ -23,10 +23,6 @@ impl Reply {
         Self::Simple("OK")
     }
 
-    pub fn bulk(text: impl Into<Bytes>) -> Self {
-        Self::Bulk(text.into())
-    }
-
     pub fn text(text: impl ToString) -> Self {
         Self::Bulk(Bytes::from(text.to_string()))
     }

@@ -70,10 +70,6 @@ pub async fn check(store: &dyn Store) {
             .unwrap(),
         PutOutcome::PreconditionFailed
     );
-    assert_eq!(
-        store.get_range(k, 1..4).await.unwrap(),
-        Bytes::from_static(b"hre")
-    );
 
     for name in [
         "contract/l/b",

@@ -4,7 +4,6 @@
 
 use std::{
     future::Future,
-    ops::Range,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
     time::Instant,
 };
@@ -131,13 +130,6 @@ impl Store for CountingStore {
             _ => 0,
         };
         self.counters.read(len);
-        res
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        let res = timed(&self.counters.latency.get, self.inner.get_range(key, range)).await;
-        self.counters
-            .read(res.as_ref().map(|b| b.len()).unwrap_or_default());
         res
     }
 

@@ -2,7 +2,7 @@
 //! request reaches it, lost responses after it took effect, delays, and races (another
 //! writer's action just before a chosen conditional write).
 
-use std::{ops::Range, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -125,10 +125,6 @@ impl Store for FaultyStore {
 
     async fn revalidate(&self, key: &str, etag: &ETag) -> StorageResult<Revalidated> {
         self.run(self.inner.revalidate(key, etag)).await
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        self.run(self.inner.get_range(key, range)).await
     }
 
     async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag> {

@@ -18,7 +18,6 @@
 
 use std::{
     fs::{File, OpenOptions},
-    ops::Range,
     path::{Path as FsPath, PathBuf},
     sync::Arc,
 };
@@ -26,7 +25,7 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, local::LocalFileSystem};
+use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use super::{
@@ -286,20 +285,6 @@ impl Store for LocalStore {
             Some(obj) if &obj.etag == etag => Revalidated::Unchanged,
             Some(obj) => Revalidated::Changed(obj),
         })
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            ..Default::default()
-        };
-        let _shared = self.share_key(key).await;
-        let res = self
-            .fs
-            .get_opts(&path(key)?, opts)
-            .await
-            .map_err(unavailable)?;
-        res.bytes().await.map_err(unavailable)
     }
 
     async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag> {

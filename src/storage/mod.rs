@@ -13,7 +13,7 @@ pub mod faulty;
 mod local;
 mod remote;
 
-use std::{fmt, ops::Range, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -106,9 +106,6 @@ pub trait Store: Send + Sync + 'static {
     async fn get_bytes(&self, key: &str) -> StorageResult<Option<Bytes>> {
         Ok(self.get(key).await?.map(|o| o.bytes))
     }
-
-    /// Bytes `range` of an existing object.
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes>;
 
     /// Unconditional write, for objects that are written once under a fresh key.
     async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag>;

@@ -1,13 +1,13 @@
 //! Backends implemented directly by `object_store`: any S3-compatible bucket, and memory.
 
-use std::{ops::Range, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig, UpdateVersion,
+    ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, UpdateVersion,
     aws::{AmazonS3Builder, S3ConditionalPut},
     memory::InMemory,
     path::Path,
@@ -173,19 +173,6 @@ impl Store for RemoteStore {
             Err(object_store::Error::NotFound { .. }) => Ok(Revalidated::Missing),
             Err(e) => Err(unavailable(e)),
         }
-    }
-
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            ..Default::default()
-        };
-        let res = self
-            .inner
-            .get_opts(&path(key)?, opts)
-            .await
-            .map_err(unavailable)?;
-        res.bytes().await.map_err(unavailable)
     }
 
     async fn put(&self, key: &str, bytes: Bytes) -> StorageResult<ETag> {

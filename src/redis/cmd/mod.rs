@@ -3,19 +3,19 @@
 //! applied to a key space. Front doors turn requests into argument lists and replies into
 //! their own encoding; nothing here knows HTTP or RESP.
 
-pub mod xack;
-pub mod xadd;
-pub mod xautoclaim;
-pub mod xclaim;
-pub mod xdel;
-pub mod xgroup;
-pub mod xinfo;
-pub mod xlen;
-pub mod xpending;
-pub mod xrange;
-pub mod xread;
-pub mod xreadgroup;
-pub mod xtrim;
+pub(crate) mod xack;
+pub(crate) mod xadd;
+pub(crate) mod xautoclaim;
+pub(crate) mod xclaim;
+pub(crate) mod xdel;
+pub(crate) mod xgroup;
+pub(crate) mod xinfo;
+pub(crate) mod xlen;
+pub(crate) mod xpending;
+pub(crate) mod xrange;
+pub(crate) mod xread;
+pub(crate) mod xreadgroup;
+pub(crate) mod xtrim;
 
 use bytes::Bytes;
 

@@ -163,17 +163,6 @@ impl Xgroup {
             _ => return Err(syntax()),
         })
     }
-
-    pub fn key(&self) -> Option<&Bytes> {
-        match self {
-            Self::Create { key, .. }
-            | Self::SetId { key, .. }
-            | Self::Destroy { key, .. }
-            | Self::CreateConsumer { key, .. }
-            | Self::DelConsumer { key, .. } => Some(key),
-            Self::Help => None,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -86,15 +86,6 @@ impl Xinfo {
         }
         Err(super::unknown_subcommand("XINFO", sub))
     }
-
-    pub fn key(&self) -> Option<&Bytes> {
-        match self {
-            Self::Stream { key, .. } | Self::Groups { key } | Self::Consumers { key, .. } => {
-                Some(key)
-            }
-            Self::Help => None,
-        }
-    }
 }
 
 #[cfg(test)]
