@@ -134,19 +134,6 @@ pub struct EntryState {
 pub const NODE_ENTRIES: u64 = 100;
 
 impl EntryState {
-    /// The state a manifest records, or for one written before entry ids existed, one
-    /// whose last id is at or above every earlier record's `<timestamp>-<seq_num>`.
-    pub fn of(manifest: &super::manifest::Manifest) -> Self {
-        manifest.entries.clone().unwrap_or_else(|| {
-            let mut state = Self::default();
-            if manifest.next_seq > 0 {
-                state.last_ms = manifest.last_timestamp;
-                state.last_seq = manifest.next_seq - 1;
-            }
-            state
-        })
-    }
-
     pub fn last_id(&self) -> EntryId {
         EntryId::new(self.last_ms, self.last_seq)
     }

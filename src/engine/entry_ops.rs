@@ -42,7 +42,7 @@ impl Engine {
         Ok(EntryView {
             first_readable: state.manifest.first_readable(),
             tail: state.tail(),
-            state: EntryState::of(&state.manifest),
+            state: state.manifest.entry_state(),
         })
     }
 
@@ -63,7 +63,7 @@ impl Engine {
                     seq_num: m.next_seq,
                     timestamp: m.last_timestamp,
                 },
-                state: EntryState::of(m),
+                state: m.entry_state(),
             };
             let mut state = view.state.clone();
             let mut edit = EntryEdit {

@@ -85,7 +85,7 @@ pub struct Manifest {
     #[prost(bytes = "bytes", repeated, tag = "13")]
     pub inline_chunks: Vec<Bytes>,
     /// Entry ids and Redis's view of the stream (deletions, nodes); absent in manifests
-    /// written before entry ids existed ([`EntryState::of`] then infers the last id).
+    /// written before entry ids existed ([`Manifest::entry_state`] then infers the last id).
     #[prost(message, optional, tag = "14")]
     pub entries: Option<EntryState>,
 }
@@ -300,6 +300,19 @@ impl Manifest {
 
     pub fn decode_object(bytes: &[u8]) -> Result<Self, CorruptManifest> {
         decode_framed(MAGIC, bytes)
+    }
+
+    /// The entry state this manifest records, or for one written before entry ids existed,
+    /// one whose last id is at or above every earlier record's `<timestamp>-<seq_num>`.
+    pub fn entry_state(&self) -> EntryState {
+        self.entries.clone().unwrap_or_else(|| {
+            let mut state = EntryState::default();
+            if self.next_seq > 0 {
+                state.last_ms = self.last_timestamp;
+                state.last_seq = self.next_seq - 1;
+            }
+            state
+        })
     }
 
     /// The successor state every write starts from.

@@ -66,7 +66,7 @@ impl Numbering {
             last_ts: manifest.last_timestamp,
             fencing_token: manifest.fencing_token.clone(),
             trim_point: manifest.trim_point,
-            entries: EntryState::of(manifest),
+            entries: manifest.entry_state(),
             metered: 0,
         }
     }
