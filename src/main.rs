@@ -86,7 +86,8 @@ struct ServeArgs {
 /// mimalloc asks for them, and then the first touch of fresh memory (every new chunk,
 /// until the chunk cache is full) zeroes a whole 2 MiB page inside the append's path. On
 /// a VM whose host backs guest memory lazily that first touch ran at 150 MB/s, about
-/// 14 ms per page: the ack p99 tail and most of the node's CPU (docs/BENCHMARKS.md).
+/// 14 ms per page: the ack p99 tail and most of the node's CPU (docs/BENCHMARKS.md, "Those
+/// zeroed pages were huge pages").
 fn main() -> anyhow_free::Result {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Condenses a `make bench` results.json into the side-by-side tables of docs/BENCHMARKS.md.
+"""Condenses a `make bench` results.json into side-by-side tables (docs/BENCHMARKS.md quotes them).
 
 Usage: scripts/bench/summary.py target/bench/results.json
 A sweep of one backend (`scripts/bench.sh --backends local`) gives that backend's rows.
