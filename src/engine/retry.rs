@@ -115,4 +115,147 @@ mod tests {
             assert!(start.elapsed() <= max + Duration::from_millis(1));
         }
     }
+
+    /// Creates, reconfigurations and deletions of one basin and one stream from 16 tasks
+    /// on two nodes at once, over a store whose requests take a random while: in each
+    /// phase every task changes the same object, one change after another, and every
+    /// change ends in its own answer (or a refusal the race makes legitimate), none in an
+    /// exhausted budget.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn catalog_changes_at_16_way_contention_never_run_out_of_tries() {
+        use std::sync::Arc;
+
+        use s2_common::{
+            config::{
+                BasinConfig, BasinReconfiguration, OptionalStreamConfig, StreamReconfiguration,
+            },
+            maybe::Maybe,
+        };
+
+        use crate::{
+            engine::{Engine, EngineConfig},
+            storage::{
+                self,
+                faulty::{Faults, FaultyStore},
+            },
+        };
+
+        const TASKS: usize = 16;
+        const CHANGES: usize = 30;
+        let store: storage::DynStore = Arc::new(FaultyStore::new(
+            storage::memory(),
+            5,
+            Faults {
+                delay: 1.0,
+                max_delay: Duration::from_millis(2),
+                ..Faults::default()
+            },
+        ));
+        let config = EngineConfig {
+            poll: None,
+            deletion_grace: Duration::from_millis(5),
+            maintenance_interval: Duration::from_secs(3600),
+            ..EngineConfig::default()
+        };
+        let nodes = [
+            Engine::new(store.clone(), config.clone()),
+            Engine::new(store, config),
+        ];
+        nodes[0]
+            .create_basin("race", BasinConfig::default(), None)
+            .await
+            .unwrap();
+        for phase in 0..6 {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let engine = nodes[t % 2].clone();
+                    tokio::spawn(async move {
+                        let mut outcomes = Vec::new();
+                        for i in 0..CHANGES {
+                            let flip = (t + i) % 2 == 0;
+                            let class = if flip { "express" } else { "standard" };
+                            let result = match phase {
+                                0 => engine
+                                    .ensure_basin(
+                                        "race",
+                                        BasinConfig {
+                                            create_stream_on_append: flip,
+                                            ..BasinConfig::default()
+                                        },
+                                    )
+                                    .await
+                                    .map(drop),
+                                1 => engine
+                                    .reconfigure_basin(
+                                        "race",
+                                        BasinReconfiguration {
+                                            create_stream_on_read: Maybe::Specified(flip),
+                                            ..BasinReconfiguration::default()
+                                        },
+                                    )
+                                    .await
+                                    .map(drop),
+                                2 => {
+                                    let config = OptionalStreamConfig {
+                                        storage_class: Some(class.into()),
+                                        ..OptionalStreamConfig::default()
+                                    };
+                                    match engine
+                                        .create_stream("race", "s", config.clone(), None)
+                                        .await
+                                    {
+                                        Ok(_) | Err(EngineError::AlreadyExists(_)) => engine
+                                            .ensure_stream("race", "s", config)
+                                            .await
+                                            .map(drop),
+                                        Err(e) => Err(e),
+                                    }
+                                }
+                                3 => engine
+                                    .reconfigure_stream(
+                                        "race",
+                                        "s",
+                                        StreamReconfiguration {
+                                            storage_class: Maybe::Specified(Some(class.into())),
+                                            ..StreamReconfiguration::default()
+                                        },
+                                    )
+                                    .await
+                                    .map(drop),
+                                4 => engine.delete_stream("race", "s").await,
+                                _ => match engine
+                                    .create_basin(
+                                        &format!("race-{i}"),
+                                        BasinConfig::default(),
+                                        None,
+                                    )
+                                    .await
+                                {
+                                    Ok(_) => engine.delete_basin(&format!("race-{i}")).await,
+                                    Err(e) => Err(e),
+                                },
+                            };
+                            outcomes.push(result);
+                        }
+                        outcomes
+                    })
+                })
+                .collect();
+            for task in tasks {
+                for outcome in task.await.unwrap() {
+                    match outcome {
+                        Ok(())
+                        | Err(
+                            EngineError::AlreadyExists(_)
+                            | EngineError::StreamNotFound(_)
+                            | EngineError::BasinNotFound(_)
+                            | EngineError::StreamDeletionPending(_)
+                            | EngineError::BasinDeletionPending(_),
+                        ) => {}
+                        Err(e) => panic!("a change in phase {phase} failed: {e:?}"),
+                    }
+                }
+            }
+        }
+    }
 }
