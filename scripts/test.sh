@@ -34,6 +34,9 @@ eval "$(scripts/moto.sh start "$work/moto" sluice-test)"
 export SLUICE_TEST_S3_ENDPOINT="$MINISTACK_ENDPOINT" SLUICE_TEST_S3_BUCKET=sluice-test
 export SLUICE_TEST_MOTO_ENDPOINT="$MOTO_ENDPOINT" SLUICE_TEST_MOTO_BUCKET=sluice-test
 
+step "import cycles between modules"
+python3 scripts/dev/import-cycles.py
+
 step "building"
 cargo build --locked --all-targets
 

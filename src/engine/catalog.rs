@@ -292,7 +292,7 @@ impl Catalog {
                 if !key.starts_with(&encoded_prefix) {
                     return Ok((keys, false));
                 }
-                let Some(name) = key.strip_prefix(dir).and_then(layout::decode_name) else {
+                let Some(name) = layout::name_in_dir(dir, key) else {
                     continue;
                 };
                 if !name.starts_with(prefix) || name.as_str() <= start_after {

@@ -151,11 +151,28 @@ pub fn segment_key(stream_id: &str, first_seq: u64, commit: u64) -> String {
     format!("{DATA}{stream_id}/index/{first_seq:020}-{commit:016x}")
 }
 
+/// The first seq_num a chunk, pack or segment key names (`…/<first-seq>-<commit>`).
+pub fn first_seq_in_key(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.split('-').next()?.parse().ok()
+}
+
+/// The name a key under `dir` (a catalog or groups directory) stands for.
+pub fn name_in_dir(dir: &str, key: &str) -> Option<String> {
+    key.strip_prefix(dir).and_then(decode_name)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn keys_name_their_first_seq_num() {
+        assert_eq!(first_seq_in_key(&chunk_key("abc", 42, 255)), Some(42));
+        assert_eq!(first_seq_in_key(&segment_key("abc", 7, 1)), Some(7));
+        assert_eq!(first_seq_in_key(&manifest_key("abc")), None);
+    }
 
     #[test]
     fn encodes_names_readably_enough() {

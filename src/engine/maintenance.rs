@@ -31,11 +31,6 @@ fn is_empty_and_idle(state: &StreamState, now: u64) -> bool {
         && now.saturating_sub(last_activity) >= min_age.as_millis() as u64
 }
 
-/// The seq_num encoded in a chunk or segment key (`…/<first-seq>-<commit>`).
-fn first_seq_of(key: &str) -> Option<u64> {
-    key.rsplit('/').next()?.split('-').next()?.parse().ok()
-}
-
 /// Deletes chunk and segment objects of `stream_id` whose first seq_num is below `below`:
 /// dropped index entries, and failed commit attempts at positions since dropped.
 async fn collect_garbage(store: &DynStore, stream_id: &str, below: u64) -> EngineResult<usize> {
@@ -48,7 +43,7 @@ async fn collect_garbage(store: &DynStore, stream_id: &str, below: u64) -> Engin
             let mut doomed = Vec::new();
             let mut done = false;
             for key in &page.keys {
-                match first_seq_of(key) {
+                match super::layout::first_seq_in_key(key) {
                     Some(seq) if seq < below => doomed.push(key.clone()),
                     Some(_) => {
                         done = true;
@@ -215,15 +210,6 @@ mod tests {
         engine::{appender::INLINE_MAX_BYTES, reader, testing::*},
         storage,
     };
-
-    #[test]
-    fn parses_first_seq_from_keys() {
-        assert_eq!(
-            first_seq_of("data/abc/chunks/00000000000000000042-00000000000000ff"),
-            Some(42)
-        );
-        assert_eq!(first_seq_of("data/abc/manifest"), None);
-    }
 
     #[tokio::test]
     async fn upkeep_deletes_trimmed_chunks_after_the_grace_period() {

@@ -14,6 +14,7 @@ use tokio::{sync::watch, time::Instant};
 
 use super::{
     chunk::{Chunk, ChunkRecord},
+    clock::sleep_until_opt,
     error::{EngineError, EngineResult, Position},
     handle::{StreamCore, StreamState},
     manifest::{ChunkRef, Located},
@@ -263,25 +264,11 @@ impl ReadSession {
                     return Ok(Some(ReadOutput::Heartbeat(tail)));
                 }
                 _ = sleep_until_opt(wait_deadline) => return Ok(None),
-                _ = sleep_opt(poll) => {
+                _ = sleep_until_opt(poll.map(|p| Instant::now() + p)) => {
                     self.core.refresh_if_older(poll.unwrap_or_default()).await?;
                 }
             }
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_opt(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
     }
 }
 

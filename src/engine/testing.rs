@@ -133,5 +133,5 @@ pub(crate) fn two_engines_config() -> EngineConfig {
 
 /// The first seq_num in a chunk or pack key.
 pub(crate) fn first_seq_of_key(key: &str) -> u64 {
-    key.rsplit('/').next().unwrap()[..20].parse().unwrap()
+    layout::first_seq_in_key(key).expect("a chunk key")
 }
