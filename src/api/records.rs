@@ -40,8 +40,7 @@ use super::{
     wire::{json_batch, position, proto_ack, proto_batch_parts},
 };
 use crate::engine::{
-    AppendInput, AutoCreate, ReadBatch,
-    record::{RecordBatchBuilder, parse_append_input},
+    AppendInput, AutoCreate, ReadBatch, RecordBatchBuilder, parse_append_input, read_unary,
 };
 use crate::http::{AppState, auth::Caller};
 
@@ -288,7 +287,7 @@ pub async fn read(
         .open(&basin, &stream, AutoCreate::OnRead(patch))
         .await?;
     let session = state.engine.read(&handle, start, end, true).await?;
-    let batch = crate::engine::reader::read_unary(session).await?;
+    let batch = read_unary(session).await?;
     Ok(match response_mime(&headers) {
         JsonOrProto::Proto => proto_batch_response(&batch),
         JsonOrProto::Json => axum::Json(json_batch(&batch, format)).into_response(),

@@ -36,8 +36,8 @@ use super::{
     wire::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
 };
 use crate::engine::{
-    Ack, EngineResult, ReadBatch, ReadOutput, ReadSession, SessionGate, StreamHandle,
-    record::{InputError, parse_append_input},
+    Ack, EngineResult, InputError, ReadBatch, ReadOutput, ReadSession, SessionGate, StreamHandle,
+    parse_append_input,
 };
 use crate::http::{AppState, auth::Caller};
 

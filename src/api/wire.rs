@@ -142,7 +142,6 @@ mod tests {
     use super::*;
     use crate::engine::{
         chunk::{Chunk, chunk_of_bodies},
-        error::Position,
         reader::ChunkSlice,
     };
 

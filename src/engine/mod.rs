@@ -34,28 +34,28 @@
 //! [`crate::storage`].
 
 mod access_tokens;
-pub(crate) mod appender;
+mod appender;
 mod basins;
-pub(crate) mod cache;
-pub(crate) mod catalog;
+mod cache;
+mod catalog;
 pub(crate) mod chunk;
-pub(crate) mod clock;
+mod clock;
 mod data;
 mod deletion;
 pub(crate) mod entries;
-pub(crate) mod entry_ops;
-pub(crate) mod error;
-pub(crate) mod group_state;
+mod entry_ops;
+mod error;
+mod group_state;
 mod groups;
-pub(crate) mod handle;
-pub(crate) mod layout;
-pub(crate) mod maintenance;
+mod handle;
+mod layout;
+mod maintenance;
 pub(crate) mod manifest;
-pub(crate) mod metrics;
+mod metrics;
 pub(crate) mod reader;
 pub(crate) mod record;
 mod registry;
-pub(crate) mod retry;
+mod retry;
 mod streams;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -66,12 +66,18 @@ use parking_lot::Mutex;
 
 pub use self::{
     appender::{Ack, AppenderSettings, SessionGate},
-    catalog::{AccessTokenEntry, BasinEntry, StreamEntry},
+    catalog::{AccessTokenEntry, BasinEntry, StreamEntry, Written},
     clock::Clock,
+    entries::{EntryId, EntryState, NODE_ENTRIES},
+    entry_ops::EntryView,
     error::{ConditionFailed, EngineError, EngineResult, Position},
-    reader::{ReadBatch, ReadOutput, ReadSession},
-    record::AppendInput,
+    group_state::{ClaimOptions, ClaimTime, GroupState, StreamFacts},
+    reader::{ReadBatch, ReadOutput, ReadSession, read_unary},
+    record::{
+        AppendInput, Command, InputError, RecordBatch, RecordBatchBuilder, parse_append_input,
+    },
     registry::StreamHandle,
+    retry::Races,
     streams::resolve_stream_config,
 };
 use self::{cache::ObjectCache, catalog::Catalog, metrics::EngineMetrics};

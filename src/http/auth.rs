@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use tracing::warn;
 
 pub use super::error::AuthError;
-use crate::engine::{AccessTokenEntry, Engine, record::Command, record::RecordBatch};
+use crate::engine::{AccessTokenEntry, Command, Engine, RecordBatch};
 
 /// How long a node trusts its copy of a token entry (or of its absence).
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);

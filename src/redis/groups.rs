@@ -24,12 +24,7 @@ use super::{
     keyspace::{Entry, Key, Snapshot},
     streams::{block_deadline, wait_for_any},
 };
-use crate::engine::{
-    EngineError,
-    catalog::Written,
-    group_state::{ClaimOptions, GroupState, StreamFacts},
-    retry::Races,
-};
+use crate::engine::{ClaimOptions, EngineError, GroupState, Races, StreamFacts, Written};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

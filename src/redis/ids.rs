@@ -1,7 +1,7 @@
 //! Redis ids as commands give them: the forms each command accepts and Redis's errors
 //! for the rest. The id type itself is the engine's [`EntryId`].
 
-pub use crate::engine::entries::EntryId;
+pub use crate::engine::EntryId;
 
 /// The id of an `XADD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,10 +17,7 @@ use s2_common::{
 
 use super::{Context, RedisError, RedisResult, Reply, ids::EntryId};
 use crate::engine::{
-    AutoCreate, Engine, EngineError, StreamHandle,
-    entries::{self, EntryState},
-    entry_ops::EntryView,
-    reader::read_unary,
+    AutoCreate, Engine, EngineError, EntryState, EntryView, StreamHandle, entries, read_unary,
 };
 
 /// A stream record as the Redis surface reads it.

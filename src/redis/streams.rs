@@ -13,10 +13,8 @@ use super::{
     keyspace::{Entry, Key, Snapshot},
 };
 use crate::engine::{
-    AppendInput, ConditionFailed, EngineError,
-    entries::{EntryState, NODE_ENTRIES},
-    record::RecordBatchBuilder,
-    retry::Races,
+    Ack, AppendInput, ConditionFailed, EngineError, EntryState, EntryView, NODE_ENTRIES, Races,
+    RecordBatchBuilder, read_unary,
 };
 
 /// How the appender words its refusal of an entry id (see [`crate::engine::entries`]).
@@ -114,7 +112,7 @@ async fn append(
     id: Option<EntryId>,
     fields: &[(&[u8], &[u8])],
     match_seq_num: Option<u64>,
-) -> Result<crate::engine::appender::Ack, AppendError> {
+) -> Result<Ack, AppendError> {
     let mut builder = RecordBatchBuilder::with_capacity(1, 0);
     let built = builder
         .push_entry(id, fields)
@@ -291,7 +289,7 @@ pub async fn wait_for_any(ctx: &Context, keys: &[(Key, u64)], until: Instant) ->
                 wait: Some(wait),
             };
             match engine.read(&handle, start, end, true).await {
-                Ok(session) => crate::engine::reader::read_unary(session).await.map(|_| ()),
+                Ok(session) => read_unary(session).await.map(|_| ()),
                 Err(EngineError::Unwritten(_)) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -311,7 +309,7 @@ pub async fn xtrim(ctx: &Context, name: &Bytes, spec: TrimSpec) -> RedisResult<R
 
 /// Whether two snapshots show the same entries (so a change planned on one holds on the
 /// other).
-fn same_entries(a: &crate::engine::entry_ops::EntryView, b: &Snapshot) -> bool {
+fn same_entries(a: &EntryView, b: &Snapshot) -> bool {
     a.first_readable == b.first() && a.tail == b.view.tail && a.state == *b.state()
 }
 

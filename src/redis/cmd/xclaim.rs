@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::Args;
 use crate::redis::error::{RedisError, RedisResult};
-use crate::{engine::group_state::ClaimTime, redis::ids::EntryId};
+use crate::{engine::ClaimTime, redis::ids::EntryId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Xclaim {
