@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The S2 compatibility suite through a load balancer: ministack, three `sluice` nodes on
-# one bucket and HAProxy in front (scripts/cluster.sh), then every integration test that
+# one bucket and nginx in front (scripts/cluster.sh), then every integration test that
 # can run against a remote endpoint, then the linearizable workload with a node killed
 # (SIGKILL) mid-way, then `s2 bench` through the balancer.
 set -euo pipefail
@@ -20,7 +20,9 @@ trap cleanup EXIT
 cargo build --locked --bin sluice --tests
 eval "$(scripts/cluster.sh up "$state")"
 export SLUICE_TEST_CLUSTER_ENDPOINT="$SLUICE_ENDPOINT" SLUICE_TEST_CLUSTER_STATE="$state"
-printf '==> compatibility suite through %s\n' "$SLUICE_ENDPOINT"
+export SLUICE_TEST_CLUSTER_HTTP1_ENDPOINT="$SLUICE_HTTP1_ENDPOINT"
+printf '==> compatibility suite through %s (h2c) and %s (HTTP/1.1)\n' \
+  "$SLUICE_ENDPOINT" "$SLUICE_HTTP1_ENDPOINT"
 cargo test --locked --test integration -- --ignored cluster::
 printf '==> linearizable workload through the balancer, one node killed with SIGKILL\n'
 cargo test --locked --test integration -- --ignored --nocapture balanced::

@@ -2,8 +2,8 @@
 //! read from the head and check the tail of one stream at random; the recorded history
 //! must be linearizable under the S2 model (see `linearizability`). One variant kills a
 //! node with SIGKILL in the middle: clients retry elsewhere, and still no acked record may
-//! be lost and none duplicated. The `balanced` variant does the same through the HAProxy
-//! of `scripts/cluster-tests.sh`, every client on the balancer's one address.
+//! be lost and none duplicated. The `balanced` variant does the same through the nginx of
+//! `scripts/cluster-tests.sh`, every client on the balancer's HTTP/1.1 address.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -111,8 +111,8 @@ impl Deployment {
     async fn kill_a_node(&mut self) {
         match self {
             Self::Nodes(nodes) => nodes.kill(1),
-            // Not waiting for the balancer to notice: requests keep reaching the dead node
-            // until its health checks fail, and must be redispatched or fail cleanly.
+            // Requests the balancer sends there from now on find the port closed and must
+            // go elsewhere; those in flight on it must fail.
             Self::Balanced { state, .. } => cluster_script(&["kill-node", state, "2"]).await,
         }
     }
@@ -129,7 +129,6 @@ async fn cluster_script(args: &[&str]) {
     let status =
         tokio::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh"))
             .args(args)
-            .env("SLUICE_KILL_WAIT_DOWN", "0")
             .stdout(Stdio::null())
             .status()
             .await
@@ -434,8 +433,10 @@ mod balanced {
             std::env::var(name)
                 .unwrap_or_else(|_| panic!("{name} (set by scripts/cluster-tests.sh)"))
         };
+        // The workload's plain HTTP client speaks HTTP/1.1.
         let deployment = Deployment::Balanced {
-            endpoint: var("SLUICE_TEST_CLUSTER_ENDPOINT"),
+            endpoint: std::env::var("SLUICE_TEST_CLUSTER_HTTP1_ENDPOINT")
+                .unwrap_or_else(|_| var("SLUICE_TEST_CLUSTER_ENDPOINT")),
             state: var("SLUICE_TEST_CLUSTER_STATE"),
         };
         run_workload(deployment, true).await;
