@@ -2,7 +2,9 @@
 # The S2 compatibility suite through a load balancer: ministack, three `sluice` nodes on
 # one bucket and nginx in front (scripts/cluster.sh), then every integration test that
 # can run against a remote endpoint, then the linearizable workload with a node killed
-# (SIGKILL) mid-way, then `s2 bench` through the balancer.
+# (SIGKILL) mid-way, then the check that every node's open streams end with an error when
+# it dies (scripts/lb-kill-check.sh, which fails behind a balancer that ends them cleanly,
+# such as Debian's HAProxy 2.6), then `s2 bench` through the balancer.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -26,5 +28,7 @@ printf '==> compatibility suite through %s (h2c) and %s (HTTP/1.1)\n' \
 cargo test --locked --test integration -- --ignored cluster::
 printf '==> linearizable workload through the balancer, one node killed with SIGKILL\n'
 cargo test --locked --test integration -- --ignored --nocapture balanced::
+printf '==> every node killed under open read sessions: they must end with an error\n'
+scripts/lb-kill-check.sh "$state"
 printf '==> s2 bench through the balancer\n'
 SLUICE_EXTERNAL_ENDPOINT="$SLUICE_ENDPOINT" tests/cli/bench.sh external
