@@ -233,7 +233,10 @@ done
 failed=0
 for i in "${!NAMES[@]}"; do
   name="${NAMES[i]}"
-  err="$(tr '\n' ' ' <"$WORK/$name.err" | cut -c1-160)"
+  # The last line that names an error says what happened (a Python traceback ends with
+  # the exception; the s2 CLI adds a banner after its error).
+  err="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$name.err" | { grep -iE 'error|×|curl:' || true; } | tail -n 1 | tr -s ' ' | cut -c1-200)"
+  [[ -n "$err" ]] || err="$(tail -n 1 "$WORK/$name.err" | cut -c1-200)"
   if ended "$i"; then
     if [[ "${RC[$i]}" == 0 ]]; then
       verdict="FAIL: the response ended cleanly (exit 0) when its node died ${err:+($err)}"
