@@ -6,9 +6,11 @@
 #   scripts/cluster-smoke.sh                 start a cluster (scripts/cluster.sh) in a temp dir,
 #                                            test it, tear it down
 #   scripts/cluster-smoke.sh <state dir>     the same, keeping the state dir (logs) afterwards
-#   SLUICE_ENDPOINT=http://127.0.0.1:8080 scripts/cluster-smoke.sh
-#                                            test an already running balancer (e.g. the
-#                                            docker compose stack); loopback endpoints only
+#   SLUICE_ENDPOINT=http://127.0.0.1:8080 SLUICE_HTTP1_ENDPOINT=http://127.0.0.1:8081 \
+#     scripts/cluster-smoke.sh               test an already running balancer (e.g. the
+#                                            docker compose stack); loopback endpoints only.
+#                                            SLUICE_ENDPOINT takes h2c, SLUICE_HTTP1_ENDPOINT
+#                                            HTTP/1.1 (default: the same port for both)
 #
 # Checks: GET /health over h2c and HTTP/1.1; s2 create-basin; s2 append; s2 read (following:
 # a record appended afterwards must show up while the read is open); SSE over h2c and
@@ -106,14 +108,19 @@ else
   while IFS= read -r line; do
     [[ "$line" == *=* ]] && export "${line?}"
   done <<<"$env_out"
-  log "cluster up: balancer $SLUICE_ENDPOINT, ${SLUICE_CLUSTER_NODES} nodes (state $STATE)"
+  log "cluster up: balancer $SLUICE_ENDPOINT (h2c), $SLUICE_HTTP1_ENDPOINT (HTTP/1.1), ${SLUICE_CLUSTER_NODES} nodes (state $STATE)"
 fi
 
+HTTP1_ENDPOINT="${SLUICE_HTTP1_ENDPOINT:-$SLUICE_ENDPOINT}"
 # The hard rule: traffic only to loopback.
-case "$SLUICE_ENDPOINT" in
-  http://127.* | http://localhost:* | http://localhost | "http://[::1]"*) ;;
-  *) die "SLUICE_ENDPOINT=$SLUICE_ENDPOINT is not a loopback http:// address" ;;
-esac
+for endpoint in "$SLUICE_ENDPOINT" "$HTTP1_ENDPOINT"; do
+  case "$endpoint" in
+    http://127.* | http://localhost:* | http://localhost | "http://[::1]"*) ;;
+    *) die "$endpoint is not a loopback http:// address" ;;
+  esac
+done
+# endpoint_for <curl protocol option>: the balancer's address for that protocol.
+endpoint_for() { if [[ "$1" == --http1.1 ]]; then printf '%s' "$HTTP1_ENDPOINT"; else printf '%s' "$SLUICE_ENDPOINT"; fi; }
 
 export S2_ACCOUNT_ENDPOINT="$SLUICE_ENDPOINT" S2_BASIN_ENDPOINT="$SLUICE_ENDPOINT"
 export S2_ACCESS_TOKEN=ignored NO_COLOR=1
@@ -121,7 +128,7 @@ export S2_ACCESS_TOKEN=ignored NO_COLOR=1
 # ---------------------------------------------------------------- checks --
 
 for proto in --http2-prior-knowledge --http1.1; do
-  code="$(curl -s -o /dev/null -w '%{http_code} %{http_version}' --max-time 5 "$proto" "$SLUICE_ENDPOINT/health" || true)"
+  code="$(curl -s -o /dev/null -w '%{http_code} %{http_version}' --max-time 5 "$proto" "$(endpoint_for "$proto")/health" || true)"
   [[ "$code" == "200 "* ]] || die "GET /health ($proto) through the balancer: $code"
   pass "GET /health through the balancer ($proto): HTTP/${code#* } 200"
 done
@@ -153,7 +160,7 @@ pass "s2 read s2://$BASIN/x --seq-num 0: got 'hi', then followed to a record app
 for proto in --http2-prior-knowledge --http1.1; do
   out="$WORK/sse${proto//-/_}.out"
   timeout "$((WAIT + 30))" curl -sSN "$proto" -H 'accept: text/event-stream' -H "s2-basin: $BASIN" \
-    "$SLUICE_ENDPOINT/v1/streams/x/records?seq_num=0" >"$out" 2>"$out.err" &
+    "$(endpoint_for "$proto")/v1/streams/x/records?seq_num=0" >"$out" 2>"$out.err" &
   sse=$!
   defer stop_bg "$sse"
   wait_for_text "$out" '"body":"hi"' "SSE ($proto)" "$sse"
@@ -192,7 +199,7 @@ if [[ -n "${SMOKE_KILL_NODE:-}" ]]; then
   wait_for_text "$WORK/bench-kill.out" "Running for" "s2 bench (kill run)" "$BENCH_PID"
   deadline=$((SECONDS + BENCH_SECONDS / 3))
   while ((SECONDS < deadline)) && kill -0 "$BENCH_PID" 2>/dev/null; do sleep 0.1; done
-  SLUICE_KILL_WAIT_DOWN=0 "$CLUSTER" kill-node "$STATE" "$SMOKE_KILL_NODE"
+  "$CLUSTER" kill-node "$STATE" "$SMOKE_KILL_NODE"
   rc=0
   bench_wait "$WORK/bench-kill.out" || rc=$?
   if ((rc == 0)); then

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The S2 compatibility suite through a load balancer: ministack, three `sluice` nodes on
-# one bucket and HAProxy in front (scripts/cluster.sh), then every integration test that
-# can run against a remote endpoint, then the linearizable workload with a node killed
-# (SIGKILL) mid-way, then `s2 bench` through the balancer.
+# one bucket and nginx in front (scripts/cluster.sh), then every integration test that
+# can run against a remote endpoint, then the linearizable workloads with nodes killed
+# (SIGKILL) mid-way (unary reads with one node killed; read sessions while every node is
+# killed and restarted in turn), then the check that every node's open streams end with
+# an error when it dies (scripts/lb-kill-check.sh, which fails behind a balancer that
+# ends them cleanly, such as Debian's HAProxy 2.6), then `s2 bench` through the balancer.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -20,9 +23,14 @@ trap cleanup EXIT
 cargo build --locked --bin sluice --tests
 eval "$(scripts/cluster.sh up "$state")"
 export SLUICE_TEST_CLUSTER_ENDPOINT="$SLUICE_ENDPOINT" SLUICE_TEST_CLUSTER_STATE="$state"
-printf '==> compatibility suite through %s\n' "$SLUICE_ENDPOINT"
+export SLUICE_TEST_CLUSTER_HTTP1_ENDPOINT="$SLUICE_HTTP1_ENDPOINT"
+printf '==> compatibility suite through %s (h2c) and %s (HTTP/1.1)\n' \
+  "$SLUICE_ENDPOINT" "$SLUICE_HTTP1_ENDPOINT"
 cargo test --locked --test integration -- --ignored cluster::
-printf '==> linearizable workload through the balancer, one node killed with SIGKILL\n'
-cargo test --locked --test integration -- --ignored --nocapture balanced::
+printf '==> linearizable workloads through the balancer, nodes killed with SIGKILL\n'
+# One at a time: each kills nodes of the one cluster.
+cargo test --locked --test integration -- --ignored --nocapture --test-threads=1 balanced::
+printf '==> every node killed under open read sessions: they must end with an error\n'
+scripts/lb-kill-check.sh "$state"
 printf '==> s2 bench through the balancer\n'
 SLUICE_EXTERNAL_ENDPOINT="$SLUICE_ENDPOINT" tests/cli/bench.sh external

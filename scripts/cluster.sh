@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # A Sluice cluster on loopback, without Docker: the topology of docker-compose.yml.
-# ministack (S3) + N Sluice nodes on one bucket/prefix + HAProxy in front (round robin,
-# h2c on both sides), its config generated from deploy/haproxy.cfg.
+# ministack (S3) + N Sluice nodes on one bucket/prefix + nginx in front (round robin,
+# h2c to the nodes), its config generated from deploy/nginx.conf.
+#
+# The balancer has two ports (Debian's nginx 1.22 serves h2c and HTTP/1.1 on separate
+# ones): SLUICE_ENDPOINT speaks h2c with prior knowledge (the S2 CLI and SDKs),
+# SLUICE_HTTP1_ENDPOINT HTTP/1.1 (curl, SSE, the Redis-Streams API).
 #
 #   scripts/cluster.sh up <state dir>              start everything, wait until healthy, print
 #                                                  SLUICE_ENDPOINT=... (eval-able) and return
 #   scripts/cluster.sh down <state dir>            stop everything (data and logs stay in <state dir>)
 #   scripts/cluster.sh status <state dir>          print the endpoints and what is running
-#   scripts/cluster.sh kill-node <state dir> <i>   SIGKILL node i (1-based)
+#   scripts/cluster.sh kill-node <state dir> <i>   SIGKILL node i (1-based) and wait until its
+#                                                  port is closed
 #   scripts/cluster.sh stop-node <state dir> <i>   SIGTERM node i (graceful) and wait for it to exit
 #   scripts/cluster.sh restart-node <state dir> <i>  stop node i if running, start it again on the
-#                                                  same port, wait until HAProxy sees it UP
+#                                                  same port, wait until it and the balancer
+#                                                  answer /health (nginx tries the node again
+#                                                  at most 2 s after it last failed there)
 #   scripts/cluster.sh run <state dir> -- <command...>
-#                                                  up, run the command with SLUICE_ENDPOINT (and the
-#                                                  S2_* client variables) exported, down; exits with
-#                                                  the command's status
+#                                                  up, run the command with SLUICE_ENDPOINT,
+#                                                  SLUICE_HTTP1_ENDPOINT (and the S2_* client
+#                                                  variables) exported, down; exits with the
+#                                                  command's status
 #
 # Typical use:
 #   eval "$(scripts/cluster.sh up /tmp/c1)"; s2 ...; scripts/cluster.sh down /tmp/c1
@@ -26,21 +34,21 @@
 #   SLUICE_CLUSTER_BUCKET   bucket (default sluice-cluster)
 #   SLUICE_CLUSTER_PREFIX   key prefix inside the bucket, shared by all nodes (default cluster)
 #   SLUICE_CLUSTER_TIMEOUT  seconds to wait for anything to become healthy (default 60)
-#   SLUICE_LB_PORT          pin the balancer's port (default: a free one)
+#   SLUICE_LB_PORT          pin the balancer's h2c port (default: a free one)
+#   SLUICE_LB_HTTP1_PORT    pin the balancer's HTTP/1.1 port (default: a free one)
 #   SLUICE_NODE_ARGS        extra arguments for every `sluice serve` (word-split)
-#   HAPROXY_BIN             haproxy binary (default: haproxy on PATH; installed with apt-get
-#                           if missing and running as root)
-#   SLUICE_KILL_WAIT_DOWN   kill-node waits until HAProxy marks the node DOWN (default 1; 0: don't)
+#   NGINX_BIN               nginx binary (default: nginx on PATH or /usr/sbin/nginx; Debian's
+#                           package is installed with apt-get if missing and running as root)
 #   RUST_LOG                passed to the nodes
 #
 # Layout of <state dir>: s3/ (ministack data), s3.ministack-state/, node<i>/{pid,port,log},
-# lb/{pid,port,stats_port,haproxy.cfg,log}, cluster.conf, env (the printed variables).
-# Only 127.0.0.1 is used: nodes, ministack and HAProxy all bind loopback.
+# lb/{pid,port,http1_port,nginx.conf,nginx.pid,tmp/,log}, cluster.conf, env (the printed
+# variables). Only 127.0.0.1 is used: nodes, ministack and nginx all bind loopback.
 
 set -euo pipefail
 
 REPO_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
-HAPROXY_TEMPLATE="$REPO_DIR/deploy/haproxy.cfg"
+NGINX_TEMPLATE="$REPO_DIR/deploy/nginx.conf"
 
 # shellcheck source=scripts/loopback-env.sh
 source "$REPO_DIR/scripts/loopback-env.sh"
@@ -51,7 +59,7 @@ log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '3,19p' "$0" >&2
+  sed -n '3,28p' "$0" >&2
   exit 2
 }
 
@@ -116,102 +124,94 @@ load_conf() {
 
 node_bin() { printf '%s' "${SLUICE_BIN:-$REPO_DIR/target/debug/sluice}"; }
 
-# ------------------------------------------------------------------- haproxy --
+# --------------------------------------------------------------------- nginx --
 
-ensure_haproxy() {
-  HAPROXY="${HAPROXY_BIN:-haproxy}"
-  if command -v "$HAPROXY" >/dev/null 2>&1; then return 0; fi
-  [[ -z "${HAPROXY_BIN:-}" ]] || die "HAPROXY_BIN=$HAPROXY_BIN is not executable"
+ensure_nginx() {
+  NGINX="${NGINX_BIN:-nginx}"
+  if command -v "$NGINX" >/dev/null 2>&1; then return 0; fi
+  # Debian installs it in /usr/sbin, which a non-login root shell may lack on PATH.
+  if [[ -z "${NGINX_BIN:-}" && -x /usr/sbin/nginx ]]; then NGINX=/usr/sbin/nginx; return 0; fi
+  [[ -z "${NGINX_BIN:-}" ]] || die "NGINX_BIN=$NGINX_BIN is not executable"
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "haproxy not found; installing Debian's package"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >&2; then
+    log "nginx not found; installing Debian's package"
+    # The package's own service is not used (and in a container not started at all).
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >&2; then
       apt-get update -q >&2
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >&2
     fi
-    command -v haproxy >/dev/null 2>&1 || die "haproxy still missing after apt-get install"
-    HAPROXY=haproxy
+    if command -v nginx >/dev/null 2>&1; then NGINX=nginx; else NGINX=/usr/sbin/nginx; fi
+    [[ -x "$(command -v "$NGINX")" ]] || die "nginx still missing after apt-get install"
     return 0
   fi
-  die "haproxy not found (install it: apt-get install -y haproxy, or set HAPROXY_BIN)"
+  die "nginx not found (install it: apt-get install -y nginx, or set NGINX_BIN)"
 }
 
-# Debian bookworm's HAProxy 2.6.12 ends the client's HTTP/2 stream cleanly (END_STREAM)
-# when a node dies in the middle of a response (seen: kill -9 during a read session), so
-# the client takes a truncated read for a finished one. 3.2.0 resets the stream
-# (RST_STREAM CANCEL), as it should. Versions in between were not tested.
-warn_old_haproxy() {
-  local v
-  v="$("$HAPROXY" -v 2>/dev/null | sed -n 's/^HAProxy version \([0-9]*\.[0-9]*\).*/\1/p' | head -n 1)"
-  case "$v" in
-    1.* | 2.[0-6]) log "note: HAProxy $v may end HTTP/2 client streams cleanly when a node dies mid-response (seen with 2.6.12; 3.2.0 is fine); set HAPROXY_BIN to use a newer one" ;;
-  esac
-}
-
-# Writes lb/haproxy.cfg: deploy/haproxy.cfg with its server block replaced by our nodes.
-write_haproxy_cfg() {
-  local servers="" i port
-  if ! grep -q '^[[:space:]]*# BEGIN servers' "$HAPROXY_TEMPLATE" || ! grep -q '^[[:space:]]*# END servers' "$HAPROXY_TEMPLATE"; then
-    die "$HAPROXY_TEMPLATE lacks the '# BEGIN servers' / '# END servers' markers"
-  fi
+# Writes lb/nginx.conf: deploy/nginx.conf with its server block replaced by our nodes, its
+# two listen ports moved to loopback, and temporary files kept in lb/tmp.
+write_nginx_conf() {
+  local servers="" i port h2_port h1_port marker out="$STATE/lb/nginx.conf"
+  h2_port="$(read_file "$STATE/lb/port")"
+  h1_port="$(read_file "$STATE/lb/http1_port")"
+  for marker in '# BEGIN servers' '# END servers' 'listen 8080 http2;' 'listen 8081;' 'http {'; do
+    [[ "$(grep -c "^[[:space:]]*$marker" "$NGINX_TEMPLATE")" == 1 ]] \
+      || die "$NGINX_TEMPLATE must have exactly one line starting with '$marker'"
+  done
   for ((i = 1; i <= NODES; i++)); do
     port="$(read_file "$STATE/node$i/port")"
-    servers+="    server node$i 127.0.0.1:$port proto h2 check"$'\n'
+    servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
   done
-  awk -v servers="$servers" '
-    /^[[:space:]]*# BEGIN servers/ { print "    # BEGIN servers (generated by scripts/cluster.sh)"; printf "%s", servers; skip = 1; next }
+  mkdir -p "$STATE/lb/tmp"
+  awk -v servers="$servers" -v h2="127.0.0.1:$h2_port" -v h1="127.0.0.1:$h1_port" -v tmp="$STATE/lb/tmp" '
+    /^[[:space:]]*# BEGIN servers/ { print "        # BEGIN servers (generated by scripts/cluster.sh)"; printf "%s", servers; skip = 1; next }
     /^[[:space:]]*# END servers/   { skip = 0 }
-    !skip                          { print }
-  ' "$HAPROXY_TEMPLATE" >"$STATE/lb/haproxy.cfg"
+    skip                           { next }
+    /^[[:space:]]*listen 8080 http2;/ { sub(/8080/, h2) }
+    /^[[:space:]]*listen 8081;/       { sub(/8081/, h1) }
+    { print }
+    /^http \{/ {
+      print "    # scripts/cluster.sh: temporary files in its state directory"
+      n = split("client_body proxy fastcgi uwsgi scgi", kinds, " ")
+      for (k = 1; k <= n; k++) printf "    %s_temp_path %s/%s;\n", kinds[k], tmp, kinds[k]
+    }
+  ' "$NGINX_TEMPLATE" >"$out"
 }
 
-# CSV status of our backend's servers from the stats page: "<name> <status>" lines.
-lb_server_states() {
-  local stats_port
-  stats_port="$(read_file "$STATE/lb/stats_port")"
-  curl -s --noproxy '*' --max-time 2 "http://127.0.0.1:$stats_port/stats;csv" 2>/dev/null \
-    | awk -F, '$1 == "sluice_nodes" && $2 != "BACKEND" && $2 != "FRONTEND" { print $2, $18 }' || true
-}
-
-# wait_lb_server <name> <UP|DOWN...>: until HAProxy reports that state for the server.
-wait_lb_server() {
-  local name="$1" want="$2" deadline=$((SECONDS + TIMEOUT)) state=""
-  while :; do
-    state="$(lb_server_states | awk -v n="$name" '$1 == n { print $2 }')"
-    [[ "$state" == "$want"* ]] && return 0
-    ((SECONDS < deadline)) || die "HAProxy does not report $name as $want within ${TIMEOUT}s (it says '${state:-nothing}')"
-    alive "$(read_file "$STATE/lb/pid")" "$HAPROXY_MATCH" || die "haproxy exited; see $STATE/lb/log"
-    sleep 0.1
-  done
+# nginx_args: the command-line arguments of our nginx (besides -t / -q).
+nginx_args() {
+  printf '%s\0' -p "$STATE/lb/" -c "$STATE/lb/nginx.conf" -e stderr \
+    -g "daemon off; pid $STATE/lb/nginx.pid;"
 }
 
 start_lb() {
-  local port stats_port pid deadline code cfg="$STATE/lb/haproxy.cfg"
+  local port h1_port pid deadline code cfg="$STATE/lb/nginx.conf"
+  local -a args
   mkdir -p "$STATE/lb"
   port="${SLUICE_LB_PORT:-$(free_port)}"
-  stats_port="$(free_port)"
+  h1_port="${SLUICE_LB_HTTP1_PORT:-$(free_port)}"
   printf '%s\n' "$port" >"$STATE/lb/port"
-  printf '%s\n' "$stats_port" >"$STATE/lb/stats_port"
-  write_haproxy_cfg
-  export SLUICE_LB_BIND="127.0.0.1:$port" SLUICE_LB_STATS_BIND="127.0.0.1:$stats_port"
-  "$HAPROXY" -c -q -f "$cfg" >>"$STATE/lb/log" 2>&1 || { tail -n 20 "$STATE/lb/log" >&2; die "invalid HAProxy config $cfg"; }
-  # -db: stay in the foreground (we background it), logs go to stdout = lb/log.
-  setsid "$HAPROXY" -db -f "$cfg" </dev/null >>"$STATE/lb/log" 2>&1 &
+  printf '%s\n' "$h1_port" >"$STATE/lb/http1_port"
+  write_nginx_conf
+  mapfile -d '' args < <(nginx_args)
+  "$NGINX" -t -q "${args[@]}" >>"$STATE/lb/log" 2>&1 || { tail -n 20 "$STATE/lb/log" >&2; die "invalid nginx config $cfg"; }
+  # daemon off: the master stays in the foreground (we background it); the access log
+  # (/dev/stdout) and the error log (stderr) go to lb/log.
+  setsid "$NGINX" "${args[@]}" </dev/null >>"$STATE/lb/log" 2>&1 &
   pid=$!
   printf '%s\n' "$pid" >"$STATE/lb/pid"
-  unset SLUICE_LB_BIND SLUICE_LB_STATS_BIND
-  # Up when it answers GET /health through h2c and every node is UP in its view.
+  # Up when it answers GET /health through both ports.
   deadline=$((SECONDS + TIMEOUT))
   while :; do
-    alive "$pid" "$HAPROXY_MATCH" || { tail -n 20 "$STATE/lb/log" >&2; die "haproxy exited during startup"; }
-    code="$(http_code "http://127.0.0.1:$port/health" --http2-prior-knowledge)"
-    [[ "$code" == 200 ]] && break
-    ((SECONDS < deadline)) || die "HAProxy at 127.0.0.1:$port does not answer /health with 200 within ${TIMEOUT}s (last: $code)"
+    alive "$pid" "$NGINX_MATCH" || { tail -n 20 "$STATE/lb/log" >&2; die "nginx exited during startup"; }
+    code="$(http_code "http://127.0.0.1:$port/health" --http2-prior-knowledge)/$(http_code "http://127.0.0.1:$h1_port/health" --http1.1)"
+    [[ "$code" == 200/200 ]] && break
+    ((SECONDS < deadline)) || die "nginx at 127.0.0.1:$port (h2c) / $h1_port (HTTP/1.1) does not answer /health with 200 within ${TIMEOUT}s (last: $code)"
     sleep 0.1
   done
-  local i
-  for ((i = 1; i <= NODES; i++)); do wait_lb_server "node$i" UP; done
-  log "haproxy up at http://127.0.0.1:$port (pid $pid, stats http://127.0.0.1:$stats_port/stats)"
+  log "nginx up at http://127.0.0.1:$port (h2c) and http://127.0.0.1:$h1_port (HTTP/1.1) (pid $pid, log $STATE/lb/log)"
 }
+
+# port_closed <port>: nothing accepts connections on 127.0.0.1:<port>.
+port_closed() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # --------------------------------------------------------------------- nodes --
 
@@ -261,13 +261,11 @@ check_node_index() {
 # ----------------------------------------------------------------- commands --
 
 print_env() {
-  local i lb_port stats_port
-  lb_port="$(read_file "$STATE/lb/port")"
-  stats_port="$(read_file "$STATE/lb/stats_port")"
+  local i
   {
-    printf 'SLUICE_ENDPOINT=http://127.0.0.1:%s\n' "$lb_port"
+    printf 'SLUICE_ENDPOINT=http://127.0.0.1:%s\n' "$(read_file "$STATE/lb/port")"
+    printf 'SLUICE_HTTP1_ENDPOINT=http://127.0.0.1:%s\n' "$(read_file "$STATE/lb/http1_port")"
     printf 'SLUICE_LB_PID=%s\n' "$(read_file "$STATE/lb/pid")"
-    printf 'SLUICE_LB_STATS=http://127.0.0.1:%s/stats\n' "$stats_port"
     printf 'SLUICE_CLUSTER_NODES=%s\n' "$NODES"
     for ((i = 1; i <= NODES; i++)); do
       printf 'SLUICE_NODE_%s=http://127.0.0.1:%s\n' "$i" "$(read_file "$STATE/node$i/port")"
@@ -282,14 +280,14 @@ print_env() {
 
 everything_alive() {
   local i
-  alive "$(read_file "$STATE/lb/pid")" "$HAPROXY_MATCH" || return 1
+  alive "$(read_file "$STATE/lb/pid")" "$NGINX_MATCH" || return 1
   for ((i = 1; i <= NODES; i++)); do alive "$(node_pid "$i")" "$(node_bin)" || return 1; done
   "$REPO_DIR/scripts/ministack.sh" status "$STATE/s3" >/dev/null 2>&1
 }
 
 anything_alive() {
   local i
-  alive "$(read_file "$STATE/lb/pid")" "$HAPROXY_MATCH" && return 0
+  alive "$(read_file "$STATE/lb/pid")" "$NGINX_MATCH" && return 0
   for ((i = 1; i <= NODES; i++)); do alive "$(node_pid "$i")" "$(node_bin)" && return 0; done
   "$REPO_DIR/scripts/ministack.sh" status "$STATE/s3" >/dev/null 2>&1
 }
@@ -308,8 +306,7 @@ cmd_up() {
   BUCKET="${SLUICE_CLUSTER_BUCKET:-sluice-cluster}"
   PREFIX="${SLUICE_CLUSTER_PREFIX:-cluster}"
   if [[ ! "$NODES" =~ ^[0-9]+$ ]] || ((NODES < 1)); then die "SLUICE_CLUSTER_NODES must be a positive number"; fi
-  ensure_haproxy
-  warn_old_haproxy
+  ensure_nginx
   command -v curl >/dev/null || die "curl is required"
   # Fresh ports every time (old ones may be taken by now); data stays.
   rm -rf -- "$STATE"/node*/port "$STATE"/node*/pid "$STATE/lb"
@@ -327,7 +324,7 @@ cmd_up() {
     printf 'BUCKET=%q\n' "$BUCKET"
     printf 'PREFIX=%q\n' "$PREFIX"
     printf 'S3_ENDPOINT=%q\n' "$S3_ENDPOINT"
-    printf 'HAPROXY=%q\n' "$HAPROXY"
+    printf 'NGINX=%q\n' "$NGINX"
   } >"$STATE/cluster.conf"
 
   local i
@@ -344,7 +341,7 @@ cmd_down() {
     return 0
   fi
   load_conf
-  stop_pid "$(read_file "$STATE/lb/pid")" "$HAPROXY_MATCH" 5
+  stop_pid "$(read_file "$STATE/lb/pid")" "$NGINX_MATCH" 5
   for ((i = 1; i <= NODES; i++)); do
     stop_pid "$(node_pid "$i")" "$(node_bin)" 15
   done
@@ -366,12 +363,15 @@ cmd_status() {
   local i pid
   print_env
   pid="$(read_file "$STATE/lb/pid")"
-  if alive "$pid" "$HAPROXY_MATCH"; then log "haproxy: running (pid $pid)"; else log "haproxy: not running"; fi
+  if alive "$pid" "$NGINX_MATCH"; then log "nginx: running (pid $pid)"; else log "nginx: not running"; fi
   for ((i = 1; i <= NODES; i++)); do
     pid="$(node_pid "$i")"
-    if alive "$pid" "$(node_bin)"; then log "node $i: running (pid $pid)"; else log "node $i: not running"; fi
+    if alive "$pid" "$(node_bin)"; then
+      log "node $i: running (pid $pid), GET /health: $(http_code "http://127.0.0.1:$(read_file "$STATE/node$i/port")/health")"
+    else
+      log "node $i: not running"
+    fi
   done
-  lb_server_states | while read -r name st; do log "haproxy sees $name: $st"; done
 }
 
 cmd_kill_node() {
@@ -382,14 +382,16 @@ cmd_kill_node() {
   alive "$pid" "$(node_bin)" || die "node $1 is not running"
   kill -KILL "$pid"
   wait_gone "$pid"
-  log "node $1 (pid $pid) killed with SIGKILL"
-  # Until its health checks fail (2 x 2s), HAProxy still picks the node for new
-  # requests; those fail to connect and are redispatched (retry-on conn-failure).
-  if [[ "${SLUICE_KILL_WAIT_DOWN:-1}" == 1 ]] && alive "$(read_file "$STATE/lb/pid")" "$HAPROXY_MATCH"; then
-    local t0=$SECONDS
-    wait_lb_server "node$1" DOWN
-    log "HAProxy marked node$1 DOWN after ~$((SECONDS - t0))s"
-  fi
+  # nginx has no health checks of its own: the next request it sends there finds the port
+  # closed, goes to another node (nothing was sent yet, so any request may) and the node
+  # is skipped for fail_timeout. Streams open to the node were reset when it died.
+  local port deadline=$((SECONDS + 10))
+  port="$(read_file "$STATE/node$1/port")"
+  until port_closed "$port"; do
+    ((SECONDS < deadline)) || die "port $port of node $1 still accepts connections after SIGKILL"
+    sleep 0.05
+  done
+  log "node $1 (pid $pid) killed with SIGKILL; port $port closed"
 }
 
 cmd_stop_node() {
@@ -412,7 +414,14 @@ cmd_restart_node() {
     log "node $1 (pid $pid) stopped"
   fi
   start_node "$1"
-  alive "$(read_file "$STATE/lb/pid")" "$HAPROXY_MATCH" && wait_lb_server "node$1" UP
+  # If every node had been marked failed, nginx answers 502 until a mark expires.
+  if alive "$(read_file "$STATE/lb/pid")" "$NGINX_MATCH"; then
+    local deadline=$((SECONDS + TIMEOUT))
+    until [[ "$(http_code "http://127.0.0.1:$(read_file "$STATE/lb/http1_port")/health")" == 200 ]]; do
+      ((SECONDS < deadline)) || die "nginx does not answer /health with 200 within ${TIMEOUT}s of restarting node $1"
+      sleep 0.1
+    done
+  fi
   print_env >/dev/null
   printf 'SLUICE_NODE_%s=http://127.0.0.1:%s\nSLUICE_NODE_%s_PID=%s\n' \
     "$1" "$(read_file "$STATE/node$1/port")" "$1" "$(node_pid "$1")"
@@ -455,7 +464,7 @@ stop_run_child() {
 CMD="$1"
 STATE="$(abs_dir "$2")"
 shift 2
-HAPROXY_MATCH="$STATE/lb/haproxy.cfg"
+NGINX_MATCH="$STATE/lb/nginx.conf"
 
 trap 'exit 130' INT
 trap 'exit 143' TERM

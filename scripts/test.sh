@@ -4,7 +4,7 @@
 # and process tests on the local directory and on ministack, then the official clients'
 # compatibility scripts (s2 CLI, s2 bench, Python SDK) and the differential test of the
 # Redis-Streams HTTP API against a real Redis (tests/redis_diff) on both backends, then the
-# compatibility suite through HAProxy in front of three nodes.
+# compatibility suite through nginx in front of three nodes.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 

@@ -183,9 +183,13 @@ async fn bad_names_headers_and_queries(backend: Backend) {
             .await
             .assert_error(400, "bad_json");
     }
-    api.get("/streams/a%00b")
-        .await
-        .assert_error(400, "bad_path");
+    let nul = api.get("/streams/a%00b").await;
+    if backend == Backend::Cluster {
+        // nginx refuses a NUL byte in a path itself (400, its own HTML page).
+        assert_eq!(nul.status, 400);
+    } else {
+        nul.assert_error(400, "bad_path");
+    }
     api.get("/streams/%FF").await.assert_error(400, "bad_path");
 
     api.create_stream("s", json!(null)).await;

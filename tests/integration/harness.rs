@@ -25,7 +25,8 @@ pub enum Backend {
     /// An in-process node on ministack.
     Ministack,
     /// Several `sluice` processes behind a load balancer, started outside the test
-    /// process (`scripts/cluster.sh`), at `SLUICE_TEST_CLUSTER_ENDPOINT`.
+    /// process (`scripts/cluster.sh`): h2c at `SLUICE_TEST_CLUSTER_ENDPOINT`, HTTP/1.1 at
+    /// `SLUICE_TEST_CLUSTER_HTTP1_ENDPOINT` (the same if unset).
     Cluster,
 }
 
@@ -180,8 +181,11 @@ pub fn basin_name() -> String {
 
 pub struct TestServer {
     pub backend: Backend,
-    /// `host:port` the tests talk to.
+    /// `host:port` the tests talk to over h2c (the SDK, [`Self::h2`]).
     pub addr: String,
+    /// `host:port` for HTTP/1.1 clients ([`Self::http`]): `addr`, except behind a balancer
+    /// that serves the two protocols on separate ports.
+    pub http1_addr: String,
     /// Present for in-process nodes.
     local: Option<LocalNode>,
 }
@@ -199,13 +203,17 @@ impl TestServer {
             set_aws_env();
             let endpoint = std::env::var("SLUICE_TEST_CLUSTER_ENDPOINT")
                 .expect("cluster tests need SLUICE_TEST_CLUSTER_ENDPOINT (see scripts/cluster.sh)");
-            let addr = endpoint
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_owned();
+            let http1 =
+                std::env::var("SLUICE_TEST_CLUSTER_HTTP1_ENDPOINT").unwrap_or(endpoint.clone());
+            let host_port = |url: &str| {
+                url.trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned()
+            };
             return Self {
                 backend,
-                addr,
+                addr: host_port(&endpoint),
+                http1_addr: host_port(&http1),
                 local: None,
             };
         }
@@ -284,6 +292,7 @@ impl TestServer {
         Self {
             backend,
             addr: addr.to_string(),
+            http1_addr: addr.to_string(),
             local: Some(LocalNode {
                 storage,
                 _dir: dir,
@@ -293,11 +302,18 @@ impl TestServer {
         }
     }
 
+    /// The base URL for h2c clients (the SDK).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// A URL for an HTTP/1.1 client ([`Self::http`]).
     pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http1_addr)
+    }
+
+    /// A URL for an h2c client ([`Self::h2`]).
+    pub fn h2_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 

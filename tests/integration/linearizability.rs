@@ -205,7 +205,8 @@ impl Append {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     Append(Append),
-    /// One unary read of every record from seq_num 0 up to the tail.
+    /// A read of every record from seq_num 0 up to the tail: one unary read, or a read
+    /// session that ends at the tail.
     ReadFromHead,
     CheckTail,
 }

@@ -1213,7 +1213,7 @@ async fn run_examples(base_url: &str, plate: &str) -> Option<Vec<Value>> {
 
 async fn documented_examples_run_verbatim(backend: Backend) {
     let p = Plate::start(backend).await;
-    let Some(out) = run_examples(&p.server.endpoint(), &p.name).await else {
+    let Some(out) = run_examples(&p.server.url(""), &p.name).await else {
         eprintln!("skipped: `node` is not installed");
         return;
     };

@@ -372,10 +372,14 @@ async fn raw_s2s_over_http1_and_http2(backend: Backend) {
         .create_basin(&basin, json!({"create_stream_on_append": true}))
         .await;
     for (client, stream) in [(server.http(), "h1"), (server.h2(), "h2")] {
+        let url = |path: &str| match stream {
+            "h1" => server.url(path),
+            _ => server.h2_url(path),
+        };
         // Append session with a streaming request body; acks arrive while it is open.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
         let request = client
-            .post(server.url(&format!("/v1/streams/{stream}/records")))
+            .post(url(&format!("/v1/streams/{stream}/records")))
             .header("s2-basin", &basin)
             .header("content-type", "s2s/proto")
             .body(reqwest::Body::wrap_stream(
@@ -422,7 +426,9 @@ async fn raw_s2s_over_http1_and_http2(backend: Backend) {
 
         // Read session with wait=0 ends at the tail.
         let resp = client
-            .get(server.url(&format!("/v1/streams/{stream}/records?seq_num=0&wait=0")))
+            .get(url(&format!(
+                "/v1/streams/{stream}/records?seq_num=0&wait=0"
+            )))
             .header("s2-basin", &basin)
             .header("content-type", "s2s/proto")
             .send()
@@ -446,7 +452,7 @@ async fn raw_s2s_over_http1_and_http2(backend: Backend) {
 async fn terminal_for(server: &TestServer, basin: &str, body: Vec<u8>) -> (u16, Value) {
     let resp = server
         .h2()
-        .post(server.url("/v1/streams/bad/records"))
+        .post(server.h2_url("/v1/streams/bad/records"))
         .header("s2-basin", basin)
         .header("content-type", "s2s/proto")
         .body(body)
@@ -478,7 +484,7 @@ async fn bad_frames_end_only_their_session(backend: Backend) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let healthy = tokio::spawn(
         client
-            .post(server.url("/v1/streams/bad/records"))
+            .post(server.h2_url("/v1/streams/bad/records"))
             .header("s2-basin", &basin)
             .header("content-type", "s2s/proto")
             .body(reqwest::Body::wrap_stream(
@@ -531,7 +537,7 @@ async fn bad_frames_end_only_their_session(backend: Backend) {
     body.extend([0, 0, 0]);
     body.extend(frame(&append_input(&["after"])));
     let resp = client
-        .post(server.url("/v1/streams/bad/records"))
+        .post(server.h2_url("/v1/streams/bad/records"))
         .header("s2-basin", &basin)
         .header("content-type", "s2s/proto")
         .body(body)
@@ -561,7 +567,7 @@ async fn s2s_read(
 ) -> impl futures::Stream<Item = reqwest::Result<Bytes>> + use<> {
     let resp = server
         .h2()
-        .get(server.url(&format!("/v1/streams/hb/records?{query}")))
+        .get(server.h2_url(&format!("/v1/streams/hb/records?{query}")))
         .header("s2-basin", basin)
         .header("content-type", "s2s/proto")
         .send()
@@ -720,7 +726,7 @@ async fn compressed_sessions_and_requests(backend: Backend) {
         };
         let raw = server
             .h2()
-            .get(server.url(&format!("/v1/streams/z{i}/records?seq_num=0&count=8")))
+            .get(server.h2_url(&format!("/v1/streams/z{i}/records?seq_num=0&count=8")))
             .header("s2-basin", basin_name.to_string())
             .header("content-type", "s2s/proto")
             .header("accept-encoding", encoding)
