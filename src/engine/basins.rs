@@ -91,7 +91,7 @@ impl Engine {
             request_token.clone(),
             self.clock().now(),
         );
-        let mut races = Races::new("basin");
+        let mut races = Races::new("basin", self.random());
         loop {
             races.next().await?;
             if let Written::Done(v) = self.inner.catalog.create_basin(&entry).await? {
@@ -121,7 +121,7 @@ impl Engine {
         config: BasinConfig,
     ) -> EngineResult<Provisioned<BasinEntry>> {
         let api_config = validated(config)?;
-        let mut races = Races::new("basin");
+        let mut races = Races::new("basin", self.random());
         loop {
             races.next().await?;
             match self.inner.catalog.basin(name).await? {
@@ -157,7 +157,7 @@ impl Engine {
         name: &str,
         reconfiguration: BasinReconfiguration,
     ) -> EngineResult<BasinEntry> {
-        let mut races = Races::new("basin");
+        let mut races = Races::new("basin", self.random());
         loop {
             races.next().await?;
             let v = self.live_basin(name).await?;

@@ -20,7 +20,7 @@ impl Engine {
     /// Marks the basin deleted and removes its streams and then the basin in the
     /// background.
     pub async fn delete_basin(&self, name: &str) -> EngineResult<()> {
-        let mut races = Races::new("basin");
+        let mut races = Races::new("basin", self.random());
         loop {
             races.next().await?;
             let v = self.basin(name).await?;
@@ -98,7 +98,7 @@ impl Engine {
         basin: &str,
         name: &str,
     ) -> EngineResult<StreamEntry> {
-        let mut races = Races::new("stream");
+        let mut races = Races::new("stream", self.random());
         let entry = loop {
             races.next().await?;
             let v = self
@@ -123,7 +123,7 @@ impl Engine {
             }
         };
         let key = layout::manifest_key(&entry.id);
-        let mut races = Races::new("stream");
+        let mut races = Races::new("stream", self.random());
         loop {
             races.next().await?;
             let Some(obj) = self.inner.store.get(&key).await? else {

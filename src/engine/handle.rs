@@ -20,6 +20,7 @@ use super::{
     layout,
     manifest::{ChunkRef, Manifest, StoredManifest},
     metrics::EngineMetrics,
+    random::Random,
     retry::Races,
 };
 use crate::storage::{DynStore, ETag, PutOutcome, Revalidated, StorageResult};
@@ -162,6 +163,7 @@ pub struct NodeServices {
     pub cache: ObjectCache,
     pub metrics: Arc<EngineMetrics>,
     pub clock: Clock,
+    pub random: Random,
 }
 
 /// Shared by everything on this node that works with one stream.
@@ -173,6 +175,7 @@ pub struct StreamCore {
     pub(super) cache: ObjectCache,
     pub(super) metrics: Arc<EngineMetrics>,
     pub(super) clock: Clock,
+    pub(super) random: Random,
     state: watch::Sender<Arc<StreamState>>,
     /// When the manifest was last read from storage; serializes refreshes so that any
     /// number of followers cause at most one read per poll interval.
@@ -213,6 +216,7 @@ impl StreamCore {
             cache: node.cache,
             metrics: node.metrics,
             clock: node.clock,
+            random: node.random,
             state: watch::Sender::new(Arc::new(state)),
             last_refresh: tokio::sync::Mutex::new(Instant::now()),
             stale: AtomicBool::new(false),
@@ -286,7 +290,7 @@ impl StreamCore {
         &self,
         mut change: impl FnMut(&mut Manifest) -> EngineResult<bool>,
     ) -> EngineResult<Arc<StreamState>> {
-        let mut races = Races::new("stream");
+        let mut races = Races::new("stream", &self.random);
         loop {
             races.next().await?;
             let state = self.refresh().await?;

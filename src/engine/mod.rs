@@ -52,6 +52,7 @@ mod layout;
 mod maintenance;
 pub(crate) mod manifest;
 mod metrics;
+mod random;
 pub(crate) mod reader;
 pub(crate) mod record;
 mod registry;
@@ -60,7 +61,7 @@ mod streams;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
 
@@ -72,6 +73,7 @@ pub use self::{
     entry_ops::EntryView,
     error::{ConditionFailed, EngineError, EngineResult, Position},
     group_state::{ClaimOptions, ClaimTime, GroupState, StreamFacts},
+    random::Random,
     reader::{ReadBatch, ReadOutput, ReadSession, read_unary},
     record::{
         AppendInput, Command, InputError, RecordBatch, RecordBatchBuilder, parse_append_input,
@@ -124,6 +126,8 @@ pub struct EngineConfig {
     pub max_deleted_ranges: usize,
     /// Where every stored time comes from.
     pub clock: Clock,
+    /// Where every random choice comes from.
+    pub random: Random,
 }
 
 impl Default for EngineConfig {
@@ -138,6 +142,7 @@ impl Default for EngineConfig {
             gc_grace: maintenance::DEFAULT_GC_GRACE,
             max_deleted_ranges: 10_000,
             clock: Clock::System,
+            random: Random::os(),
         }
     }
 }
@@ -177,7 +182,8 @@ struct Inner {
     catalog: Catalog,
     cache: ObjectCache,
     config: EngineConfig,
-    streams: Mutex<HashMap<StreamKey, Arc<StreamHandle>>>,
+    /// Ordered, so that work over every open stream happens in the same order each run.
+    streams: Mutex<BTreeMap<StreamKey, Arc<StreamHandle>>>,
     metrics: Arc<EngineMetrics>,
 }
 
@@ -198,7 +204,7 @@ impl Engine {
                 cache: ObjectCache::new(store.clone(), config.cache_bytes),
                 store,
                 config,
-                streams: Mutex::new(HashMap::new()),
+                streams: Mutex::new(BTreeMap::new()),
                 metrics: Arc::default(),
             }),
         };
@@ -208,6 +214,10 @@ impl Engine {
 
     pub fn clock(&self) -> Clock {
         self.inner.config.clock
+    }
+
+    pub fn random(&self) -> &Random {
+        &self.inner.config.random
     }
 
     /// The requests this engine made of its store, and their latencies.

@@ -130,11 +130,12 @@ impl ReadPlan {
 }
 
 /// A random gap in `range`, so that many idle sessions do not beat in step.
-fn heartbeat_gap(range: &std::ops::Range<Duration>) -> Duration {
+fn heartbeat_gap(core: &StreamCore) -> Duration {
+    let range = &core.heartbeat;
     if range.is_empty() {
         return range.start;
     }
-    rand::random_range(range.clone())
+    core.random.in_range(range.clone())
 }
 
 pub struct ReadSession {
@@ -233,7 +234,7 @@ impl ReadSession {
                 self.next_seq = batch.last_seq_num().expect("non-empty") + 1;
                 self.limit = limit.remaining(batch.count, batch.metered_bytes);
                 self.wait_deadline = self.wait.map(|w| Instant::now() + w);
-                self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core.heartbeat);
+                self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core);
                 return Ok(Some(ReadOutput::Batch(batch)));
             }
             self.next_seq = self.next_seq.max(tail.seq_num);
@@ -248,19 +249,20 @@ impl ReadSession {
                 if self.wait_deadline.is_some_and(|d| d <= Instant::now()) {
                     return Ok(None);
                 }
-                self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core.heartbeat);
+                self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core);
                 return Ok(Some(ReadOutput::Heartbeat(tail)));
             }
             let poll = self.core.poll_interval();
             let wait_deadline = self.wait_deadline;
             tokio::select! {
+                biased;
                 changed = self.rx.changed() => {
                     if changed.is_err() {
                         return Err(EngineError::Draining);
                     }
                 }
                 _ = tokio::time::sleep_until(self.next_heartbeat) => {
-                    self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core.heartbeat);
+                    self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core);
                     return Ok(Some(ReadOutput::Heartbeat(tail)));
                 }
                 _ = sleep_until_opt(wait_deadline) => return Ok(None),

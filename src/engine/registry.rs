@@ -113,6 +113,7 @@ impl Engine {
             cache: self.inner.cache.clone(),
             metrics: self.inner.metrics.clone(),
             clock: self.clock(),
+            random: self.random().clone(),
         };
         let core = StreamCore::new(
             basin.to_owned(),

@@ -9,7 +9,10 @@
 
 use std::time::Duration;
 
-use super::error::{EngineError, EngineResult};
+use super::{
+    error::{EngineError, EngineResult},
+    random::Random,
+};
 
 /// A jittered exponential back-off: before retry `n` (from 1), a uniformly random pause
 /// up to `base · 2^(n-1)`, capped at `cap`.
@@ -20,12 +23,12 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub async fn pause(&self, retry: usize) {
+    pub async fn pause(&self, retry: usize, random: &Random) {
         if retry == 0 {
             return;
         }
         let max = (self.base * (1u32 << (retry - 1).min(16))).min(self.cap);
-        let jitter = rand::random_range(0..=max.as_micros() as u64);
+        let jitter = random.in_range(0..max.as_micros() as u64 + 1);
         tokio::time::sleep(Duration::from_micros(jitter)).await;
     }
 }
@@ -47,12 +50,17 @@ pub const RACE_BACKOFF: Backoff = Backoff {
 pub struct Races {
     what: &'static str,
     tries: usize,
+    random: Random,
 }
 
 impl Races {
     /// A read-modify-write of `what` (named in the error when the budget runs out).
-    pub fn new(what: &'static str) -> Self {
-        Self { what, tries: 0 }
+    pub fn new(what: &'static str, random: &Random) -> Self {
+        Self {
+            what,
+            tries: 0,
+            random: random.clone(),
+        }
     }
 
     /// Call before every try: pauses after a lost race, and after [`MAX_RACES`] tries
@@ -64,7 +72,7 @@ impl Races {
                 self.what
             )));
         }
-        RACE_BACKOFF.pause(self.tries).await;
+        RACE_BACKOFF.pause(self.tries, &self.random).await;
         self.tries += 1;
         Ok(())
     }
@@ -76,7 +84,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_change_that_keeps_losing_gives_up_with_a_conflict() {
-        let mut races = Races::new("the thing");
+        let mut races = Races::new("the thing", &Random::os());
         let mut tries = 0;
         let error = loop {
             if let Err(e) = races.next().await {
@@ -93,7 +101,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_retries_pause() {
-        let mut races = Races::new("x");
+        let mut races = Races::new("x", &Random::os());
         let start = tokio::time::Instant::now();
         races.next().await.unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO);
@@ -107,7 +115,7 @@ mod tests {
         };
         for retry in 0..20 {
             let start = tokio::time::Instant::now();
-            backoff.pause(retry).await;
+            backoff.pause(retry, &Random::os()).await;
             let max = match retry {
                 0 => Duration::ZERO,
                 n => (backoff.base * (1 << (n - 1).min(16))).min(backoff.cap),

@@ -44,12 +44,12 @@ impl StreamEntry {
         name: &str,
         requested: serde_json::Value,
         request_token: Option<String>,
-        created_at: time::OffsetDateTime,
+        (created_at, id): (time::OffsetDateTime, u128),
     ) -> Self {
         Self {
             version: 1,
             name: name.to_owned(),
-            id: format!("{:032x}", rand::random::<u128>()),
+            id: format!("{id:032x}"),
             created_at,
             deleted_at: None,
             request_token,
@@ -86,7 +86,7 @@ impl Engine {
         let basin_config = self.live_basin(basin).await?.entry.basin_config()?;
         let requested = requested_json(&config);
         let resolved = resolve_stream_config(config, &basin_config);
-        let mut races = Races::new("stream");
+        let mut races = Races::new("stream", self.random());
         loop {
             races.next().await?;
             if let Some(existing) = self.inner.catalog.stream(basin, name).await? {
@@ -106,7 +106,7 @@ impl Engine {
                 name,
                 requested.clone(),
                 request_token.clone(),
-                self.clock().now(),
+                (self.clock().now(), self.random().u128()),
             );
             if let Some(v) = self.create_stream_objects(basin, entry, &resolved).await? {
                 return Ok(Provisioned::Created(v));
@@ -158,13 +158,17 @@ impl Engine {
         validate(&config)?;
         let basin_config = self.live_basin(basin).await?.entry.basin_config()?;
         let resolved = resolve_stream_config(config.clone(), &basin_config);
-        let mut races = Races::new("stream");
+        let mut races = Races::new("stream", self.random());
         let existing = loop {
             races.next().await?;
             match self.inner.catalog.stream(basin, name).await? {
                 None => {
-                    let entry =
-                        StreamEntry::first(name, requested_json(&config), None, self.clock().now());
+                    let entry = StreamEntry::first(
+                        name,
+                        requested_json(&config),
+                        None,
+                        (self.clock().now(), self.random().u128()),
+                    );
                     if let Some(v) = self.create_stream_objects(basin, entry, &resolved).await? {
                         return Ok(Provisioned::Created(v));
                     }

@@ -122,7 +122,7 @@ where
 {
     let lock = local_lock(&key.handle.core.id, group);
     let _turn = lock.lock().await;
-    let mut races = Races::new("the consumer group");
+    let mut races = Races::new("the consumer group", ctx.engine.random());
     loop {
         races.next().await?;
         let Some(read) = ctx.engine.group(&key.handle, group).await? else {

@@ -67,7 +67,7 @@ async fn add_explicit(
     wanted: AddId,
     fields: &[(&[u8], &[u8])],
 ) -> RedisResult<EntryId> {
-    let mut races = Races::new("the key");
+    let mut races = Races::new("the key", ctx.engine.random());
     loop {
         races.next().await?;
         let view = ctx.engine.entry_view(&key.handle).await?;
@@ -317,7 +317,7 @@ fn same_entries(a: &EntryView, b: &Snapshot) -> bool {
 /// exact trim then removes entries from the next node one by one, `~` stops instead.
 /// Returns how many entries went.
 pub async fn trim(ctx: &Context, key: &Key, spec: TrimSpec) -> RedisResult<u64> {
-    let mut races = Races::new("the key");
+    let mut races = Races::new("the key", ctx.engine.random());
     loop {
         races.next().await?;
         let snap = Snapshot::take(&ctx.engine, key).await?;
@@ -437,7 +437,7 @@ pub async fn xdel(ctx: &Context, c: &Xdel) -> RedisResult<Reply> {
         return Ok(Reply::Int(0));
     };
     let ids = c.ids.clone()?;
-    let mut races = Races::new("the key");
+    let mut races = Races::new("the key", ctx.engine.random());
     loop {
         races.next().await?;
         let snap = Snapshot::take(&ctx.engine, &key).await?;

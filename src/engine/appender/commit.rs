@@ -136,7 +136,7 @@ async fn reload(core: &StreamCore) -> EngineResult<Arc<StreamState>> {
             Ok(state) => return Ok(state),
             Err(EngineError::Storage(e)) => {
                 last_error = Some(EngineError::Storage(e));
-                STORAGE_BACKOFF.pause(attempt + 1).await;
+                STORAGE_BACKOFF.pause(attempt + 1, &core.random).await;
             }
             Err(e) => return Err(e),
         }
@@ -179,7 +179,7 @@ pub(super) async fn commit(
         let plan = Plan::build(
             &state,
             &pending,
-            rand::random(),
+            &core.random,
             core.clock.now_ms(),
             &[],
             &spills,
@@ -205,7 +205,9 @@ pub(super) async fn commit(
             if storage_failures >= MAX_STORAGE_ATTEMPTS {
                 return fail_all(pending, e);
             }
-            STORAGE_BACKOFF.pause(storage_failures + 1).await;
+            STORAGE_BACKOFF
+                .pause(storage_failures + 1, &core.random)
+                .await;
             continue;
         }
 
@@ -258,7 +260,9 @@ pub(super) async fn commit(
                 ),
             );
         }
-        COMMIT_BACKOFF.pause(conflicts + storage_failures + 1).await;
+        COMMIT_BACKOFF
+            .pause(conflicts + storage_failures + 1, &core.random)
+            .await;
     }
 }
 

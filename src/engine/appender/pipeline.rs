@@ -85,13 +85,13 @@ impl Pipeline {
         let mut state = core.current();
         let spills = self.w.spills.lock().clone();
         let now_ms = core.clock.now_ms();
-        let mut plan = Plan::build(&state, &pending, rand::random(), now_ms, &[], &spills);
+        let mut plan = Plan::build(&state, &pending, &self.w.core.random, now_ms, &[], &spills);
         if plan.has_rejections() {
             state = match core.refresh().await {
                 Ok(s) => s,
                 Err(e) => return fail_all(pending, e),
             };
-            plan = Plan::build(&state, &pending, rand::random(), now_ms, &[], &spills);
+            plan = Plan::build(&state, &pending, &self.w.core.random, now_ms, &[], &spills);
         }
         if state.manifest.is_deleted() {
             core.mark_stale();
@@ -133,7 +133,7 @@ impl Pipeline {
         let plan = Plan::build(
             &projected,
             &pending,
-            rand::random(),
+            &self.w.core.random,
             self.w.core.clock.now_ms(),
             &failed,
             &spills,

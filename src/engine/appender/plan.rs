@@ -15,6 +15,7 @@ use crate::engine::{
     error::{ConditionFailed, EngineError, Position},
     handle::StreamState,
     manifest::{ChunkRef, IndexSegment, MAX_INLINE_CHUNKS, MAX_INLINE_TOTAL_BYTES, Manifest},
+    random::Random,
     record::Command,
 };
 
@@ -180,12 +181,13 @@ struct Settled {
 }
 
 impl Plan {
-    /// Plans `pending` in order against `state`. `prior_failed` are sessions refused by a
-    /// plan this one is stacked on; `spills` are this appender's packs of inline chunks.
+    /// Plans `pending` in order against `state`, drawing the commit's id (and a pack's)
+    /// from `ids`. `prior_failed` are sessions refused by a plan this one is stacked on;
+    /// `spills` are this appender's packs of inline chunks.
     pub fn build(
         state: &StreamState,
         pending: &[AppendRequest],
-        commit: u64,
+        ids: &Random,
         now_ms: u64,
         prior_failed: &[usize],
         spills: &[Spill],
@@ -218,8 +220,9 @@ impl Plan {
 
         let mut writes = Vec::new();
         let mut segment = None;
+        let commit = ids.u64();
         let chunk = numbering.finish(commit, now_ms).map(|(r, chunk, settled)| {
-            writes.extend(place_chunk(&mut manifest, &r, &chunk, spills));
+            writes.extend(place_chunk(&mut manifest, &r, &chunk, spills, ids));
             manifest.fencing_token = settled.fencing_token;
             manifest.trim_point = settled.trim_point;
             manifest.entries = Some(settled.entries);
@@ -261,6 +264,7 @@ fn place_chunk(
     r: &ChunkRef,
     chunk: &Chunk,
     spills: &[Spill],
+    ids: &Random,
 ) -> Vec<(String, Bytes)> {
     let mut writes = Vec::new();
     let fits = r.inline
@@ -272,7 +276,7 @@ fn place_chunk(
                 writes.push((spill.pack.key.clone(), spill.pack.bytes.clone()));
             }
         }
-        if let Some(pack) = manifest.pack_inline(0, rand::random()) {
+        if let Some(pack) = manifest.pack_inline(0, ids.u64()) {
             manifest.evict_inline(&pack);
             writes.push((pack.key, pack.bytes));
         }

@@ -68,7 +68,7 @@ pub(super) fn spill_inline(w: &Writer, state: &StreamState) {
     {
         return;
     }
-    let Some(pack) = state.manifest.pack_inline(packed, rand::random()) else {
+    let Some(pack) = state.manifest.pack_inline(packed, w.core.random.u64()) else {
         return;
     };
     let store = w.core.store.clone();

@@ -1,13 +1,13 @@
-use futures::future;
-
-use super::{SPILL_MIN_CHUNKS, plan::Plan, spill::Spill, *};
 use std::time::Duration;
+
+use futures::future;
 
 use s2_common::config::{BasinConfig, OptionalStreamConfig};
 
+use super::{SPILL_MIN_CHUNKS, plan::Plan, spill::Spill, *};
 use crate::{
     engine::{
-        AutoCreate, Engine,
+        AutoCreate, Engine, Random,
         handle::{StreamState, config_json},
         layout,
         maintenance::DEFAULT_GC_GRACE,
@@ -44,7 +44,14 @@ fn state_with_inline(n: usize) -> StreamState {
 fn with_more_inline(mut state: StreamState, n: usize) -> StreamState {
     for _ in 0..n {
         let i = state.manifest.next_seq;
-        let plan = Plan::build(&state, &[request(&[i as u8])], i, 1, &[], &[]);
+        let plan = Plan::build(
+            &state,
+            &[request(&[i as u8])],
+            &Random::seeded(i),
+            1,
+            &[],
+            &[],
+        );
         assert!(plan.writes.is_empty(), "commit {i} is one write");
         state = StreamState::new(plan.manifest, ETag::new("e")).unwrap();
     }
@@ -70,14 +77,28 @@ async fn a_stored_pack_takes_its_members_out_of_the_next_manifest() {
     let state = state_with_inline(20);
     let pack = state.manifest.pack_inline(0, 9).unwrap();
     let stored = [spill(pack.clone(), Some(true)).await];
-    let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &stored);
+    let plan = Plan::build(
+        &state,
+        &[request(b"next")],
+        &Random::seeded(99),
+        1,
+        &[],
+        &stored,
+    );
     assert!(plan.writes.is_empty());
     assert_eq!(plan.manifest.inline_refs().len(), 1);
     assert_eq!(plan.manifest.chunks[..20], pack.members[..]);
     plan.manifest.check_invariants().unwrap();
 
     let unfinished = [spill(pack, None).await];
-    let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &unfinished);
+    let plan = Plan::build(
+        &state,
+        &[request(b"next")],
+        &Random::seeded(99),
+        1,
+        &[],
+        &unfinished,
+    );
     assert!(
         plan.writes.is_empty(),
         "nothing waits for a pack while there is room"
@@ -93,7 +114,14 @@ async fn a_full_manifest_sends_its_inline_chunks_out_before_the_next() {
     let state = state_with_inline(16);
     let spills = [spill(state.manifest.pack_inline(0, 9).unwrap(), None).await];
     let state = with_more_inline(state, MAX_INLINE_CHUNKS - 16);
-    let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &spills);
+    let plan = Plan::build(
+        &state,
+        &[request(b"next")],
+        &Random::seeded(99),
+        1,
+        &[],
+        &spills,
+    );
     assert_eq!(
         plan.writes.len(),
         2,
