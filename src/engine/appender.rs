@@ -8,6 +8,11 @@
 //! after the ack, the inline chunks gathered so far are written out as one pack, off the
 //! commit path, and a later manifest drops their bytes.
 //!
+//! Whatever a manifest write references for the first time (its chunk, a pack, a folded
+//! segment) was started at most [`REFERENCE_WINDOW`] before the write is issued; a commit
+//! that would take longer is planned again under fresh keys. That bound is what lets the
+//! orphan sweep delete unreferenced objects older than its grace ([`super::reach`]).
+//!
 //! On a precondition failure another writer got there first: re-read the manifest,
 //! re-check every request's conditions against it, re-number, and retry. On an
 //! ambiguous failure (timeout, lost response) the write may have landed: re-read and
@@ -38,6 +43,7 @@ use super::{
     error::{ConditionFailed, EngineError, EngineResult, Position},
     layout,
     manifest::{ChunkRef, IndexSegment, MAX_INLINE_CHUNKS, MAX_INLINE_TOTAL_BYTES, Manifest},
+    reach::REFERENCE_WINDOW,
     record::{AppendInput, Command},
     stream::{Spill, StreamCore, StreamState},
 };
@@ -386,6 +392,7 @@ impl Pipeline {
             .chunk
             .is_some()
             .then(|| head.plan.manifest.encode_object());
+        let oldest_write = head.plan.oldest_write;
         self.head_task = Some(tokio::spawn(async move {
             if let Some(chunk_write) = chunk_write {
                 let chunk = match chunk_write.await {
@@ -398,6 +405,15 @@ impl Pipeline {
                         manifest: None,
                     };
                 }
+            }
+            if bytes.is_some()
+                && let Err(e) = within_reference_window(oldest_write)
+            {
+                // Settled like a failed chunk write: planned again, under fresh keys.
+                return HeadResult {
+                    chunk: Err(e),
+                    manifest: None,
+                };
             }
             let manifest = match bytes {
                 Some(bytes) => Some(store.put_if_match(&key, bytes, &etag).await),
@@ -523,8 +539,11 @@ fn spawn_writes(core: &Arc<StreamCore>, plan: &Plan) -> Option<JoinHandle<Engine
 fn spill_inline(core: &StreamCore, state: &StreamState) {
     let inline = state.manifest.inline_refs();
     let mut spills = core.spills.lock();
-    // Keep the packs that did not fail and hold chunks still carried inline.
-    spills.retain(|s| s.done.peek() != Some(&false) && inline.iter().any(|r| s.pack.holds(r)));
+    // Keep the packs that did not fail, may still be taken in, and hold chunks still
+    // carried inline.
+    spills.retain(|s| {
+        s.done.peek() != Some(&false) && s.fresh() && inline.iter().any(|r| s.pack.holds(r))
+    });
     if spills.iter().any(Spill::in_flight) {
         return;
     }
@@ -568,6 +587,23 @@ struct Plan {
     /// Sessions (by [`SessionGate`] address) with a request refused in this plan; a plan
     /// stacked on this one must apply none of their later requests.
     failed_sessions: Vec<usize>,
+    /// When the oldest object the manifest references for the first time started being
+    /// written: the plan's own writes start after it was made, a pack taken in started
+    /// when its spill did. See [`within_reference_window`].
+    oldest_write: tokio::time::Instant,
+}
+
+/// Whether a manifest write whose newly referenced objects started being written at
+/// `oldest_write` may still be issued: within [`REFERENCE_WINDOW`], which the orphan
+/// sweep relies on ([`super::reach`]).
+fn within_reference_window(oldest_write: tokio::time::Instant) -> EngineResult<()> {
+    let waited = oldest_write.elapsed();
+    if waited > REFERENCE_WINDOW {
+        return Err(EngineError::Storage(format!(
+            "a commit's objects were written {waited:?} before its manifest write; planning it again"
+        )));
+    }
+    Ok(())
 }
 
 fn gate_id(gate: &Arc<SessionGate>) -> usize {
@@ -590,8 +626,12 @@ impl Plan {
         let stream_id = manifest.stream_id.clone();
         let mut writes = Vec::new();
         let mut segment = None;
-        for spill in spills.iter().filter(|s| s.stored()) {
-            manifest.evict_inline(&spill.pack);
+        let mut oldest_write = tokio::time::Instant::now();
+        // Only packs whose write started recently: an older one may be gone to the sweep.
+        for spill in spills.iter().filter(|s| s.stored() && s.fresh()) {
+            if manifest.evict_inline(&spill.pack) > 0 {
+                oldest_write = oldest_write.min(spill.started);
+            }
         }
         let ts_config = state.config.timestamping;
         let capacity: usize = pending
@@ -718,9 +758,10 @@ impl Plan {
             if !fits {
                 // Inline chunks must stay the newest, within bounds: the ones carried so
                 // far leave now, in the packs they are being written to, or a new one.
-                for spill in spills {
+                for spill in spills.iter().filter(|s| s.fresh()) {
                     if manifest.evict_inline(&spill.pack) > 0 {
                         writes.push((spill.pack.key.clone(), spill.pack.bytes.clone()));
+                        oldest_write = oldest_write.min(spill.started);
                     }
                 }
                 if let Some(pack) = manifest.pack_inline(0, rand::random()) {
@@ -760,6 +801,7 @@ impl Plan {
             segment,
             outcomes,
             failed_sessions,
+            oldest_write,
         }
     }
 
@@ -946,7 +988,9 @@ async fn commit(core: &StreamCore, mut pending: Vec<AppendRequest>, mut attempts
             return reply(core, pending, plan.outcomes, tail);
         };
 
-        let written = write_objects(core, &plan.writes).await;
+        let written = write_objects(core, &plan.writes)
+            .await
+            .and_then(|()| within_reference_window(plan.oldest_write));
         if let Err(e) = written {
             storage_failures += 1;
             warn!(stream = %core.name, error = %e, "writing chunk failed");
@@ -1197,5 +1241,29 @@ mod tests {
             );
         }
         m.check_invariants().unwrap();
+    }
+
+    /// A pack whose write started longer than the reuse window ago is not taken into the
+    /// manifest (the orphan sweep may have deleted it): its members stay inline, or leave
+    /// in a new pack, and a plan that waited past the reference window is not written.
+    #[tokio::test(start_paused = true)]
+    async fn packs_are_taken_in_only_while_fresh() {
+        use crate::engine::reach::PACK_REUSE_WINDOW;
+        let state = state_with_inline(20);
+        let pack = state.manifest.pack_inline(0, 9).unwrap();
+        let stored = [spill(pack.clone(), Some(true)).await];
+        tokio::time::advance(PACK_REUSE_WINDOW).await;
+        let plan = Plan::build(&state, &[request(b"next")], 99, 1, &[], &stored);
+        assert_eq!(plan.manifest.inline_refs().len(), 21, "still inline");
+        assert!(within_reference_window(plan.oldest_write).is_ok());
+
+        let full = with_more_inline(state, MAX_INLINE_CHUNKS - 20);
+        let plan = Plan::build(&full, &[request(b"next")], 99, 1, &[], &stored);
+        assert_eq!(plan.writes.len(), 1, "one new pack for all of them");
+        assert_ne!(plan.writes[0].0, pack.key);
+        plan.manifest.check_invariants().unwrap();
+
+        tokio::time::advance(REFERENCE_WINDOW + Duration::from_millis(1)).await;
+        assert!(within_reference_window(plan.oldest_write).is_err());
     }
 }

@@ -14,6 +14,7 @@ pub mod layout;
 mod maintenance;
 pub mod manifest;
 pub mod metrics;
+pub mod reach;
 pub mod reader;
 pub mod record;
 pub mod stream;

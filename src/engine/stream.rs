@@ -305,15 +305,29 @@ pub struct Spill {
     pub pack: Pack,
     /// Whether the write succeeded, once it has ended.
     pub done: Shared<BoxFuture<'static, bool>>,
+    /// When the write started: the pack object is no older than this.
+    pub started: Instant,
 }
 
 impl Spill {
     /// Starts `write` (storing `pack`) in the background; it runs to the end whether or
     /// not anyone waits for it, so [`Self::stored`] and [`Self::in_flight`] stay current.
     pub fn start(pack: Pack, write: impl Future<Output = bool> + Send + 'static) -> Self {
+        let started = Instant::now();
         let done = write.boxed().shared();
         tokio::spawn(done.clone());
-        Self { pack, done }
+        Self {
+            pack,
+            done,
+            started,
+        }
+    }
+
+    /// Whether a commit may still take the pack into the manifest: its write started
+    /// within [`PACK_REUSE_WINDOW`](super::reach::PACK_REUSE_WINDOW), so the orphan sweep
+    /// cannot have deleted it (see [`super::reach`]).
+    pub fn fresh(&self) -> bool {
+        self.started.elapsed() < super::reach::PACK_REUSE_WINDOW
     }
 
     pub fn stored(&self) -> bool {
