@@ -18,6 +18,8 @@ pub mod reach;
 pub mod reader;
 pub mod record;
 pub mod stream;
+pub mod sweep;
+pub mod verify;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -86,6 +88,11 @@ pub struct EngineConfig {
     pub maintenance_interval: Duration,
     /// How long an object must have been unreachable before upkeep deletes it.
     pub gc_grace: Duration,
+    /// How old an object nothing references must be before upkeep's orphan sweep deletes
+    /// it ([`reach`]): longer than [`reach::REFERENCE_WINDOW`] plus the longest a manifest
+    /// write takes to land, so that no write in flight is about to reference it. Shorter
+    /// is safe only while nothing writes (tests).
+    pub orphan_grace: Duration,
     /// The most runs of deleted entries (`XDEL`) a stream's manifest keeps.
     pub max_deleted_ranges: usize,
 }
@@ -100,6 +107,7 @@ impl Default for EngineConfig {
             heartbeat: Duration::from_secs(5)..Duration::from_secs(15),
             maintenance_interval: Duration::from_secs(60),
             gc_grace: maintenance::DEFAULT_GC_GRACE,
+            orphan_grace: maintenance::DEFAULT_ORPHAN_GRACE,
             max_deleted_ranges: 10_000,
         }
     }
