@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     engine::{
-        EngineResult,
+        EngineResult, StreamEntry,
         chunk::Chunk,
         entries::{self, EntryId, EntryState},
         group_state::GroupState,
@@ -97,11 +97,13 @@ async fn check_live(
     let mut f = Findings::default();
     let mkey = layout::manifest_key(id);
     let Some(manifest_bytes) = ctx.get(&mkey).await? else {
-        f.problem(
-            &mkey,
-            Kind::Manifest,
-            format!("missing: {} names this stream", entry.key),
-        );
+        if still_names(ctx, entry, id).await? {
+            f.problem(
+                &mkey,
+                Kind::Manifest,
+                format!("missing: {} names this stream", entry.key),
+            );
+        }
         return Ok((f, false));
     };
     let m = match Manifest::decode_object(&manifest_bytes) {
@@ -181,6 +183,16 @@ async fn check_live(
             .await?
             .is_none_or(|now| now != manifest_bytes);
     Ok((f, changed))
+}
+
+/// Whether the catalog entry still names the live stream `id`: one deleted since the
+/// catalog was read has lost its manifest rightly.
+async fn still_names(ctx: &Ctx<'_>, entry: &StreamRef, id: &str) -> EngineResult<bool> {
+    let Some(bytes) = ctx.get(&entry.key).await? else {
+        return Ok(false);
+    };
+    Ok(serde_json::from_slice::<StreamEntry>(&bytes)
+        .map_or(true, |e| e.id == id && e.deleted_at.is_none()))
 }
 
 fn check_manifest(f: &mut Findings, key: &str, id: &str, m: &Manifest, entry: &StreamRef) {
