@@ -12,6 +12,10 @@
 //! 3. for directories no entry named, read the catalog again *after* the listing, and
 //!    delete what is still homeless and older than the grace.
 //!
+//! A pass lists every object under `data/` and reads every live stream's manifest (its
+//! index segments come from the cache), so it runs with the catalog-wide upkeep pass,
+//! every tenth round, not with every round.
+//!
 //! Never deleted: manifests and groups of live streams, keys Sluice does not write, and
 //! anything in a stream whose manifest cannot be read or decoded (a problem for
 //! `sluice verify` to report, not for upkeep to act on), and the packs this node is
@@ -35,8 +39,9 @@ use super::{
 };
 use crate::storage::{DynStore, ListedObject};
 
-/// Keys listed per request while walking `data/`.
-const PAGE: usize = 1000;
+/// Keys listed per page while walking `data/` (S3 serves a page in requests of 1000; the
+/// local directory walks the whole prefix for every page, so pages are large).
+const PAGE: usize = 10_000;
 /// Catalog entries read at once.
 const CATALOG_CONCURRENCY: usize = 32;
 

@@ -114,6 +114,9 @@ async fn check_live(
         }
     };
     f.counts.add(Kind::Manifest, 1);
+    if m.is_deleted() && !still_names(ctx, entry, id).await? {
+        return Ok((f, false)); // its deletion began after the catalog was read
+    }
     check_manifest(&mut f, &mkey, id, &m, entry);
 
     let mut missing = false;
