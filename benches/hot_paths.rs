@@ -9,7 +9,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use prost::Message;
 use s2_api::v1::stream::{proto, s2s::CompressionAlgorithm};
-use sluice::bench_support::{
+use sluice::internals::{
     Chunk, ChunkBuilder, ChunkRef, ChunkSlice, MAX_MANIFEST_CHUNKS, Manifest, ReadBatch,
     RecordBatch, batch_frame, parse_append_input, regular_frame,
 };

@@ -3,8 +3,9 @@
 # $SLUICE_TOOLS_DIR), starts the S3 servers on loopback, runs the Rust unit, integration
 # and process tests on the local directory and on ministack, then the official clients'
 # compatibility scripts (s2 CLI, s2 bench, Python SDK) and the differential test of the
-# Redis-Streams HTTP API against a real Redis (tests/redis_diff) on both backends, then the
-# compatibility suite through nginx in front of three nodes.
+# Redis-Streams HTTP API against a real Redis (tests/redis_diff) on both backends, the
+# crash loop (SIGKILLs under load, then `sluice verify`) on both, then the compatibility
+# suite through nginx in front of three nodes.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -50,6 +51,10 @@ for backend in local ministack; do
   tests/python/run.sh "$backend"
   tests/redis_diff/run.sh "$backend" --seeds 1,2,3
 done
+
+step "crash loop: 20 SIGKILLs under load, then sluice verify and a full read (local directory and ministack)"
+scripts/crash-loop.sh
+scripts/crash-loop.sh --ministack
 
 step "the compatibility suite and s2 bench through a load balancer in front of three nodes"
 scripts/cluster-tests.sh

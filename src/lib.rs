@@ -20,10 +20,10 @@ pub(crate) mod redis;
 pub mod server;
 pub mod storage;
 
-/// The hot paths `benches/hot_paths.rs` measures, reachable from outside the crate only
-/// for it.
+/// Formats and keys reachable from outside the crate only for `benches/hot_paths.rs`
+/// (the hot paths it measures) and the integration tests that damage a bucket on purpose.
 #[doc(hidden)]
-pub mod bench_support {
+pub mod internals {
     pub use crate::{
         api::s2s::{batch_frame, regular_frame},
         engine::{
@@ -33,4 +33,9 @@ pub mod bench_support {
             record::{RecordBatch, parse_append_input},
         },
     };
+
+    /// Every object's key ([`crate::engine`]'s `layout.rs`).
+    pub mod layout {
+        pub use crate::engine::layout::*;
+    }
 }

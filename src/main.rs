@@ -2,7 +2,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 use sluice::{
-    engine::PollIntervals,
+    engine::{PollIntervals, verify},
     server::{self, Backend, ServerConfig},
     storage::S3Settings,
 };
@@ -28,6 +28,35 @@ struct Cli {
 enum Command {
     /// Serve the S2 API and the Redis-Streams (plate) API.
     Serve(ServeArgs),
+    /// Check a bucket (or local directory) read-only: every catalog entry, manifest,
+    /// index segment, chunk, pack and consumer group, and objects nothing references.
+    /// Exits 0 only if it is sound, 1 if not, 2 if it could not be checked.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// S3 bucket to check (endpoint, region and credentials from the standard AWS
+    /// environment variables). Without it, --local-root is checked.
+    #[arg(long, env = "SLUICE_BUCKET", conflicts_with = "local_root")]
+    bucket: Option<String>,
+    /// Key prefix inside the bucket.
+    #[arg(long, env = "SLUICE_PATH", requires = "bucket")]
+    path: Option<String>,
+    /// Local data directory; it must not be in use by a running server (its lock).
+    #[arg(long, env = "SLUICE_LOCAL_ROOT")]
+    local_root: Option<PathBuf>,
+    /// Objects nothing references that are younger than this many seconds are reported
+    /// but are no failure: they may belong to writes in flight [default: upkeep's orphan
+    /// grace, 300].
+    #[arg(long)]
+    grace_secs: Option<u64>,
+    /// Print the report as JSON instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Objects read at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
 }
 
 #[derive(clap::Args)]
@@ -102,22 +131,88 @@ fn main() -> anyhow_free::Result {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?
-        .block_on(serve())
+        .block_on(async {
+            match Cli::parse().command {
+                Command::Serve(args) => serve(args).await,
+                Command::Verify(args) => run_verify(args).await,
+            }
+        })
 }
 
-async fn serve() -> anyhow_free::Result {
-    let Command::Serve(args) = Cli::parse().command;
-    let backend = match &args.bucket {
+/// Where the data is, as `serve` and `verify` take it.
+fn backend(
+    bucket: &Option<String>,
+    path: &Option<String>,
+    local_root: &Option<PathBuf>,
+) -> Backend {
+    match bucket {
         Some(bucket) => Backend::S3 {
             settings: S3Settings::from_env(bucket),
-            prefix: args.path.clone(),
+            prefix: path.clone(),
         },
         None => Backend::Local(
-            args.local_root
+            local_root
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("sluice-data")),
         ),
+    }
+}
+
+/// `sluice verify`: the report on stdout, progress on stderr, the verdict as exit code.
+async fn run_verify(args: VerifyArgs) -> anyhow_free::Result {
+    let backend = backend(&args.bucket, &args.path, &args.local_root);
+    let store = match server::open_store(&backend) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("sluice verify: cannot open the store: {e}");
+            std::process::exit(2);
+        }
     };
+    let mut options = verify::Options {
+        concurrency: args.concurrency.max(1),
+        ..verify::Options::default()
+    };
+    if let Some(secs) = args.grace_secs {
+        options.grace = Duration::from_secs(secs);
+    }
+    let started = std::time::Instant::now();
+    options.progress = Some(Box::new(move |p: &verify::Progress| {
+        eprintln!(
+            "sluice verify: {} objects, {} stream directories, {} MiB read, {:.0?}",
+            p.objects,
+            p.streams,
+            p.bytes_read / (1024 * 1024),
+            started.elapsed()
+        );
+    }));
+    let report = match verify::verify(&store, &options).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("sluice verify: could not finish: {e}");
+            std::process::exit(2);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("reports serialize")
+        );
+    } else {
+        match &backend {
+            Backend::Local(root) => println!("sluice verify: local directory {}", root.display()),
+            Backend::S3 { settings, prefix } => println!(
+                "sluice verify: bucket {} prefix {:?}",
+                settings.bucket,
+                prefix.as_deref().unwrap_or("")
+            ),
+        }
+        println!("{report}");
+    }
+    std::process::exit(if report.is_sound() { 0 } else { 1 });
+}
+
+async fn serve(args: ServeArgs) -> anyhow_free::Result {
+    let backend = backend(&args.bucket, &args.path, &args.local_root);
     let mut config = ServerConfig::new(backend.clone());
     config.engine.cache_bytes = args.cache_mib * 1024 * 1024;
     config.engine.appender.express_linger = Duration::from_millis(args.express_linger_ms);

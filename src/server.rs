@@ -98,10 +98,11 @@ pub fn open_store(backend: &Backend) -> Result<DynStore, StorageError> {
     })
 }
 
-/// A node's parts: engine, its HTTP app, and the switch that tells sessions the node is
-/// shutting down.
+/// A node's parts: engine, the store it runs on, its HTTP app, and the switch that tells
+/// sessions the node is shutting down.
 pub struct Node {
     pub engine: Engine,
+    pub store: DynStore,
     pub app: axum::Router,
     pub draining: Draining,
 }
@@ -112,7 +113,7 @@ pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
 
 /// A node over an already opened store (tests wrap stores, e.g. to inject faults).
 pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
-    let engine = Engine::new(store, config.engine.clone());
+    let engine = Engine::new(store.clone(), config.engine.clone());
     let draining = Draining::default();
     let app = app(AppState::new(
         engine.clone(),
@@ -121,6 +122,7 @@ pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
     ));
     Node {
         engine,
+        store,
         app,
         draining,
     }

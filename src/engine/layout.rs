@@ -30,6 +30,12 @@
 //!
 //! `<first-seq>` is zero-padded to 20 digits and `<commit>` is 16 hex digits, so chunk and
 //! segment keys sort by sequence number.
+//!
+//! Objects nothing references (orphans: a failed commit attempt's chunk, a pack or segment
+//! whose manifest write lost, objects written after their stream's deletion began) are
+//! found by [`reach`](super::reach), the one definition of what is reachable, which
+//! `sluice verify` reports from and upkeep deletes by once they are older than a grace
+//! period. [`parse_data_key`] reads the keys above back.
 
 const BASINS: &str = "basins/";
 const STREAMS: &str = "streams/";
@@ -161,6 +167,66 @@ pub fn name_in_dir(dir: &str, key: &str) -> Option<String> {
     key.strip_prefix(dir).and_then(decode_name)
 }
 
+/// What a key under `data/<stream-id>/` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataObject {
+    Manifest,
+    /// A chunk object or a pack (the key does not tell them apart): `<seq>-<id>`.
+    Chunk {
+        first_seq: u64,
+        id: u64,
+    },
+    /// An index segment: `<first-seq>-<commit>`.
+    Segment {
+        first_seq: u64,
+        commit: u64,
+    },
+    /// A consumer group, by its decoded name.
+    Group {
+        name: String,
+    },
+    /// Under a stream's directory but no key Sluice writes.
+    Unknown,
+}
+
+/// The stream id and object a key under `data/` names; `None` if the key is not under
+/// `data/<stream-id>/`.
+pub fn parse_data_key(key: &str) -> Option<(&str, DataObject)> {
+    let (id, rest) = key.strip_prefix(DATA)?.split_once('/')?;
+    if id.is_empty() {
+        return None;
+    }
+    let seq_and_hex = |name: &str| -> Option<(u64, u64)> {
+        let (seq, hex) = name.split_once('-')?;
+        let digits = |s: &str, n: usize, radix: u32| {
+            s.len() == n
+                && s.chars()
+                    .all(|c| c.is_digit(radix) && !c.is_ascii_uppercase())
+        };
+        if !digits(seq, 20, 10) || !digits(hex, 16, 16) {
+            return None;
+        }
+        Some((seq.parse().ok()?, u64::from_str_radix(hex, 16).ok()?))
+    };
+    let object = if rest == "manifest" {
+        DataObject::Manifest
+    } else if let Some(name) = rest.strip_prefix("chunks/") {
+        seq_and_hex(name).map_or(DataObject::Unknown, |(first_seq, id)| DataObject::Chunk {
+            first_seq,
+            id,
+        })
+    } else if let Some(name) = rest.strip_prefix("index/") {
+        seq_and_hex(name).map_or(DataObject::Unknown, |(first_seq, commit)| {
+            DataObject::Segment { first_seq, commit }
+        })
+    } else if let Some(name) = rest.strip_prefix("groups/") {
+        decode_name(name).map_or(DataObject::Unknown, |name| DataObject::Group { name })
+    } else {
+        DataObject::Unknown
+    };
+    Some((id, object))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -189,6 +255,54 @@ mod tests {
         assert!(key.split('/').all(|s| s.len() <= SEGMENT_CHARS + 1));
         assert_eq!(decode_name(&key).unwrap(), name);
         assert!(stream_key("my-basin-1", &name).len() < 1024);
+    }
+
+    #[test]
+    fn data_keys_parse_back() {
+        assert_eq!(
+            parse_data_key(&manifest_key("s1")),
+            Some(("s1", DataObject::Manifest))
+        );
+        assert_eq!(
+            parse_data_key(&chunk_key("s1", 42, 0xff)),
+            Some((
+                "s1",
+                DataObject::Chunk {
+                    first_seq: 42,
+                    id: 0xff
+                }
+            ))
+        );
+        assert_eq!(
+            parse_data_key(&segment_key("s1", 7, u64::MAX)),
+            Some((
+                "s1",
+                DataObject::Segment {
+                    first_seq: 7,
+                    commit: u64::MAX
+                }
+            ))
+        );
+        let long = "g".repeat(300);
+        assert_eq!(
+            parse_data_key(&group_key("s1", &long)),
+            Some(("s1", DataObject::Group { name: long }))
+        );
+        for odd in [
+            "data/s1/chunks/42-ff",
+            "data/s1/chunks/00000000000000000042-00000000000000FF",
+            "data/s1/index/x",
+            "data/s1/groups/zz.",
+            "data/s1/other",
+        ] {
+            assert_eq!(
+                parse_data_key(odd),
+                Some(("s1", DataObject::Unknown)),
+                "{odd}"
+            );
+        }
+        assert_eq!(parse_data_key("basins/c4."), None);
+        assert_eq!(parse_data_key("data/"), None);
     }
 
     proptest! {

@@ -1,5 +1,6 @@
 //! Background upkeep of streams: age-based retention, dropping trimmed index entries,
-//! `delete_on_empty`, and deleting objects no index reaches any more.
+//! `delete_on_empty`, and deleting objects no index reaches any more; with every
+//! catalog-wide pass, the orphan sweep over the whole bucket ([`super::sweep`]).
 //!
 //! Every node does this for the streams it has open, and now and then for every stream in
 //! the catalog, so streams nobody uses are kept too. Running it on several nodes at once
@@ -20,6 +21,13 @@ use crate::storage::DynStore;
 
 /// Objects unreachable for less than this are left alone.
 pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(30);
+
+/// Objects nothing references that are younger than this are left alone by the orphan
+/// sweep (and `sluice verify` does not count them as failures): they may belong to a
+/// write in flight. Far above [`super::reach::REFERENCE_WINDOW`] plus a manifest write's
+/// longest round trip (30 s timeout, retried within 30 s), since sweeping late costs only
+/// the orphans' storage for a while.
+pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(5 * 60);
 
 fn is_empty_and_idle(state: &StreamState, now: u64) -> bool {
     let Some(min_age) = state.config.delete_on_empty.min_age() else {
@@ -195,9 +203,14 @@ impl Engine {
             }
             match (more, basins.last()) {
                 (true, Some(last)) => after = last.name.clone(),
-                _ => return Ok(()),
+                _ => break,
             }
         }
+        match self.sweep_orphans().await {
+            Ok(stats) => debug!(?stats, "orphan sweep"),
+            Err(e) => warn!(error = %e, "orphan sweep failed"),
+        }
+        Ok(())
     }
 }
 

@@ -48,18 +48,21 @@ mod error;
 mod group_state;
 mod groups;
 mod handle;
-mod layout;
+pub(crate) mod layout;
 mod maintenance;
 pub(crate) mod manifest;
 mod metrics;
 mod random;
+mod reach;
 pub(crate) mod reader;
 pub(crate) mod record;
 mod registry;
 mod retry;
 mod streams;
+mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod verify;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -122,6 +125,11 @@ pub struct EngineConfig {
     pub maintenance_interval: Duration,
     /// How long an object must have been unreachable before upkeep deletes it.
     pub gc_grace: Duration,
+    /// How old an object nothing references must be before upkeep's orphan sweep deletes
+    /// it ([`reach`]): longer than [`reach::REFERENCE_WINDOW`] plus the longest a manifest
+    /// write takes to land, so that no write in flight is about to reference it. Shorter
+    /// is safe only while nothing writes (tests).
+    pub orphan_grace: Duration,
     /// The most runs of deleted entries (`XDEL`) a stream's manifest keeps.
     pub max_deleted_ranges: usize,
     /// Where every stored time comes from.
@@ -140,6 +148,7 @@ impl Default for EngineConfig {
             heartbeat: Duration::from_secs(5)..Duration::from_secs(15),
             maintenance_interval: Duration::from_secs(60),
             gc_grace: maintenance::DEFAULT_GC_GRACE,
+            orphan_grace: maintenance::DEFAULT_ORPHAN_GRACE,
             max_deleted_ranges: 10_000,
             clock: Clock::System,
             random: Random::os(),

@@ -31,6 +31,15 @@ impl StreamHandle {
         self.appender.get_or_init(|| start(self.core.clone()))
     }
 
+    /// Keys of the packs this node's appender is writing out for the stream, or has
+    /// written and the manifest still carries inline.
+    pub(super) fn pack_keys(&self) -> Vec<String> {
+        self.appender
+            .get()
+            .map(Appender::pack_keys)
+            .unwrap_or_default()
+    }
+
     /// The appender, if anything appended through this handle.
     #[cfg(test)]
     pub(super) fn started_appender(&self) -> Option<&Appender> {

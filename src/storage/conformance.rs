@@ -96,6 +96,7 @@ pub async fn check(store: &dyn Store) {
         .unwrap();
     assert_eq!(page.keys, vec!["contract/l/a-", "contract/l/b"]);
     assert!(page.truncated);
+    check_list_meta(store).await;
 
     store.delete("contract/l/b").await.unwrap();
     store.delete("contract/l/b").await.unwrap();
@@ -105,6 +106,44 @@ pub async fn check(store: &dyn Store) {
         Revalidated::Missing
     ));
     store.health().await.unwrap();
+}
+
+/// Listing with metadata pages like `list` and reports sizes and recent modification
+/// times (by the store's clock, so only loosely against this process's).
+async fn check_list_meta(store: &dyn Store) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64;
+    store
+        .put("contract/l/a", Bytes::from_static(b"sized"))
+        .await
+        .unwrap();
+    let all = store.list_meta("contract/l/", None, 100).await.unwrap();
+    let keys: Vec<&str> = all.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "contract/l/a",
+            "contract/l/a-",
+            "contract/l/b",
+            "contract/l/c/d"
+        ]
+    );
+    assert!(!all.truncated);
+    assert_eq!(all.objects[0].size, 5);
+    let modified = all.objects[0].modified_ms.expect("a modification time");
+    assert!(
+        modified.abs_diff(now_ms) < 10 * 60 * 1000,
+        "modified {modified}, now {now_ms}"
+    );
+    let page = store
+        .list_meta("contract/l/", Some("contract/l/a"), 2)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["contract/l/a-", "contract/l/b"]);
+    assert!(page.truncated);
 }
 
 /// Concurrent conditional writes to one key admit exactly one winner each round.

@@ -11,7 +11,9 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{DynStore, ETag, ListPage, Object, PutOutcome, Revalidated, StorageResult, Store};
+use super::{
+    DynStore, ETag, ListPage, MetaPage, Object, PutOutcome, Revalidated, StorageResult, Store,
+};
 use crate::metrics::Histogram;
 
 /// Monotonic counters; read them with [`StoreCounters::snapshot`].
@@ -171,6 +173,20 @@ impl Store for CountingStore {
         timed(
             &self.counters.latency.list,
             self.inner.list(prefix, start_after, limit),
+        )
+        .await
+    }
+
+    async fn list_meta(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<MetaPage> {
+        self.counters.lists.fetch_add(1, Relaxed);
+        timed(
+            &self.counters.latency.list,
+            self.inner.list_meta(prefix, start_after, limit),
         )
         .await
     }

@@ -11,7 +11,8 @@ use parking_lot::Mutex;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::{
-    DynStore, ETag, ListPage, Object, PutOutcome, Revalidated, StorageError, StorageResult, Store,
+    DynStore, ETag, ListPage, MetaPage, Object, PutOutcome, Revalidated, StorageError,
+    StorageResult, Store,
 };
 
 /// Probabilities (0.0–1.0) of each fault, per request.
@@ -154,6 +155,16 @@ impl Store for FaultyStore {
         limit: usize,
     ) -> StorageResult<ListPage> {
         self.run(self.inner.list(prefix, start_after, limit)).await
+    }
+
+    async fn list_meta(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<MetaPage> {
+        self.run(self.inner.list_meta(prefix, start_after, limit))
+            .await
     }
 
     async fn delete(&self, key: &str) -> StorageResult<()> {

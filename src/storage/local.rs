@@ -29,9 +29,9 @@ use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use super::{
-    ETag, ListPage, Object, PutOutcome, Revalidated, StorageError, StorageResult, Store,
+    ETag, ListPage, MetaPage, Object, PutOutcome, Revalidated, StorageError, StorageResult, Store,
     content_etag,
-    remote::{path, unavailable},
+    remote::{listed, path, unavailable},
 };
 
 const LOCK_FILE: &str = ".sluice.lock";
@@ -354,6 +354,27 @@ impl Store for LocalStore {
         let truncated = keys.len() > limit;
         keys.truncate(limit);
         Ok(ListPage { keys, truncated })
+    }
+
+    async fn list_meta(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<MetaPage> {
+        let dir = path(prefix.trim_end_matches('/'))?;
+        let mut objects: Vec<_> = self
+            .fs
+            .list(Some(&dir))
+            .map_ok(|meta| listed(&meta))
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        objects.retain(|o| start_after.is_none_or(|after| o.key.as_str() > after));
+        objects.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let truncated = objects.len() > limit;
+        objects.truncate(limit);
+        Ok(MetaPage { objects, truncated })
     }
 
     async fn delete(&self, key: &str) -> StorageResult<()> {

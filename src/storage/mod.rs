@@ -77,6 +77,25 @@ pub struct ListPage {
     pub truncated: bool,
 }
 
+/// One object of a listing with what the store knows about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    /// When the object was last written, in ms since the epoch by the store's clock;
+    /// `None` where the backend cannot tell. Verification and the orphan sweep judge an
+    /// unreferenced object's age by it ([`crate::engine::reach`]).
+    pub modified_ms: Option<u64>,
+}
+
+/// One page of a listing with metadata, in byte order of keys.
+#[derive(Debug, Default)]
+pub struct MetaPage {
+    pub objects: Vec<ListedObject>,
+    /// More keys matched than were returned.
+    pub truncated: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("object not found: {0}")]
@@ -125,6 +144,29 @@ pub trait Store: Send + Sync + 'static {
         start_after: Option<&str>,
         limit: usize,
     ) -> StorageResult<ListPage>;
+
+    /// [`Self::list`] with each object's size and modification time. The default knows
+    /// no times (`modified_ms: None`); every backend here overrides it.
+    async fn list_meta(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<MetaPage> {
+        let page = self.list(prefix, start_after, limit).await?;
+        Ok(MetaPage {
+            objects: page
+                .keys
+                .into_iter()
+                .map(|key| ListedObject {
+                    key,
+                    size: 0,
+                    modified_ms: None,
+                })
+                .collect(),
+            truncated: page.truncated,
+        })
+    }
 
     /// Delete `key`; deleting a missing key succeeds.
     async fn delete(&self, key: &str) -> StorageResult<()>;

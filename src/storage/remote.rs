@@ -14,7 +14,10 @@ use object_store::{
     prefix::PrefixStore,
 };
 
-use super::{ETag, ListPage, Object, PutOutcome, Revalidated, StorageError, StorageResult, Store};
+use super::{
+    ETag, ListPage, ListedObject, MetaPage, Object, PutOutcome, Revalidated, StorageError,
+    StorageResult, Store,
+};
 
 /// Where and how to reach an S3-compatible bucket. Built from the standard AWS
 /// environment by [`S3Settings::from_env`].
@@ -132,6 +135,15 @@ pub(super) fn unavailable(e: object_store::Error) -> StorageError {
     }
 }
 
+/// A listing entry as [`Store::list_meta`] reports it.
+pub(super) fn listed(meta: &object_store::ObjectMeta) -> ListedObject {
+    ListedObject {
+        key: meta.location.to_string(),
+        size: meta.size,
+        modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).ok(),
+    }
+}
+
 fn etag_of(tag: Option<String>, key: &str) -> StorageResult<ETag> {
     tag.map(ETag::new)
         .ok_or_else(|| StorageError::Unavailable(format!("no ETag returned for {key}")))
@@ -246,6 +258,28 @@ impl Store for RemoteStore {
         let truncated = keys.len() > limit;
         keys.truncate(limit);
         Ok(ListPage { keys, truncated })
+    }
+
+    async fn list_meta(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<MetaPage> {
+        let dir = path(prefix.trim_end_matches('/'))?;
+        let stream = match start_after {
+            Some(offset) => self.inner.list_with_offset(Some(&dir), &path(offset)?),
+            None => self.inner.list(Some(&dir)),
+        };
+        let mut objects: Vec<ListedObject> = stream
+            .take(limit.saturating_add(1))
+            .map_ok(|meta| listed(&meta))
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let truncated = objects.len() > limit;
+        objects.truncate(limit);
+        Ok(MetaPage { objects, truncated })
     }
 
     async fn delete(&self, key: &str) -> StorageResult<()> {

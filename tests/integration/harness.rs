@@ -192,6 +192,8 @@ pub struct TestServer {
 
 struct LocalNode {
     storage: ServerBackend,
+    /// The node's own store (the local directory's lock admits no second opener).
+    store: DynStore,
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -277,6 +279,7 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let app = node.app.clone();
         let draining = node.draining.clone();
+        let store = node.store.clone();
         let task = tokio::spawn(async move {
             server::serve(
                 listener,
@@ -295,6 +298,7 @@ impl TestServer {
             http1_addr: addr.to_string(),
             local: Some(LocalNode {
                 storage,
+                store,
                 _dir: dir,
                 shutdown: Some(tx),
                 task: Some(task),
@@ -336,16 +340,32 @@ impl TestServer {
         Self::launch(self.backend, storage, None, config, None).await
     }
 
+    /// The store this in-process node keeps its data in, for checking and damaging it.
+    pub fn store(&self) -> DynStore {
+        self.local
+            .as_ref()
+            .expect("an in-process node")
+            .store
+            .clone()
+    }
+
     /// Stops this node (gracefully) and starts a new one on the same storage and port.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`Self::restart`], letting `tweak` adjust the new node's configuration.
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         self.stop().await;
         let backend = self.backend;
         let port: u16 = self.addr.rsplit(':').next().unwrap().parse().unwrap();
         let mut local = self.local.take().expect("an in-process node");
         let storage = local.storage.clone();
         let dir = local._dir.take();
+        drop(local); // its store holds the local directory's lock
         drop(self);
-        let config = test_config(&storage);
+        let mut config = test_config(&storage);
+        tweak(&mut config);
         Self::launch(backend, storage, dir, config, Some(port)).await
     }
 

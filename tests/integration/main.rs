@@ -21,3 +21,4 @@ mod restart;
 mod sdk_unary;
 mod sessions;
 mod storage_conformance;
+mod verify;

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use super::{
     Ack, AppendRequest, Writer,
-    plan::{Outcome, Plan},
+    plan::{Outcome, Plan, within_reference_window},
     spill::{spill_inline, write_objects},
 };
 use crate::{
@@ -199,7 +199,10 @@ pub(super) async fn commit(
             return reply(core, pending, plan.outcomes, tail);
         };
 
-        if let Err(e) = write_objects(w, &plan.writes).await {
+        let written = write_objects(w, &plan.writes)
+            .await
+            .and_then(|()| within_reference_window(plan.oldest_write));
+        if let Err(e) = written {
             storage_failures += 1;
             warn!(stream = %core.name, error = %e, "writing chunk failed");
             if storage_failures >= MAX_STORAGE_ATTEMPTS {

@@ -8,6 +8,11 @@
 //! after the ack, the inline chunks gathered so far are written out as one pack, off the
 //! commit path, and a later manifest drops their bytes.
 //!
+//! Whatever a manifest write references for the first time (its chunk, a pack, a folded
+//! segment) was started at most `REFERENCE_WINDOW` before the write is issued; a commit
+//! that would take longer is planned again under fresh keys. That bound is what lets the
+//! orphan sweep delete unreferenced objects older than its grace (`engine/reach.rs`).
+//!
 //! | file | role |
 //! |---|---|
 //! | `mod.rs` | the task: gathering requests into batches, when a batch goes out |
@@ -108,7 +113,6 @@ pub struct AppendRequest {
 /// A stream's appender on this node, as its [`StreamHandle`](super::StreamHandle) holds it.
 pub struct Appender {
     pub(super) mailbox: mpsc::Sender<AppendRequest>,
-    #[cfg(test)]
     spills: Arc<Spills>,
 }
 
@@ -124,9 +128,18 @@ impl Appender {
         tokio::spawn(run(writer, rx, settings));
         Self {
             mailbox: tx,
-            #[cfg(test)]
             spills,
         }
+    }
+
+    /// Keys of the packs this appender is writing out, or has written and the manifest
+    /// still carries inline: the orphan sweep leaves them alone.
+    pub fn pack_keys(&self) -> Vec<String> {
+        self.spills
+            .lock()
+            .iter()
+            .map(|s| s.pack.key.clone())
+            .collect()
     }
 
     /// Waits until every pack of inline chunks under way has been written.

@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 use super::{
     AppendRequest, Writer,
     commit::{Attempt, commit, fail_all, land, reply},
-    plan::Plan,
+    plan::{Plan, within_reference_window},
     spill::write_objects,
 };
 use crate::{
@@ -163,6 +163,7 @@ impl Pipeline {
             .chunk
             .is_some()
             .then(|| head.plan.manifest.encode_for_store());
+        let oldest_write = head.plan.oldest_write;
         self.head_task = Some(tokio::spawn(async move {
             if let Some(chunk_write) = chunk_write {
                 let chunk = match chunk_write.await {
@@ -175,6 +176,15 @@ impl Pipeline {
                         manifest: None,
                     };
                 }
+            }
+            if manifest.is_some()
+                && let Err(e) = within_reference_window(oldest_write)
+            {
+                // Settled like a failed chunk write: planned again, under fresh keys.
+                return HeadResult {
+                    chunk: Err(e),
+                    manifest: None,
+                };
             }
             let manifest = match manifest {
                 Some(bytes) => Some(core.write_manifest(bytes, &etag).await),

@@ -6,16 +6,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use s2_common::config::{TimestampingConfig, TimestampingMode};
+use tokio::time::Instant;
 
 use super::{AppendRequest, INLINE_MAX_BYTES, SessionGate, spill::Spill};
 use crate::engine::{
     AppendInput,
     chunk::{Chunk, ChunkBuilder},
     entries::{self, EntryId, EntryState},
-    error::{ConditionFailed, EngineError, Position},
+    error::{ConditionFailed, EngineError, EngineResult, Position},
     handle::StreamState,
     manifest::{ChunkRef, IndexSegment, MAX_INLINE_CHUNKS, MAX_INLINE_TOTAL_BYTES, Manifest},
     random::Random,
+    reach::REFERENCE_WINDOW,
     record::Command,
 };
 
@@ -40,6 +42,23 @@ pub(super) struct Plan {
     /// Sessions (by [`SessionGate`] address) with a request refused in this plan; a plan
     /// stacked on this one must apply none of their later requests.
     pub failed_sessions: Vec<usize>,
+    /// When the oldest object the manifest references for the first time started being
+    /// written: the plan's own writes start after it was made, a pack taken in started
+    /// when its spill did. See [`within_reference_window`].
+    pub oldest_write: Instant,
+}
+
+/// Whether a manifest write whose newly referenced objects started being written at
+/// `oldest_write` may still be issued: within [`REFERENCE_WINDOW`], which the orphan
+/// sweep relies on (`engine/reach.rs`).
+pub(super) fn within_reference_window(oldest_write: Instant) -> EngineResult<()> {
+    let waited = oldest_write.elapsed();
+    if waited > REFERENCE_WINDOW {
+        return Err(EngineError::Storage(format!(
+            "a commit's objects were written {waited:?} before its manifest write; planning it again"
+        )));
+    }
+    Ok(())
 }
 
 fn gate_id(gate: &Arc<SessionGate>) -> usize {
@@ -193,8 +212,12 @@ impl Plan {
         spills: &[Spill],
     ) -> Self {
         let mut manifest = state.manifest.next_version();
-        for spill in spills.iter().filter(|s| s.stored()) {
-            manifest.evict_inline(&spill.pack);
+        let mut oldest_write = Instant::now();
+        // Only packs whose write started recently: an older one may be gone to the sweep.
+        for spill in spills.iter().filter(|s| s.stored() && s.fresh()) {
+            if manifest.evict_inline(&spill.pack) > 0 {
+                oldest_write = oldest_write.min(spill.started);
+            }
         }
         let ts_config = state.config.timestamping;
         let mut numbering = Numbering::new(&manifest, pending);
@@ -222,7 +245,13 @@ impl Plan {
         let mut segment = None;
         let commit = ids.u64();
         let chunk = numbering.finish(commit, now_ms).map(|(r, chunk, settled)| {
-            writes.extend(place_chunk(&mut manifest, &r, &chunk, spills, ids));
+            writes.extend(place_chunk(
+                &mut manifest,
+                (&r, &chunk),
+                spills,
+                ids,
+                &mut oldest_write,
+            ));
             manifest.fencing_token = settled.fencing_token;
             manifest.trim_point = settled.trim_point;
             manifest.entries = Some(settled.entries);
@@ -245,6 +274,7 @@ impl Plan {
             segment,
             outcomes,
             failed_sessions,
+            oldest_write,
         }
     }
 
@@ -258,22 +288,24 @@ impl Plan {
 /// Adds the chunk to `manifest`: inline if it is small and fits the manifest's inline
 /// bounds, else as its own object. Inline chunks must stay the newest, within bounds, so
 /// a chunk that does not fit takes the ones carried so far out first, in the packs being
-/// written for them or a new one. Returns the objects to write before the manifest.
+/// written for them (if still fresh) or a new one. Returns the objects to write before the
+/// manifest; a pack taken in moves `oldest_write` back to when its write started.
 fn place_chunk(
     manifest: &mut Manifest,
-    r: &ChunkRef,
-    chunk: &Chunk,
+    (r, chunk): (&ChunkRef, &Chunk),
     spills: &[Spill],
     ids: &Random,
+    oldest_write: &mut Instant,
 ) -> Vec<(String, Bytes)> {
     let mut writes = Vec::new();
     let fits = r.inline
         && manifest.inline_refs().len() < MAX_INLINE_CHUNKS
         && manifest.inline_bytes() + chunk.bytes().len() <= MAX_INLINE_TOTAL_BYTES;
     if !fits {
-        for spill in spills {
+        for spill in spills.iter().filter(|s| s.fresh()) {
             if manifest.evict_inline(&spill.pack) > 0 {
                 writes.push((spill.pack.key.clone(), spill.pack.bytes.clone()));
+                *oldest_write = (*oldest_write).min(spill.started);
             }
         }
         if let Some(pack) = manifest.pack_inline(0, ids.u64()) {

@@ -9,8 +9,10 @@ use futures::{
     future::{BoxFuture, Shared},
 };
 
+use tokio::time::Instant;
+
 use super::Writer;
-use crate::engine::{EngineResult, handle::StreamState, manifest::Pack};
+use crate::engine::{EngineResult, handle::StreamState, manifest::Pack, reach::PACK_REUSE_WINDOW};
 
 /// Inline chunks are written out (as one pack) once there are this many of them, or
 /// [`SPILL_MIN_BYTES`]: fewer requests per commit, against larger manifests.
@@ -23,15 +25,29 @@ pub struct Spill {
     pub pack: Pack,
     /// Whether the write succeeded, once it has ended.
     pub done: Shared<BoxFuture<'static, bool>>,
+    /// When the write started: the pack object is no older than this.
+    pub started: Instant,
 }
 
 impl Spill {
     /// Starts `write` (storing `pack`) in the background; it runs to the end whether or
     /// not anyone waits for it, so [`Self::stored`] and [`Self::in_flight`] stay current.
     pub fn start(pack: Pack, write: impl Future<Output = bool> + Send + 'static) -> Self {
+        let started = Instant::now();
         let done = write.boxed().shared();
         tokio::spawn(done.clone());
-        Self { pack, done }
+        Self {
+            pack,
+            done,
+            started,
+        }
+    }
+
+    /// Whether a commit may still take the pack into the manifest: its write started
+    /// within [`PACK_REUSE_WINDOW`], so the orphan sweep cannot have deleted it (see
+    /// `engine/reach.rs`).
+    pub fn fresh(&self) -> bool {
+        self.started.elapsed() < PACK_REUSE_WINDOW
     }
 
     pub fn stored(&self) -> bool {
@@ -54,8 +70,11 @@ pub type Spills = parking_lot::Mutex<Vec<Spill>>;
 pub(super) fn spill_inline(w: &Writer, state: &StreamState) {
     let inline = state.manifest.inline_refs();
     let mut spills = w.spills.lock();
-    // Keep the packs that did not fail and hold chunks still carried inline.
-    spills.retain(|s| s.done.peek() != Some(&false) && inline.iter().any(|r| s.pack.holds(r)));
+    // Keep the packs that did not fail, may still be taken in, and hold chunks still
+    // carried inline.
+    spills.retain(|s| {
+        s.done.peek() != Some(&false) && s.fresh() && inline.iter().any(|r| s.pack.holds(r))
+    });
     if spills.iter().any(Spill::in_flight) {
         return;
     }

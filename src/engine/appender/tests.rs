@@ -329,3 +329,29 @@ async fn every_lost_manifest_race_is_counted() {
     assert_eq!(a.metrics().conflicts(), 2);
     assert_eq!(b.metrics().conflicts(), 0);
 }
+
+/// A pack whose write started longer than the reuse window ago is not taken into the
+/// manifest (the orphan sweep may have deleted it): its members stay inline, or leave in
+/// a new pack, and a plan that waited past the reference window is not written.
+#[tokio::test(start_paused = true)]
+async fn packs_are_taken_in_only_while_fresh() {
+    use super::plan::within_reference_window;
+    use crate::engine::reach::{PACK_REUSE_WINDOW, REFERENCE_WINDOW};
+    let state = state_with_inline(20);
+    let pack = state.manifest.pack_inline(0, 9).unwrap();
+    let stored = [spill(pack.clone(), Some(true)).await];
+    tokio::time::advance(PACK_REUSE_WINDOW).await;
+    let ids = Random::seeded(99);
+    let plan = Plan::build(&state, &[request(b"next")], &ids, 1, &[], &stored);
+    assert_eq!(plan.manifest.inline_refs().len(), 21, "still inline");
+    assert!(within_reference_window(plan.oldest_write).is_ok());
+
+    let full = with_more_inline(state, MAX_INLINE_CHUNKS - 20);
+    let plan = Plan::build(&full, &[request(b"next")], &ids, 1, &[], &stored);
+    assert_eq!(plan.writes.len(), 1, "one new pack for all of them");
+    assert_ne!(plan.writes[0].0, pack.key);
+    plan.manifest.check_invariants().unwrap();
+
+    tokio::time::advance(REFERENCE_WINDOW + Duration::from_millis(1)).await;
+    assert!(within_reference_window(plan.oldest_write).is_err());
+}
