@@ -98,6 +98,13 @@ impl Engine {
         basin: &str,
         name: &str,
     ) -> EngineResult<StreamEntry> {
+        let entry = self.mark_entry_deleted(basin, name).await?;
+        self.mark_manifest_deleted(basin, &entry).await?;
+        Ok(entry)
+    }
+
+    /// Sets the deletion time on the stream's catalog entry (the one its name names now).
+    async fn mark_entry_deleted(&self, basin: &str, name: &str) -> EngineResult<StreamEntry> {
         let mut races = Races::new("stream", self.random());
         let entry = loop {
             races.next().await?;
@@ -122,6 +129,13 @@ impl Engine {
                 break v.entry;
             }
         };
+        Ok(entry)
+    }
+
+    /// Sets the deletion time on the manifest of the stream `entry` names (by its data
+    /// id, so never on a successor of the same name), after which no append can succeed.
+    async fn mark_manifest_deleted(&self, basin: &str, entry: &StreamEntry) -> EngineResult<()> {
+        let name = entry.name.as_str();
         let key = layout::manifest_key(&entry.id);
         let mut races = Races::new("stream", self.random());
         loop {
@@ -150,8 +164,13 @@ impl Engine {
                 break;
             }
         }
-        self.forget_stream(basin, name);
-        Ok(entry)
+        if self
+            .cached_handle(basin, name)
+            .is_some_and(|h| h.core.id == entry.id)
+        {
+            self.forget_stream(basin, name);
+        }
+        Ok(())
     }
 
     /// Removes a deletion-marked stream's objects, then its catalog entry.
@@ -184,6 +203,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Finishes the deletion of the stream `entry` (marked deleted when listed): by its
+    /// data id, since its name may belong to a new stream by now.
+    async fn resume_stream_deletion(&self, basin: &str, entry: &StreamEntry) {
+        let result = match self.mark_manifest_deleted(basin, entry).await {
+            Ok(()) => self.finish_stream_deletion(basin, entry).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            warn!(basin, stream = %entry.name, error = %e, "stream deletion stalled");
+        }
+    }
+
+    /// Finishes the deletions a previous process of this deployment left pending.
     pub(super) async fn resume_deletions(&self) -> EngineResult<()> {
         let mut after = String::new();
         loop {
@@ -199,12 +231,9 @@ impl Engine {
                     if s.deleted_at.is_some() {
                         let engine = self.clone();
                         let basin = b.name.clone();
-                        tokio::spawn(async move {
-                            engine.mark_stream_deleted(&basin, &s.name).await.ok();
-                            if let Err(e) = engine.finish_stream_deletion(&basin, &s).await {
-                                warn!(basin, stream = %s.name, error = %e, "stream deletion stalled");
-                            }
-                        });
+                        tokio::spawn(
+                            async move { engine.resume_stream_deletion(&basin, &s).await },
+                        );
                     }
                 }
             }
@@ -213,5 +242,46 @@ impl Engine {
                 _ => return Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use s2_common::config::OptionalStreamConfig;
+
+    use crate::{
+        engine::{AutoCreate, testing::*},
+        storage,
+    };
+
+    /// A deletion resumed from an old listing of the catalog finishes the stream it
+    /// listed, not the new stream that took its name meanwhile.
+    #[tokio::test]
+    async fn a_resumed_deletion_spares_a_new_stream_of_the_same_name() {
+        let (engine, old) = engine_with_stream(storage::memory(), Duration::ZERO).await;
+        let listed = engine.mark_stream_deleted("test-basin", "s").await.unwrap();
+        engine
+            .finish_stream_deletion("test-basin", &listed)
+            .await
+            .unwrap();
+        drop(old);
+        engine
+            .create_stream("test-basin", "s", OptionalStreamConfig::default(), None)
+            .await
+            .unwrap();
+
+        engine.resume_stream_deletion("test-basin", &listed).await;
+
+        let new = engine
+            .open("test-basin", "s", AutoCreate::No)
+            .await
+            .expect("the new stream is alive");
+        assert_ne!(new.core.id, listed.id);
+        engine
+            .append(&new, batch(&[b"still here"]), None)
+            .await
+            .unwrap();
     }
 }
