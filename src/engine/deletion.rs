@@ -194,6 +194,7 @@ impl Engine {
             }
         }
         self.inner.store.delete(&manifest_key).await?;
+        self.inner.gc_marks.forget(&entry.id);
         // Only remove the entry that was deleted, never a successor of the same name.
         if let Some(v) = self.inner.catalog.stream(basin, &entry.name).await?
             && v.entry.id == entry.id

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -192,11 +192,6 @@ pub struct StreamCore {
     last_outside_change: parking_lot::Mutex<Instant>,
     /// Gap without records after which followers get a heartbeat.
     pub(super) heartbeat: std::ops::Range<Duration>,
-    /// Objects below this seq_num have been deleted by this node's upkeep.
-    collected_below: AtomicU64,
-    /// The index start seen at some upkeep pass, and when: objects below it become
-    /// deletable once the grace period has passed.
-    pub(super) gc_mark: parking_lot::Mutex<Option<(u64, Instant)>>,
 }
 
 impl StreamCore {
@@ -223,8 +218,6 @@ impl StreamCore {
             poll_base,
             last_outside_change: parking_lot::Mutex::new(Instant::now()),
             heartbeat,
-            collected_below: AtomicU64::new(0),
-            gc_mark: parking_lot::Mutex::new(None),
         }
     }
 
@@ -237,14 +230,6 @@ impl StreamCore {
         let base = self.poll_base?;
         let quiet = self.last_outside_change.lock().elapsed();
         Some((quiet / 4).clamp(base, base * POLL_BACKOFF_LIMIT))
-    }
-
-    pub fn collected_below(&self) -> u64 {
-        self.collected_below.load(Ordering::Relaxed)
-    }
-
-    pub(super) fn set_collected_below(&self, below: u64) {
-        self.collected_below.fetch_max(below, Ordering::Relaxed);
     }
 
     pub fn current(&self) -> Arc<StreamState> {

@@ -8,7 +8,7 @@
 //! and an object is deleted only after it has been unreachable for a grace period (a
 //! reader holding an older manifest re-reads it when an object is gone).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -18,6 +18,29 @@ use super::{
     handle::{StreamCore, StreamState},
 };
 use crate::storage::DynStore;
+
+/// Upkeep's memory of each stream's unreachable objects between passes, by data id. The
+/// engine keeps it rather than the stream's handle, so a stream nobody keeps open (opened
+/// afresh by every catalog-wide pass, and dropped after it) still has its garbage
+/// collected once the grace has passed.
+#[derive(Default)]
+pub(super) struct GcMarks(parking_lot::Mutex<HashMap<String, GcMark>>);
+
+impl GcMarks {
+    /// Forgets a stream whose data is gone.
+    pub(super) fn forget(&self, stream_id: &str) {
+        self.0.lock().remove(stream_id);
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct GcMark {
+    /// Objects below this seq_num have been deleted.
+    collected_below: u64,
+    /// The index start seen at some pass, and when: objects below it become deletable
+    /// once the grace period has passed.
+    pending: Option<(u64, Instant)>,
+}
 
 /// Objects unreachable for less than this are left alone.
 pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(30);
@@ -111,15 +134,17 @@ impl Engine {
         index_start: u64,
         grace: Duration,
     ) -> EngineResult<()> {
+        let marks = &self.inner.gc_marks;
         let due = {
-            let mut mark = core.gc_mark.lock();
-            match *mark {
+            let mut marks = marks.0.lock();
+            let mark = marks.entry(core.id.clone()).or_default();
+            match mark.pending {
                 // Everything below the mark was unreachable when it was set.
                 Some((below, since)) if since.elapsed() >= grace => Some(below),
                 Some(_) => None,
                 None => {
-                    if index_start > core.collected_below() {
-                        *mark = Some((index_start, Instant::now()));
+                    if index_start > mark.collected_below {
+                        mark.pending = Some((index_start, Instant::now()));
                     }
                     None
                 }
@@ -128,9 +153,10 @@ impl Engine {
         if let Some(below) = due {
             let n = collect_garbage(&self.inner.store, &core.id, below).await?;
             debug!(stream = %core.name, deleted = n, below, "collected unreachable objects");
-            core.set_collected_below(below);
-            let mut mark = core.gc_mark.lock();
-            *mark = (index_start > below).then(|| (index_start, Instant::now()));
+            let mut marks = marks.0.lock();
+            let mark = marks.entry(core.id.clone()).or_default();
+            mark.collected_below = mark.collected_below.max(below);
+            mark.pending = (index_start > below).then(|| (index_start, Instant::now()));
         }
         Ok(())
     }
@@ -271,5 +297,33 @@ mod tests {
             .unwrap();
         let read = reader::read_unary(session).await.unwrap();
         assert_eq!(read.records().next().unwrap().seq_num, 6);
+    }
+
+    /// A stream nobody keeps open is opened afresh by each catalog-wide pass and dropped
+    /// after it; its trimmed chunks are still deleted once the grace has passed.
+    #[tokio::test]
+    async fn upkeep_collects_the_garbage_of_streams_no_one_keeps_open() {
+        let store = storage::memory();
+        let (engine, handle) = engine_with_stream(store.clone(), Duration::ZERO).await;
+        let body = vec![1u8; INLINE_MAX_BYTES / 2 + 1];
+        for _ in 0..3u8 {
+            engine
+                .append(&handle, batch(&[&body, &body]), None)
+                .await
+                .unwrap();
+        }
+        engine.append(&handle, trim(4), None).await.unwrap();
+        let id = handle.core.id.clone();
+        drop(handle);
+        for _ in 0..2 {
+            engine.evict_idle_streams();
+            engine.maintain_all_streams().await.unwrap();
+        }
+        let left: Vec<u64> = chunk_keys(&store, &id)
+            .await
+            .iter()
+            .map(|k| first_seq_of_key(k))
+            .collect();
+        assert!(left.iter().all(|&seq| seq >= 4), "{left:?}");
     }
 }

@@ -193,6 +193,7 @@ struct Inner {
     config: EngineConfig,
     /// Ordered, so that work over every open stream happens in the same order each run.
     streams: Mutex<BTreeMap<StreamKey, Arc<StreamHandle>>>,
+    gc_marks: maintenance::GcMarks,
     metrics: Arc<EngineMetrics>,
 }
 
@@ -214,6 +215,7 @@ impl Engine {
                 store,
                 config,
                 streams: Mutex::new(BTreeMap::new()),
+                gc_marks: maintenance::GcMarks::default(),
                 metrics: Arc::default(),
             }),
         };
