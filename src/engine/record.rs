@@ -580,6 +580,9 @@ fn sequenced_len(seq_num: u64, timestamp: u64, fields_len: usize) -> usize {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use prost::Message;
     use s2_api::v1::stream::proto;
