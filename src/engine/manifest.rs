@@ -596,7 +596,7 @@ impl Manifest {
 }
 
 #[cfg(test)]
-mod fuzz;
+pub(super) mod fuzz;
 
 #[cfg(test)]
 mod tests {
