@@ -16,7 +16,7 @@
 //! repeats that for a given time).
 
 use proptest::{prelude::*, sample::Index, test_runner::contextualize_config};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A fuzz property's config: `cases` cases, unless the `PROPTEST_CASES` environment
 /// variable sets the count (as for any proptest default), which is how longer runs are
@@ -178,6 +178,122 @@ pub fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// An S2 `StreamConfig` as JSON, each field absent, valid or at an edge (an age of 0 or
+/// `u64::MAX` seconds, an unknown storage class or mode).
+pub fn stream_config_json() -> impl Strategy<Value = Value> {
+    let retention = prop_oneof![
+        edge_u64().prop_map(|age| json!({ "age": age })),
+        Just(json!({ "infinite": {} })),
+        json_value(),
+    ];
+    let mode = prop_oneof![
+        Just("client-prefer".to_owned()),
+        Just("client-require".to_owned()),
+        Just("arrival".to_owned()),
+        edge_string(),
+    ];
+    (
+        prop::option::of(prop_oneof![
+            Just("express".to_owned()),
+            Just("standard".to_owned()),
+            edge_string()
+        ]),
+        prop::option::of(retention),
+        prop::option::of((prop::option::of(mode), prop::option::of(any::<bool>()))),
+        prop::option::of(edge_u64()),
+    )
+        .prop_map(
+            |(storage_class, retention, timestamping, delete_on_empty)| {
+                let mut c = serde_json::Map::new();
+                if let Some(s) = storage_class {
+                    c.insert("storage_class".into(), s.into());
+                }
+                if let Some(r) = retention {
+                    c.insert("retention_policy".into(), r);
+                }
+                if let Some((mode, uncapped)) = timestamping {
+                    c.insert(
+                        "timestamping".into(),
+                        json!({ "mode": mode, "uncapped": uncapped }),
+                    );
+                }
+                if let Some(age) = delete_on_empty {
+                    c.insert("delete_on_empty".into(), json!({ "min_age_secs": age }));
+                }
+                Value::Object(c)
+            },
+        )
+}
+
+/// An RFC 3339 time: valid ones at the edges of what `time` accepts, and near misses.
+pub fn rfc3339() -> impl Strategy<Value = Value> {
+    let valid = prop::sample::select(vec![
+        "1970-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "0000-01-01T00:00:00Z",
+        "2024-02-29T12:00:00+14:00",
+    ]);
+    let invalid = prop::sample::select(vec!["2023-02-29T12:00:00Z", "2024-01-01T24:00:00Z"]);
+    prop_oneof![
+        4 => valid.prop_map(Value::from),
+        1 => invalid.prop_map(Value::from),
+        1 => edge_string().prop_map(Value::from),
+    ]
+}
+
+/// A stored access token entry (`catalog::AccessTokenEntry`) as JSON: its scope's parts
+/// valid, at an edge or anything; its digest hex of any length and case.
+pub fn access_token_entry_json() -> impl Strategy<Value = Value> {
+    // Mostly valid parts, so that whole entries are often usable.
+    let resource = || {
+        prop_oneof![
+            3 => Just(Value::Null),
+            3 => "([a-z0-9][a-z0-9-]{0,4})?".prop_map(|p| json!({ "prefix": p })),
+            2 => "[a-z0-9][a-z0-9-]{7,12}".prop_map(|e| json!({ "exact": e })),
+            1 => edge_string().prop_map(|p| json!({ "prefix": p })),
+            1 => json_value(),
+        ]
+    };
+    let ops = prop_oneof![
+        3 => Just(json!(["append", "read", "list-streams"])),
+        1 => Just(json!(["list-basins", "create-stream", "nope"])),
+        1 => json_value(),
+    ];
+    (
+        prop_oneof![3 => "[a-z0-9_-]{1,12}", 1 => edge_string()],
+        prop_oneof![3 => Just(Value::Null), 1 => rfc3339()],
+        any::<bool>(),
+        (resource(), resource(), resource(), ops),
+        prop_oneof![
+            2 => Just("00".repeat(32)),
+            2 => "[0-9a-f]{64}",
+            1 => "[0-9a-fA-FxX]{0,66}",
+            1 => edge_string()
+        ],
+        rfc3339(),
+    )
+        .prop_map(
+            |(id, expires, prefix, (basins, streams, tokens, ops), sha, issued)| {
+                json!({
+                    "info": {
+                        "id": id,
+                        "expires_at": expires,
+                        "auto_prefix_streams": prefix,
+                        "scope": {
+                            "basins": basins,
+                            "streams": streams,
+                            "access_tokens": tokens,
+                            "op_groups": null,
+                            "ops": ops,
+                        },
+                    },
+                    "secret_sha256": sha,
+                    "issued_at": issued,
+                })
+            },
+        )
+}
+
 /// One change to a JSON document, at the node a preorder walk reaches at the index.
 #[derive(Debug, Clone)]
 pub enum JsonMutation {
@@ -295,10 +411,10 @@ mod tests {
 
     #[test]
     fn json_nodes_are_numbered_in_preorder() {
-        let mut doc = serde_json::json!({"a": [1, {"b": 2}], "c": 3});
+        let mut doc = json!({"a": [1, {"b": 2}], "c": 3});
         assert_eq!(node_count(&doc), 6);
         *node_mut(&mut doc, 4) = Value::Null;
         *node_mut(&mut doc, 5) = Value::Bool(true);
-        assert_eq!(doc, serde_json::json!({"a": [1, {"b": null}], "c": true}));
+        assert_eq!(doc, json!({"a": [1, {"b": null}], "c": true}));
     }
 }

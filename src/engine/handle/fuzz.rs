@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::engine::manifest::fuzz::{apply, edits, valid_manifest};
-use crate::fuzzing::{self, edge_u64, json_value};
+use crate::fuzzing::{self, edge_u64, json_value, stream_config_json};
 
 proptest! {
     #![proptest_config(fuzzing::config(256))]
@@ -19,6 +19,7 @@ proptest! {
         config in prop_oneof![
             Just(None),
             Just(Some(config_json(&Default::default()))),
+            stream_config_json().prop_map(|v| Some(v.to_string())),
             json_value().prop_map(|v| Some(v.to_string())),
         ],
         now in edge_u64(),
