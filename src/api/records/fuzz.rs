@@ -92,7 +92,7 @@ fn document(records: &[Sent], format: Format, token: &Option<String>, seq: Optio
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(512))]
+    #![proptest_config(fuzzing::config(2000))]
 
     #[test]
     fn fuzz_json_append_arbitrary_bytes(

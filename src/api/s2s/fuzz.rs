@@ -121,7 +121,7 @@ fn cuts() -> impl Strategy<Value = Vec<prop::sample::Index>> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(512))]
+    #![proptest_config(fuzzing::config(2000))]
 
     #[test]
     fn fuzz_s2s_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..128), cuts in cuts()) {

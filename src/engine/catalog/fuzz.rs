@@ -133,7 +133,7 @@ fn bytes_of(v: &Value) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(512))]
+    #![proptest_config(fuzzing::config(2000))]
 
     #[test]
     fn fuzz_catalog_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..96)) {

@@ -144,7 +144,7 @@ fn probes() -> impl Strategy<Value = Vec<u64>> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(512))]
+    #![proptest_config(fuzzing::config(4000))]
 
     /// Arbitrary bytes, and arbitrary bytes behind a valid header and before a valid
     /// checksum (random bytes alone never get past the magic).

@@ -214,7 +214,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(512))]
+    #![proptest_config(fuzzing::config(1000))]
 
     #[test]
     fn fuzz_group_arbitrary_bytes(

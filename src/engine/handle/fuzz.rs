@@ -10,7 +10,7 @@ use crate::engine::manifest::fuzz::{apply, edits, valid_manifest};
 use crate::fuzzing::{self, edge_u64, json_value, stream_config_json};
 
 proptest! {
-    #![proptest_config(fuzzing::config(256))]
+    #![proptest_config(fuzzing::config(1000))]
 
     #[test]
     fn fuzz_stream_state_of_a_decoded_manifest(

@@ -325,7 +325,7 @@ fn framed_or_not(magic: &'static [u8; 4]) -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(256))]
+    #![proptest_config(fuzzing::config(1000))]
 
     #[test]
     fn fuzz_manifest_arbitrary_bytes(bytes in framed_or_not(MAGIC), probes in probes()) {

@@ -116,7 +116,7 @@ fn parse_and_check(bytes: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(1000))]
+    #![proptest_config(fuzzing::config(4000))]
 
     #[test]
     fn fuzz_append_input_arbitrary_bytes(bytes in bytes_up_to(200)) {

@@ -19,7 +19,7 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(512))]
+    #![proptest_config(fuzzing::config(2000))]
 
     #[test]
     fn fuzz_access_token_entry_as_authentication_reads_it(

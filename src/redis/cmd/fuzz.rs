@@ -170,7 +170,7 @@ fn edited(line: &str, edits: &[Edit], keep: usize) -> Vec<Bytes> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config(1000))]
+    #![proptest_config(fuzzing::config(4000))]
 
     /// The commands' own words in any order.
     #[test]
