@@ -15,6 +15,8 @@
 //! - timestamps never decrease along the index, and the newest entry's last timestamp is
 //!   `last_timestamp`;
 //! - `trim_point <= next_seq`;
+//! - the fencing token is at most [`MAX_FENCING_TOKEN_BYTES`] bytes, as every fence
+//!   command's is (the S2 surface shows it, as S2's type, to an append that mismatches);
 //! - the inline chunks are the newest references, at most [`MAX_INLINE_CHUNKS`] of them and
 //!   [`MAX_INLINE_TOTAL_BYTES`] together, and `inline_chunks` holds exactly their bytes, in
 //!   order;
@@ -31,6 +33,7 @@ use prost::Message;
 pub use super::entries::EntryState;
 
 use super::layout;
+use super::record::MAX_FENCING_TOKEN_BYTES;
 
 const MAGIC: &[u8; 4] = b"SLMF";
 const SEGMENT_MAGIC: &[u8; 4] = b"SLIX";
@@ -539,6 +542,12 @@ impl Manifest {
         {
             return Err("inline bytes do not match the inline chunks".into());
         }
+        if self.fencing_token.len() > MAX_FENCING_TOKEN_BYTES {
+            return Err(format!(
+                "fencing token of {} bytes, over {MAX_FENCING_TOKEN_BYTES}",
+                self.fencing_token.len()
+            ));
+        }
         if self.trim_point > self.next_seq {
             return Err(format!(
                 "trim point {} beyond tail {}",
@@ -673,6 +682,22 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "corrupt manifest: inline bytes do not match the inline chunks"
+        );
+    }
+
+    /// Found by `fuzz_manifest_round_trips`: a stored fencing token over 36 bytes decoded,
+    /// and the S2 surface's answer to an append whose token then mismatched panicked
+    /// (`ApiError::to_error_response` shows the stored token as S2's `FencingToken`).
+    #[test]
+    fn decoding_refuses_a_fencing_token_no_fence_could_set() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 0);
+        m.fencing_token = "x".repeat(MAX_FENCING_TOKEN_BYTES);
+        assert!(Manifest::decode_object(&m.encode_object()).is_ok());
+        m.fencing_token.push('x');
+        let err = Manifest::decode_object(&m.encode_object()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt manifest: fencing token of 37 bytes, over 36"
         );
     }
 

@@ -91,7 +91,12 @@ pub(in crate::engine) fn valid_manifest() -> impl Strategy<Value = (Manifest, Ve
             m.trim_point = trim.index(m.next_seq as usize + 1) as u64;
             m.drop_unreadable(None);
             m.deleted_at_ms = deleted_at_ms;
-            m.fencing_token = fencing_token;
+            // A valid token: at most 36 bytes (longer ones are an `Edit`).
+            m.fencing_token = fencing_token
+                .char_indices()
+                .take_while(|(i, c)| i + c.len_utf8() <= MAX_FENCING_TOKEN_BYTES)
+                .map(|(_, c)| c)
+                .collect();
             m.entries = entries.map(|(last_ms, command_records, node_starts)| EntryState {
                 last_ms,
                 command_records,
@@ -120,6 +125,7 @@ pub(in crate::engine) enum Edit {
     AddInlineBytes(Vec<u8>),
     /// Deleted ranges and node starts of the entry state.
     Entries(Vec<u64>, Vec<u64>),
+    FencingToken(String),
 }
 
 pub(in crate::engine) fn edits() -> impl Strategy<Value = Vec<Edit>> {
@@ -137,6 +143,7 @@ pub(in crate::engine) fn edits() -> impl Strategy<Value = Vec<Edit>> {
             prop::collection::vec(edge_u64(), 0..3)
         )
             .prop_map(|(d, n)| Edit::Entries(d, n)),
+        edge_string().prop_map(Edit::FencingToken),
     ];
     prop::collection::vec(edit, 1..4)
 }
@@ -201,6 +208,7 @@ pub(in crate::engine) fn apply(m: &mut Manifest, edits: &[Edit]) {
                 entries.node_starts.clone_from(node_starts);
                 m.entries = Some(entries);
             }
+            Edit::FencingToken(t) => m.fencing_token.clone_from(t),
             _ => {}
         }
     }
@@ -281,6 +289,14 @@ fn decode_manifest(bytes: &[u8], probes: &[u64]) -> Result<(), TestCaseError> {
     match Manifest::decode_object(bytes) {
         Ok(m) => {
             prop_assert_eq!(m.check_invariants(), Ok(()), "decoded, invariants broken");
+            // The S2 surface shows the stored token in a fencing mismatch, as S2's type.
+            prop_assert!(
+                m.fencing_token
+                    .parse::<s2_common::record::FencingToken>()
+                    .is_ok(),
+                "a stored fencing token S2 cannot show: {:?}",
+                m.fencing_token
+            );
             read_any(&m, probes)?;
             write_valid(&m, probes)?;
         }
