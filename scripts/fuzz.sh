@@ -3,8 +3,8 @@
 # `cargo test --lib fuzz`) for longer than CI does: rounds of $FUZZ_CASES cases per
 # property (default 20000; CI runs 1000–4000), each round with fresh random inputs, until
 # about SECONDS have passed (default 600; the round under way is finished). Stops at the
-# first failure, which proptest shrinks, prints and saves under proptest-regressions/ to
-# be replayed first by every later run.
+# first failure, which proptest shrinks, prints and saves under proptest-regressions/ (not
+# committed) to be replayed first by every later run; once fixed, keep it as a unit test.
 #
 #   scripts/fuzz.sh [seconds] [test filter]     e.g. scripts/fuzz.sh 3600 manifest::fuzz
 set -euo pipefail
