@@ -7,9 +7,13 @@
 //! message, never panics, and whatever it returns can be used by its readers without a
 //! panic either.
 //!
-//! Inputs are arbitrary bytes and, because random bytes rarely get past a magic number or
-//! a checksum, valid encodings changed by a few [`Mutation`]s (with the checksum then
-//! recomputed by [`reseal_xxh3`], so the decoder's later checks are reached too).
+//! Inputs are arbitrary bytes or JSON and, because random input rarely gets past a magic
+//! number, a checksum or a parser's first check, valid encodings changed by a few
+//! [`Mutation`]s or [`JsonMutation`]s (with the checksum then recomputed by
+//! [`reseal_xxh3`], so the decoder's later checks are reached too). Where a value's
+//! fields matter more than its bytes (a manifest's ranges, a chunk's header, a command's
+//! words), the modules also build inputs field by field with values at their edges
+//! ([`edge_u64`], [`edge_string`]).
 //!
 //! Each property runs a modest number of cases ([`config`]) so the whole set stays a few
 //! seconds of CI; `PROPTEST_CASES=N` runs every one N times instead (`scripts/fuzz.sh`
