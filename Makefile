@@ -1,5 +1,5 @@
 # Thin aliases for the commands in README.md.
-.PHONY: run test lint bench
+.PHONY: run test lint bench fuzz
 
 run:
 	cargo run --release -- serve
@@ -13,3 +13,6 @@ lint:
 
 bench:
 	scripts/bench.sh
+
+fuzz:
+	scripts/fuzz.sh

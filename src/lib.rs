@@ -14,6 +14,8 @@
 
 pub(crate) mod api;
 pub mod engine;
+#[cfg(test)]
+mod fuzzing;
 pub mod http;
 pub(crate) mod metrics;
 pub(crate) mod redis;

@@ -293,3 +293,6 @@ pub async fn read(
         JsonOrProto::Json => axum::Json(json_batch(&batch, format)).into_response(),
     })
 }
+
+#[cfg(test)]
+mod fuzz;

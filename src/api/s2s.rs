@@ -373,6 +373,9 @@ pub fn read_session(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::{chunk::chunk_of_bodies, reader::ChunkSlice};

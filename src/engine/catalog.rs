@@ -331,6 +331,9 @@ impl Catalog {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage;

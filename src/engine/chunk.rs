@@ -81,9 +81,19 @@ impl Chunk {
         }
         let first_seq = u64::from_be_bytes(data[8..16].try_into().expect("8 bytes"));
         let count = u32::from_be_bytes(data[16..20].try_into().expect("4 bytes")) as usize;
-        let mut entries = Vec::with_capacity(count);
+        // With the last seq_num representable, `first_seq + i` below and `end_seq()`
+        // cannot overflow.
+        if first_seq.checked_add(count as u64).is_none() {
+            return Err(bad("record count runs past the last seq_num"));
+        }
         let mut buf = &data[HEADER_LEN..body_end];
+        // The count is only trusted as far as the bytes could hold it (an entry is at
+        // least a tag and a length), so a corrupt count cannot reserve gigabytes.
+        let mut entries = Vec::with_capacity(count.min(buf.len() / 2));
         while !buf.is_empty() {
+            if entries.len() == count {
+                return Err(bad("more records than the record count"));
+            }
             let start_len = buf.len();
             if buf[0] != 0x0a {
                 return Err(bad("record is not a ReadBatch entry"));
@@ -268,6 +278,9 @@ pub fn chunk_of_bodies<'a>(first_seq: u64, bodies: impl IntoIterator<Item = &'a 
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use prost::Message;
     use s2_api::v1::stream::proto;
@@ -309,6 +322,78 @@ mod tests {
         let (headers, body) = decoded.record(4).view().parts().unwrap();
         assert_eq!(headers, vec![(&b"h"[..], &b"v"[..])]);
         assert_eq!(body, b"body-4");
+    }
+
+    /// A chunk object with this header and these encoded records, correctly sealed.
+    fn sealed(first_seq: u64, count: u32, records: &[u8]) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_slice(MAGIC);
+        b.put_slice(&[FORMAT, 0, 0, 0]);
+        b.put_u64(first_seq);
+        b.put_u32(count);
+        b.put_slice(records);
+        let sum = xxhash_rust::xxh3::xxh3_64(&b);
+        b.put_u64(sum);
+        b.freeze()
+    }
+
+    /// Found by `fuzz_chunk_mutated`: the count reserved memory before any record was
+    /// read, so a count of 2^32 − 1 aborted the process (a 100 GB allocation).
+    #[test]
+    fn a_corrupt_record_count_is_refused_without_reserving_it() {
+        let mut records = BytesMut::new();
+        put_sequenced(&mut records, 0, 0, b"");
+        let err = Chunk::decode(sealed(0, u32::MAX, &records)).unwrap_err();
+        assert_eq!(err.to_string(), "corrupt chunk: record count mismatch");
+        put_sequenced(&mut records, 1, 0, b"");
+        let err = Chunk::decode(sealed(0, 1, &records)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt chunk: more records than the record count"
+        );
+    }
+
+    /// Found by `fuzz_chunk_assembled`: a first seq_num near `u64::MAX` overflowed
+    /// `first_seq + i` while decoding (and `end_seq()` after).
+    #[test]
+    fn seq_nums_past_the_last_are_refused() {
+        let mut records = BytesMut::new();
+        put_sequenced(&mut records, u64::MAX, 0, b"");
+        let err = Chunk::decode(sealed(u64::MAX, 1, &records)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt chunk: record count runs past the last seq_num"
+        );
+        let last = Chunk::decode(sealed(u64::MAX - 1, 1, &{
+            let mut r = BytesMut::new();
+            put_sequenced(&mut r, u64::MAX - 1, 0, b"");
+            r
+        }))
+        .unwrap();
+        assert_eq!(last.end_seq(), u64::MAX);
+    }
+
+    /// Found by `fuzz_chunk_mutated`: a seq_num field after the body (here with the wrong
+    /// wire type), or a field number beyond protobuf's, passed decoding, and the entries
+    /// were then no `ReadBatch` a client could decode.
+    #[test]
+    fn fields_a_client_cannot_decode_are_refused() {
+        let mut records = BytesMut::new();
+        // Body "x", then field 1 as length-delimited.
+        put_sequenced(&mut records, 0, 0, &[0x22, 1, b'x', 0x0a, 0]);
+        let err = Chunk::decode(sealed(0, 1, &records)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt chunk: seq_num or timestamp after the record's headers or body"
+        );
+        // Likewise an unknown field whose number is beyond protobuf's (key 2^32 + 2).
+        let mut records = BytesMut::new();
+        put_sequenced(&mut records, 0, 0, &[0x82, 0x80, 0x80, 0x80, 0x10, 0]);
+        let err = Chunk::decode(sealed(0, 1, &records)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt chunk: invalid field key 4294967298"
+        );
     }
 
     #[test]

@@ -216,12 +216,13 @@ impl EntryState {
     }
 
     /// The node holding `seq`: `[start, end)`. Nodes begin at 0 and at each of
-    /// `node_starts`, and every [`NODE_ENTRIES`] seq_nums after a beginning.
+    /// `node_starts`, and every [`NODE_ENTRIES`] seq_nums after a beginning. The last
+    /// node before `u64::MAX` ends there (`start + NODE_ENTRIES` saturates).
     pub fn node_of(&self, seq: u64) -> std::ops::Range<u64> {
         let i = self.node_starts.partition_point(|&s| s <= seq);
         let base = if i == 0 { 0 } else { self.node_starts[i - 1] };
         let start = base + (seq - base) / NODE_ENTRIES * NODE_ENTRIES;
-        let mut end = start + NODE_ENTRIES;
+        let mut end = start.saturating_add(NODE_ENTRIES);
         if let Some(&next) = self.node_starts.get(i) {
             end = end.min(next);
         }
@@ -274,6 +275,15 @@ mod tests {
         assert_eq!(EntryId::new(6, 0).prev(), Some(EntryId::new(5, u64::MAX)));
         assert_eq!(EntryId::ZERO.prev(), None);
         assert_eq!(EntryId::new(1, 2).to_string(), "1-2");
+    }
+
+    /// Found by `fuzz_manifest_fields_at_edges`: the node of a seq_num within
+    /// [`NODE_ENTRIES`] of `u64::MAX` overflowed its end.
+    #[test]
+    fn the_last_node_ends_at_u64_max() {
+        let state = EntryState::default();
+        let start = (u64::MAX - 5) / NODE_ENTRIES * NODE_ENTRIES;
+        assert_eq!(state.node_of(u64::MAX - 5), start..u64::MAX);
     }
 
     #[test]

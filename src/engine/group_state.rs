@@ -118,7 +118,8 @@ pub struct Pending {
     pub consumer: String,
     /// When it was last delivered (ms since the epoch).
     pub delivered_ms: u64,
-    /// How many times it was delivered.
+    /// How many times it was delivered. Increments wrap, as Redis's `uint64_t` does, so a
+    /// stored count at `u64::MAX` becomes 0 rather than a panic.
     pub deliveries: u64,
 }
 
@@ -365,7 +366,9 @@ impl GroupState {
         for &id in delivered {
             if id > self.last_id {
                 if self.entries_read.is_some() && !facts.has_tombstones_from(id) {
-                    self.entries_read = self.entries_read.map(|n| n + 1);
+                    // Wrapping, as Redis's counter does, rather than a panic on a stored
+                    // value at the top of the range.
+                    self.entries_read = self.entries_read.map(|n| n.wrapping_add(1));
                 } else if facts.entries_added != 0 {
                     self.entries_read = facts.estimate_entries_read(id);
                 }
@@ -414,7 +417,7 @@ impl GroupState {
             let present = exists(id);
             if present {
                 p.delivered_ms = now_ms;
-                p.deliveries += 1;
+                p.deliveries = p.deliveries.wrapping_add(1);
             }
             out.push((id, present));
         }
@@ -559,7 +562,7 @@ impl GroupState {
             if let Some(n) = options.retry_count {
                 p.deliveries = n;
             } else if !options.just_id {
-                p.deliveries += 1;
+                p.deliveries = p.deliveries.wrapping_add(1);
             }
             result.claimed.push(id);
         }
@@ -619,7 +622,7 @@ impl GroupState {
             }
             p.delivered_ms = now_ms;
             if !just_id {
-                p.deliveries += 1;
+                p.deliveries = p.deliveries.wrapping_add(1);
             }
             result.claimed.push(id);
             remaining -= 1;
@@ -777,6 +780,9 @@ mod pel_json {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -1550,5 +1556,22 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// Found by `fuzz_group_stored`: a stored delivery count or `entries_read` at
+    /// `u64::MAX` overflowed on the next delivery (not a Redis session: Redis's counters
+    /// are C integers and wrap).
+    #[test]
+    fn counters_at_the_top_wrap() {
+        let mut g = GroupState::new("g", id(0, 0), Some(u64::MAX));
+        g.deliver_new("c", &[id(1, 0)], 5, false, &StreamFacts::default());
+        assert_eq!(g.entries_read, Some(0));
+        g.pending.get_mut(&id(1, 0)).unwrap().deliveries = u64::MAX;
+        g.read_history("c", id(0, 0), 0, 6, |_| true);
+        g.claim("c", &[id(1, 0)], 0, 7, &ClaimOptions::default(), |_| true);
+        assert_eq!(g.pending[&id(1, 0)].deliveries, 1);
+        g.pending.get_mut(&id(1, 0)).unwrap().deliveries = u64::MAX;
+        g.autoclaim("c", id(0, 0), 1, 0, 8, false, |_| true);
+        assert_eq!(g.pending[&id(1, 0)].deliveries, 0);
     }
 }

@@ -358,6 +358,9 @@ impl StreamCore {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 

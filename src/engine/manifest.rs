@@ -6,13 +6,17 @@
 //! holds the tail, fencing token, trim point, resolved config, and the index of the chunks
 //! that hold the records; older index entries are folded into immutable index segments.
 //!
-//! Invariants, checked by [`Manifest::check_invariants`] after every transition in tests:
+//! Invariants, checked by [`Manifest::check_invariants`] after every transition in tests,
+//! before every write in debug builds, and on every decode (a stored manifest that breaks
+//! one is corrupt):
 //! - `version` increases by one with every write, so no two writes have equal bytes;
 //! - the index (segments, then chunks) covers one gap-free run of seq_nums that ends at
 //!   `next_seq`, or is empty (everything trimmed or nothing written);
 //! - timestamps never decrease along the index, and the newest entry's last timestamp is
 //!   `last_timestamp`;
 //! - `trim_point <= next_seq`;
+//! - the fencing token is at most [`MAX_FENCING_TOKEN_BYTES`] bytes, as every fence
+//!   command's is (the S2 surface shows it, as S2's type, to an append that mismatches);
 //! - the inline chunks are the newest references, at most [`MAX_INLINE_CHUNKS`] of them and
 //!   [`MAX_INLINE_TOTAL_BYTES`] together, and `inline_chunks` holds exactly their bytes, in
 //!   order;
@@ -29,6 +33,7 @@ use prost::Message;
 pub use super::entries::EntryState;
 
 use super::layout;
+use super::record::MAX_FENCING_TOKEN_BYTES;
 
 const MAGIC: &[u8; 4] = b"SLMF";
 const SEGMENT_MAGIC: &[u8; 4] = b"SLIX";
@@ -144,8 +149,11 @@ pub struct PackLoc {
 }
 
 impl ChunkRef {
+    /// One past the chunk's last seq_num. Saturating: a stored reference whose range runs
+    /// past `u64::MAX` is corrupt ([`Manifest::check_invariants`] says so), and reading it
+    /// must fail on its bytes, not panic here.
     pub fn end_seq(&self) -> u64 {
-        self.first_seq + u64::from(self.count)
+        self.first_seq.saturating_add(u64::from(self.count))
     }
 
     /// The chunk's identity (also its cache key), and the key of its object unless packed.
@@ -156,9 +164,11 @@ impl ChunkRef {
     /// The object holding the chunk, and the byte range in it (`None`: the whole object).
     pub fn location(&self, stream_id: &str) -> (String, Option<std::ops::Range<u64>>) {
         match &self.pack {
+            // Saturating: a corrupt offset gives a range past the pack's end, which the
+            // cache refuses as corrupt, rather than a panic here.
             Some(p) => (
                 layout::chunk_key(stream_id, p.key_seq, p.id),
-                Some(p.offset..p.offset + self.size),
+                Some(p.offset..p.offset.saturating_add(self.size)),
             ),
             None => (self.key(stream_id), None),
         }
@@ -298,8 +308,15 @@ impl Manifest {
         StoredManifest(self.encode_object())
     }
 
+    /// Decodes a stored manifest, refusing one that breaks an invariant. Every write checks
+    /// them ([`Self::encode_for_store`]), so such a manifest is corrupt however its checksum
+    /// came to match; and the transitions that follow a read (packing, dropping unreadable
+    /// entries, folding) rely on them: on an inline reference without its bytes, say, they
+    /// would panic where this returns a clear error.
     pub fn decode_object(bytes: &[u8]) -> Result<Self, CorruptManifest> {
-        decode_framed(MAGIC, bytes)
+        let manifest: Self = decode_framed(MAGIC, bytes)?;
+        manifest.check_invariants().map_err(CorruptManifest)?;
+        Ok(manifest)
     }
 
     /// The entry state this manifest records, or for one written before entry ids existed,
@@ -315,10 +332,12 @@ impl Manifest {
         })
     }
 
-    /// The successor state every write starts from.
+    /// The successor state every write starts from. The version wraps rather than
+    /// overflows: no stream makes 2^64 writes, but a corrupt stored version must not make
+    /// the next write panic, and a wrapped one still differs from the last.
     pub fn next_version(&self) -> Self {
         let mut next = self.clone();
-        next.version += 1;
+        next.version = next.version.wrapping_add(1);
         next
     }
 
@@ -523,6 +542,12 @@ impl Manifest {
         {
             return Err("inline bytes do not match the inline chunks".into());
         }
+        if self.fencing_token.len() > MAX_FENCING_TOKEN_BYTES {
+            return Err(format!(
+                "fencing token of {} bytes, over {MAX_FENCING_TOKEN_BYTES}",
+                self.fencing_token.len()
+            ));
+        }
         if self.trim_point > self.next_seq {
             return Err(format!(
                 "trim point {} beyond tail {}",
@@ -551,6 +576,12 @@ impl Manifest {
             check(s.first_seq, s.end_seq, s.first_timestamp, s.last_timestamp)?;
         }
         for c in &self.chunks {
+            if c.first_seq.checked_add(u64::from(c.count)).is_none() {
+                return Err(format!(
+                    "chunk at {} runs past the last seq_num",
+                    c.first_seq
+                ));
+            }
             check(
                 c.first_seq,
                 c.end_seq(),
@@ -572,6 +603,9 @@ impl Manifest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+pub(super) mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -603,6 +637,79 @@ mod tests {
         let mut bad = bytes.to_vec();
         bad[8] ^= 0xff;
         assert!(Manifest::decode_object(&bad).is_err());
+    }
+
+    /// Found by `fuzz_manifest_fields_at_edges`: a stored chunk reference whose pack range
+    /// ran past `u64::MAX` overflowed in `location`; one whose seq_num range did, in
+    /// `end_seq`, the same sum (used by every read and by the invariant check itself).
+    #[test]
+    fn ranges_past_u64_max_are_corrupt_not_a_panic() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 0);
+        m.push_chunk(chunk(0, 3, 10, 1));
+        m.chunks[0].first_seq = u64::MAX - 1;
+        assert_eq!(m.chunks[0].end_seq(), u64::MAX);
+        assert_eq!(
+            m.check_invariants(),
+            Err(format!(
+                "chunk at {} runs past the last seq_num",
+                u64::MAX - 1
+            ))
+        );
+        let _ = m.locate_seq(u64::MAX - 1);
+        m.chunks[0].pack = Some(PackLoc {
+            key_seq: 0,
+            id: 1,
+            offset: u64::MAX - 1,
+        });
+        assert_eq!(
+            m.chunks[0].location("id").1,
+            Some(u64::MAX - 1..u64::MAX),
+            "a range past any pack's end, which the cache refuses"
+        );
+    }
+
+    /// Found by `fuzz_manifest_fields_at_edges`: a manifest with an inline reference but no
+    /// inline bytes decoded, and `drop_unreadable` (retention, on any manifest read) then
+    /// underflowed `inline_chunks.len() - inline_refs().len()`, a panic in release builds
+    /// too. Decoding now refuses what breaks an invariant.
+    #[test]
+    fn decoding_refuses_broken_invariants() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 0);
+        let (r, b) = inline(0, 2, 10, 1, b"chunk");
+        m.push_inline_chunk(r, b);
+        m.inline_chunks.clear();
+        let err = Manifest::decode_object(&m.encode_object()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt manifest: inline bytes do not match the inline chunks"
+        );
+    }
+
+    /// Found by `fuzz_manifest_round_trips`: a stored fencing token over 36 bytes decoded,
+    /// and the S2 surface's answer to an append whose token then mismatched panicked
+    /// (`ApiError::to_error_response` shows the stored token as S2's `FencingToken`).
+    #[test]
+    fn decoding_refuses_a_fencing_token_no_fence_could_set() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 0);
+        m.fencing_token = "x".repeat(MAX_FENCING_TOKEN_BYTES);
+        assert!(Manifest::decode_object(&m.encode_object()).is_ok());
+        m.fencing_token.push('x');
+        let err = Manifest::decode_object(&m.encode_object()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt manifest: fencing token of 37 bytes, over 36"
+        );
+    }
+
+    /// Found by `fuzz_manifest_fields_at_edges`: the next write after a stored version of
+    /// `u64::MAX` overflowed.
+    #[test]
+    fn the_version_wraps() {
+        let m = Manifest {
+            version: u64::MAX,
+            ..Manifest::new("id".into(), "{}".into(), 0)
+        };
+        assert_eq!(m.next_version().version, 0);
     }
 
     #[test]

@@ -308,13 +308,27 @@ fn malformed(msg: impl Into<String>) -> InputError {
     InputError::Malformed(msg.into())
 }
 
+/// A field's key: its number and wire type. Field numbers are at most 2^29 − 1, so a key
+/// above `u32::MAX` is refused, as protobuf decoders (prost included) refuse it: what
+/// passes here must also decode in a client.
 fn read_key(buf: &mut &[u8]) -> Result<(u64, u64), InputError> {
     let key = decode_varint(buf).map_err(|e| malformed(e.to_string()))?;
+    if key > u64::from(u32::MAX) {
+        return Err(malformed(format!("invalid field key {key}")));
+    }
     let (field, wire) = (key >> 3, key & 7);
     if field == 0 {
         return Err(malformed("invalid field number 0"));
     }
     Ok((field, wire))
+}
+
+/// A `SequencedRecord` field after the headers and body: seq_num and timestamp come first
+/// ([`put_sequenced`] writes them so). One repeated later would be what a client decodes
+/// (the last value of a field wins), not what the chunk was checked against, and one with
+/// another wire type would not decode at all.
+fn position_after_fields() -> InputError {
+    malformed("seq_num or timestamp after the record's headers or body")
 }
 
 fn read_varint(buf: &mut &[u8]) -> Result<u64, InputError> {
@@ -513,6 +527,7 @@ impl<'a> SequencedView<'a> {
                     expect_wire(wire, LEN)?;
                     body = read_len(&mut buf)?;
                 }
+                1 | 2 => return Err(position_after_fields()),
                 _ => skip(&mut buf, wire)?,
             }
         }
@@ -536,6 +551,7 @@ impl<'a> SequencedView<'a> {
                     expect_wire(wire, LEN)?;
                     body = read_len(&mut buf)?.len();
                 }
+                1 | 2 => return Err(position_after_fields()),
                 _ => skip(&mut buf, wire)?,
             }
         }
@@ -562,6 +578,9 @@ fn sequenced_len(seq_num: u64, timestamp: u64, fields_len: usize) -> usize {
     let inner = 1 + encoded_len_varint(seq_num) + 1 + encoded_len_varint(timestamp) + fields_len;
     1 + encoded_len_varint(inner as u64) + inner
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -713,6 +732,8 @@ mod tests {
             &[0xff, 0xff, 0xff][..], // truncated varint key
             &[0x0b][..],             // start-group wire type
             &[0x08, 0x01, 0x00][..], // field number 0
+            // Key 2^32 + 2: field number 2^29, beyond protobuf's; prost refuses it.
+            &[0x82, 0x80, 0x80, 0x80, 0x10, 0x00][..],
         ] {
             assert!(
                 matches!(parse_append_input(bytes), Err(InputError::Malformed(_))),

@@ -534,6 +534,9 @@ fn narrow<E: AsRef<str>, P: AsRef<str>>(set: &ResourceSet<E, P>, prefix: &str) -
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use s2_common::{
         access::{AccessTokenIdPrefix, BasinResourceSet, StreamResourceSet},

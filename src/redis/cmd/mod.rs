@@ -312,8 +312,6 @@ pub struct TrimSpec {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
     fn argv(words: &[&str]) -> Vec<Bytes> {
@@ -371,32 +369,10 @@ mod tests {
             Err(RedisError::Unsupported(_))
         ));
     }
-
-    proptest! {
-        /// Whatever the arguments, a stream command parses or is refused; it never panics.
-        #[test]
-        fn arbitrary_arguments_never_panic(
-            name in prop::sample::select(NAMES.to_vec()),
-            args in prop::collection::vec(
-                prop_oneof![
-                    Just("*".to_owned()), Just("$".to_owned()), Just(">".to_owned()),
-                    Just("-".to_owned()), Just("+".to_owned()), Just("(".to_owned()),
-                    Just("COUNT".to_owned()), Just("BLOCK".to_owned()), Just("STREAMS".to_owned()),
-                    Just("GROUP".to_owned()), Just("MAXLEN".to_owned()), Just("~".to_owned()),
-                    Just("LIMIT".to_owned()), Just("IDLE".to_owned()), Just("FULL".to_owned()),
-                    Just("CREATE".to_owned()), Just("SETID".to_owned()), Just("STREAM".to_owned()),
-                    "[0-9]{1,3}(-[0-9*]{1,2})?", "\\PC{0,6}",
-                ],
-                0..12,
-            ),
-        ) {
-            let mut all = vec![name.to_owned()];
-            all.extend(args);
-            let words: Vec<&str> = all.iter().map(String::as_str).collect();
-            let _ = parse(&argv(&words));
-        }
-    }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 /// Helpers for the commands' tests: parse a command line given as words.
 #[cfg(test)]
