@@ -69,9 +69,15 @@ else
   fi
   sluice_start "$BACKEND"
   export SLUICE_TOKEN="${SLUICE_TOKEN:-${SLUICE_ROOT_TOKEN:-}}"
+  PLATE="redis-diff-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
   timeout "${REDIS_DIFF_TIMEOUT:-1800}" "$PY" "$ROOT/tests/redis_diff/diff.py" \
-    --sluice "$SLUICE_ENDPOINT" --plate "redis-diff-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')" \
+    --sluice "$SLUICE_ENDPOINT" --plate "$PLATE" \
     --redis-port "$RPORT" "${resp_args[@]}" "$@" </dev/null || rc=$?
+  if ((rc == 0)) && [[ "$via" != http ]]; then
+    # Connection commands and protocol errors, byte for byte (the plate exists now).
+    timeout 300 "$PY" "$ROOT/tests/redis_diff/raw.py" --redis-port "$RPORT" \
+      --sluice-resp-port "$RESP_PORT" --plate "$PLATE" </dev/null || rc=$?
+  fi
 fi
 ((rc != 124)) || sluice_log "diff.py timed out"
 printf '# redis-diff %s via %s: %ds\n' "$BACKEND" "$via" "$((SECONDS - START))"

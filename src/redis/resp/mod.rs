@@ -281,6 +281,7 @@ impl Conn<'_> {
                 match answer.reply {
                     Some(Ok(reply)) => encode(&reply, session.protocol, &mut self.out),
                     Some(Err(text)) => encode_error(&text, &mut self.out),
+                    None if answer.close => return End::Drop,
                     None => {}
                 }
                 if answer.close {

@@ -37,7 +37,8 @@ const NOAUTH: &str = "NOAUTH Authentication required.";
 pub struct Answer {
     /// The reply, or an error's text (without the `-`); `None` sends nothing.
     pub reply: Option<Result<Reply, String>>,
-    /// Close the connection once the reply is written (`QUIT`).
+    /// Close the connection once the reply is written (`QUIT`); with no reply, at once,
+    /// replies not yet written dropped too (as Redis frees such a client).
     pub close: bool,
 }
 
@@ -329,8 +330,11 @@ fn arity(name: &str) -> String {
 }
 
 fn select(db: &[u8]) -> Answer {
-    match crate::redis::ids::canonical_i64(db).filter(|n| i32::try_from(*n).is_ok()) {
+    match crate::redis::ids::canonical_i64(db) {
         None => Answer::error("ERR value is not an integer or out of range"),
+        Some(n) if i32::try_from(n).is_err() => Answer::error(
+            "ERR value is out of range, value must between -2147483648 and 2147483647",
+        ),
         Some(0) => Answer::reply(Reply::ok()),
         // Each plate is one key space: database 0.
         Some(_) => Answer::error("ERR DB index is out of range"),
