@@ -10,9 +10,13 @@
 #   redis-diff-venv/   redis-py           (pip, exact pin below; tests/redis_diff)
 #   redis-server       Debian's package   (apt-get, only when none is on PATH; the
 #                                          reference Redis of tests/redis_diff)
+#   redis-cli          Debian's redis-tools (apt-get, only when none is on PATH;
+#                                          tests/resp/redis_cli.sh)
+#   ioredis/           ioredis from npm   (exact pin below; tests/resp/ioredis.sh)
 #
 # Skip a part with SLUICE_SKIP_S2_CLI=1, SLUICE_SKIP_MINISTACK=1, SLUICE_SKIP_MOTO=1,
-# SLUICE_SKIP_PYTHON_SDK=1 or SLUICE_SKIP_REDIS_DIFF=1 (both redis parts). SLUICE_PYTHON picks the python used to build the venvs (default
+# SLUICE_SKIP_PYTHON_SDK=1, SLUICE_SKIP_REDIS_DIFF=1 (redis-server, redis-cli, redis-py)
+# or SLUICE_SKIP_IOREDIS=1. SLUICE_PYTHON picks the python used to build the venvs (default
 # python3; the Python SDK needs >= 3.11).
 #
 # Why s2-sdk 0.13.0: it is the newest release on PyPI, and it speaks HTTP/2 with prior
@@ -37,6 +41,10 @@ REDIS_DIFF_REQS=(
   "redis==5.2.1"
   "async-timeout==4.0.3"
 )
+
+# ioredis for tests/resp/ioredis.sh; its own dependencies come pinned by its
+# package-lock (npm install --no-save of an exact version).
+IOREDIS_VERSION=6.0.0
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 TOOLS_DIR="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
@@ -148,6 +156,53 @@ install_redis_server() {
   log "redis-server: installed ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
 }
 
+install_redis_cli() {
+  if command -v redis-cli >/dev/null; then
+    log "redis-cli: already installed ($(redis-cli --version))"
+    return 0
+  fi
+  command -v apt-get >/dev/null || die "redis-cli not found and no apt-get to install it"
+  local sudo=()
+  ((EUID == 0)) || sudo=(sudo -n)
+  log "redis-cli: installing Debian's redis-tools (apt-get)"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-tools >&2 \
+    || { "${sudo[@]}" apt-get update -qq >&2 \
+      && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-tools >&2; } \
+    || die "apt-get install redis-tools failed"
+  command -v redis-cli >/dev/null || die "redis-tools installed but redis-cli not on PATH"
+  log "redis-cli: installed ($(redis-cli --version))"
+}
+
+# ------------------------------------------------------------- ioredis --
+IOREDIS_DIR="$TOOLS_DIR/ioredis"
+ioredis_ok() {
+  [[ "$(cat "$IOREDIS_DIR/.sluice-installed" 2>/dev/null)" == "ioredis@$IOREDIS_VERSION" ]] \
+    && [[ -f "$IOREDIS_DIR/node_modules/ioredis/package.json" ]]
+}
+
+install_ioredis_locked() {
+  if ioredis_ok; then
+    log "ioredis: already installed in $IOREDIS_DIR ($IOREDIS_VERSION)"
+    return 0
+  fi
+  command -v npm >/dev/null || die "npm not found; it is needed to install ioredis"
+  log "ioredis: installing ioredis@$IOREDIS_VERSION into $IOREDIS_DIR (npm)"
+  rm -rf -- "$IOREDIS_DIR"
+  mkdir -p -- "$IOREDIS_DIR"
+  (cd "$IOREDIS_DIR" && npm install --no-audit --no-fund --silent "ioredis@$IOREDIS_VERSION" >&2) \
+    || { rm -rf -- "$IOREDIS_DIR"; die "npm install ioredis@$IOREDIS_VERSION failed"; }
+  printf 'ioredis@%s\n' "$IOREDIS_VERSION" >"$IOREDIS_DIR/.sluice-installed"
+  log "ioredis: installed ($IOREDIS_VERSION)"
+}
+
+install_ioredis() {
+  if ioredis_ok; then
+    log "ioredis: already installed in $IOREDIS_DIR ($IOREDIS_VERSION)"
+    return 0
+  fi
+  with_lock ioredis install_ioredis_locked
+}
+
 RD_VENV="$TOOLS_DIR/redis-diff-venv"
 RD_MARKER="$RD_VENV/.sluice-installed"
 rd_want() { printf '%s\n' "${REDIS_DIFF_REQS[@]}"; }
@@ -179,6 +234,7 @@ install_redis_py_locked() {
 
 install_redis_diff() {
   with_lock redis-server install_redis_server
+  with_lock redis-server install_redis_cli
   if redis_py_ok; then
     log "redis-py: already installed in $RD_VENV (${REDIS_DIFF_REQS[0]})"
     return 0
@@ -201,4 +257,5 @@ if [[ "${SLUICE_SKIP_MINISTACK:-}" == 1 ]]; then log "ministack: skipped (SLUICE
 if [[ "${SLUICE_SKIP_MOTO:-}" == 1 ]]; then log "moto: skipped (SLUICE_SKIP_MOTO=1)"; else install_s3_server moto; fi
 if [[ "${SLUICE_SKIP_PYTHON_SDK:-}" == 1 ]]; then log "Python s2-sdk: skipped (SLUICE_SKIP_PYTHON_SDK=1)"; else install_python_sdk; fi
 if [[ "${SLUICE_SKIP_REDIS_DIFF:-}" == 1 ]]; then log "redis-server, redis-py: skipped (SLUICE_SKIP_REDIS_DIFF=1)"; else install_redis_diff; fi
+if [[ "${SLUICE_SKIP_IOREDIS:-}" == 1 ]]; then log "ioredis: skipped (SLUICE_SKIP_IOREDIS=1)"; else install_ioredis; fi
 log "done"

@@ -3,7 +3,9 @@
 # $SLUICE_TOOLS_DIR), starts the S3 servers on loopback, runs the Rust unit, integration
 # and process tests on the local directory and on ministack, then the official clients'
 # compatibility scripts (s2 CLI, s2 bench, Python SDK) and the differential test of the
-# Redis-Streams HTTP API against a real Redis (tests/redis_diff) on both backends, the
+# Redis-Streams API against a real Redis (tests/redis_diff: through HTTP, and through
+# the RESP listener in RESP2 and RESP3) on both backends, redis-cli and ioredis against
+# the RESP listener (tests/resp), the
 # crash loop (SIGKILLs under load, then `sluice verify`) on both, then the compatibility
 # suite through nginx in front of three nodes.
 set -euo pipefail
@@ -50,6 +52,10 @@ for backend in local ministack; do
   tests/cli/bench.sh "$backend"
   tests/python/run.sh "$backend"
   tests/redis_diff/run.sh "$backend" --seeds 1,2,3
+  tests/redis_diff/run.sh "$backend" --via resp2 --seed 1 --ops 1500
+  tests/redis_diff/run.sh "$backend" --via resp3 --seed 1 --ops 1500
+  tests/resp/redis_cli.sh "$backend"
+  tests/resp/ioredis.sh "$backend"
 done
 
 step "crash loop: 20 SIGKILLs under load, then sluice verify and a full read (local directory and ministack)"

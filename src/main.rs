@@ -3,7 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 use sluice::{
     engine::{PollIntervals, verify},
-    server::{self, Backend, ServerConfig},
+    server::{self, Backend, RespConfig, ServerConfig},
     storage::S3Settings,
 };
 use tracing::info;
@@ -109,6 +109,38 @@ struct ServeArgs {
         env = "SLUICE_REDIS_MAX_DELETED_RANGES"
     )]
     redis_max_deleted_ranges: usize,
+    /// Serve RESP (Redis's protocol, RESP2 and RESP3) on this port too, on the same
+    /// address as HTTP: the stream commands for Redis clients. Off unless set.
+    #[arg(long, env = "SLUICE_REDIS_PORT")]
+    redis_port: Option<u16>,
+    /// The plate (basin) of RESP connections that never authenticate, and of
+    /// `AUTH <token>`; other plates with `AUTH <plate> <token>`.
+    #[arg(long, env = "SLUICE_REDIS_PLATE")]
+    redis_plate: Option<String>,
+    /// RESP connections open at once; the one past it is answered `-ERR max number of
+    /// clients reached` and closed (Redis's `maxclients`).
+    #[arg(long, default_value_t = 10_000, env = "SLUICE_REDIS_MAXCLIENTS")]
+    redis_maxclients: usize,
+    /// The longest argument of a RESP request, in bytes (Redis's `proto-max-bulk-len`);
+    /// past it: `-ERR Protocol error: invalid bulk length` and the connection closes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024, env = "SLUICE_REDIS_PROTO_MAX_BULK_LEN")]
+    redis_proto_max_bulk_len: usize,
+    /// The most arguments of one RESP request; past it: `-ERR Protocol error: invalid
+    /// multibulk length` and the connection closes.
+    #[arg(long, default_value_t = 1024 * 1024, env = "SLUICE_REDIS_MAX_MULTIBULK_LEN")]
+    redis_max_multibulk_len: usize,
+    /// The most bytes of a RESP request still being received; past it the connection
+    /// closes (Redis's `client-query-buffer-limit`).
+    #[arg(long, default_value_t = 32 * 1024 * 1024, env = "SLUICE_REDIS_QUERY_BUFFER_LIMIT")]
+    redis_query_buffer_limit: usize,
+    /// The most bytes of replies a RESP client has not read yet; past it the connection
+    /// closes (Redis's `client-output-buffer-limit`).
+    #[arg(long, default_value_t = 64 * 1024 * 1024, env = "SLUICE_REDIS_OUTPUT_BUFFER_LIMIT")]
+    redis_output_buffer_limit: usize,
+    /// Close a RESP connection idle this many seconds between commands; 0 never (Redis's
+    /// `timeout`). A blocked read is not idle.
+    #[arg(long, default_value_t = 0, env = "SLUICE_REDIS_TIMEOUT")]
+    redis_timeout: u64,
 }
 
 /// Turns transparent huge pages off for the process before the runtime starts any thread:
@@ -247,6 +279,32 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     if config.root_token.is_none() {
         info!("no root token: requests need no access token");
     }
+    let resp = match args.redis_port {
+        None => None,
+        Some(port) => {
+            let addr = SocketAddr::new(args.host, port);
+            let listener = server::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            info!(%addr, plate = ?args.redis_plate, "serving RESP");
+            let resp = RespConfig {
+                plate: args.redis_plate.clone(),
+                max_clients: args.redis_maxclients,
+                max_bulk: args.redis_proto_max_bulk_len,
+                max_multibulk: args.redis_max_multibulk_len,
+                query_buffer_limit: args.redis_query_buffer_limit,
+                output_buffer_limit: args.redis_output_buffer_limit,
+                idle_timeout: (args.redis_timeout > 0)
+                    .then(|| Duration::from_secs(args.redis_timeout)),
+            };
+            Some(server::spawn_resp(
+                listener,
+                &node,
+                resp,
+                config.shutdown_grace,
+            ))
+        }
+    };
     server::serve(
         listener,
         node.app,
@@ -255,6 +313,9 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
         node.draining,
     )
     .await;
+    if let Some(resp) = resp {
+        let _ = resp.await;
+    }
     Ok(())
 }
 

@@ -35,6 +35,8 @@ use crate::{
     redis,
 };
 
+pub use crate::redis::resp::RespConfig;
+
 /// Where the data lives.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -98,12 +100,13 @@ pub fn open_store(backend: &Backend) -> Result<DynStore, StorageError> {
     })
 }
 
-/// A node's parts: engine, the store it runs on, its HTTP app, and the switch that tells
-/// sessions the node is shutting down.
+/// A node's parts: engine, the store it runs on, its HTTP app, the authenticator its
+/// surfaces share, and the switch that tells sessions the node is shutting down.
 pub struct Node {
     pub engine: Engine,
     pub store: DynStore,
     pub app: axum::Router,
+    pub auth: crate::http::auth::Authenticator,
     pub draining: Draining,
 }
 
@@ -115,17 +118,37 @@ pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
 pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
     let engine = Engine::new(store.clone(), config.engine.clone());
     let draining = Draining::default();
-    let app = app(AppState::new(
+    let state = AppState::new(
         engine.clone(),
         draining.clone(),
         config.root_token.as_deref(),
-    ));
+    );
+    let auth = state.auth.clone();
     Node {
         engine,
         store,
-        app,
+        app: app(state),
+        auth,
         draining,
     }
+}
+
+/// Serves RESP (`--redis-port`) for `node` on `listener` until the node drains, then
+/// closes its connections within `grace` ([`redis::resp`]).
+pub fn spawn_resp(
+    listener: TcpListener,
+    node: &Node,
+    config: RespConfig,
+    grace: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(redis::resp::serve(
+        listener,
+        node.engine.clone(),
+        node.auth.clone(),
+        config,
+        node.draining.clone(),
+        grace,
+    ))
 }
 
 /// Unary append bodies can be 1 MiB metered, which base64 JSON inflates; allow headroom.

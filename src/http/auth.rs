@@ -73,6 +73,11 @@ impl Authenticator {
         }
     }
 
+    /// Whether callers need a token (the node has a root token).
+    pub fn required(&self) -> bool {
+        self.inner.root_sha256.is_some()
+    }
+
     /// The caller a request's `Authorization` header names, given as `scheme` allows: an
     /// error when a token is required and this one is missing, malformed, unknown, revoked
     /// or expired.

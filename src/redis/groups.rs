@@ -325,7 +325,7 @@ pub async fn xreadgroup(ctx: &Context, c: &Xreadgroup) -> RedisResult<Reply> {
             }
         }
         if !replies.is_empty() || any_history {
-            return Ok(Reply::map(replies));
+            return Ok(Reply::streams(replies));
         }
         match deadline {
             Some(Some(at)) if std::time::Instant::now() < at => {
@@ -335,7 +335,7 @@ pub async fn xreadgroup(ctx: &Context, c: &Xreadgroup) -> RedisResult<Reply> {
                 let at = std::time::Instant::now() + std::time::Duration::from_secs(3600);
                 wait_for_any(ctx, &waits, at).await?
             }
-            _ => return Ok(Reply::Nil),
+            _ => return Ok(Reply::NilArray),
         }
     }
 }
@@ -416,7 +416,7 @@ async fn history(
                         .iter()
                         .find(|e| e.id == *id)
                         .map_or(Reply::Nil, Entry::reply),
-                    false => Reply::Array(vec![Reply::text(id), Reply::Nil]),
+                    false => Reply::Array(vec![Reply::text(id), Reply::NilArray]),
                 })
                 .collect();
             (replies, true)
@@ -467,7 +467,7 @@ pub async fn xpending(ctx: &Context, c: &Xpending) -> RedisResult<Reply> {
     let Some(range) = &c.range else {
         let s = g.pending_summary();
         return Ok(match s.range {
-            None => Reply::Array(vec![Reply::Int(0), Reply::Nil, Reply::Nil, Reply::Nil]),
+            None => Reply::Array(vec![Reply::Int(0), Reply::Nil, Reply::Nil, Reply::NilArray]),
             Some((lo, hi)) => Reply::Array(vec![
                 Reply::int(s.count),
                 Reply::text(lo),

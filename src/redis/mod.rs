@@ -14,6 +14,7 @@
 //! | `reply.rs` | typed replies and their JSON form | everything above, front doors |
 //! | `error.rs` | Redis's error replies and the service's errors | everything above, front doors |
 //! | `http/` | the plate HTTP surface (`/{plate}/streams/…`): bodies to argument lists, the envelope | `server.rs` |
+//! | `resp/` | the RESP listener (`--redis-port`): RESP2/RESP3 framing, connection commands, limits | `server.rs` |
 
 pub(crate) mod cmd;
 pub(crate) mod error;
@@ -22,6 +23,7 @@ pub(crate) mod http;
 pub(crate) mod ids;
 mod keyspace;
 pub(crate) mod reply;
+pub mod resp;
 mod streams;
 
 pub use error::{RedisError, RedisResult};

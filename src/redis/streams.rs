@@ -158,7 +158,7 @@ pub async fn xrange(ctx: &Context, c: &Xrange) -> RedisResult<Reply> {
     };
     let max = count_limit(c.count);
     if max == 0 {
-        return Ok(Reply::Nil);
+        return Ok(Reply::NilArray);
     }
     if c.start > c.end {
         return Ok(Reply::Array(vec![]));
@@ -234,14 +234,14 @@ pub async fn xread(ctx: &Context, c: &Xread) -> RedisResult<Reply> {
             keys.push((key, snap.next_seq()));
         }
         if !found.is_empty() {
-            return Ok(Reply::map(found));
+            return Ok(Reply::streams(found));
         }
         match deadline {
             Some(Some(at)) if Instant::now() < at => wait_for_any(ctx, &keys, at).await?,
             Some(None) => {
                 wait_for_any(ctx, &keys, Instant::now() + Duration::from_secs(3600)).await?
             }
-            _ => return Ok(Reply::Nil),
+            _ => return Ok(Reply::NilArray),
         }
     }
 }

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Differential test of Sluice's Redis-Streams HTTP API against a real Redis.
+"""Differential test of Sluice's Redis-Streams API against a real Redis.
 
 A seeded generator issues a long random sequence of stream operations (all 14 commands,
-their options, error cases and bad input) over a handful of keys. Each operation goes to
-Sluice through a wrapper endpoint that expresses it or through one of the two command
-endpoints (picked at random), and to Redis as the equivalent raw command (redis-py,
-RESP3). Every reply is compared after normalization; the first difference is printed
-with the command line that replays it, and the program exits 1.
+their options, error cases and bad input) over a handful of keys. With `--via http` (the
+default) each operation goes to Sluice through a wrapper endpoint that expresses it or
+through one of the two command endpoints (picked at random), and to Redis as the
+equivalent raw command (redis-py, RESP3). With `--via resp2` or `--via resp3` it goes to
+Sluice's RESP listener (`--sluice-resp-port`) as the same raw command, by redis-py in
+that protocol, logged in with `AUTH <plate> <token>` (RESP2) or `HELLO 3 AUTH …`
+(RESP3), and to Redis in the same protocol. Every reply is compared after
+normalization; the first difference is printed with the command line that replays it,
+and the program exits 1.
 
 Normally started by tests/redis_diff/run.sh, which starts redis-server and a Sluice node:
 
@@ -19,6 +23,7 @@ Directly (needs redis-py >= 5, and a redis-server started with
 
     python3 diff.py --sluice http://127.0.0.1:PORT --plate redis-diff-x --redis-port 6390 \
         --seeds 1,2,3 [--ops N] [--token T] [-v]
+    python3 diff.py --sluice http://127.0.0.1:PORT --via resp3 --sluice-resp-port RPORT ...
     python3 diff.py --self-check --redis-port 6390 --seeds 1,2 [--corrupt-op 123]
 
 --self-check plays Sluice with a second Redis database (db 1) behind an in-process
@@ -32,7 +37,9 @@ token, translated to each side's real id); idle times (XPENDING extended, XINFO
 CONSUMERS idle/inactive), seen/active times and delivery timestamps (XINFO STREAM FULL)
 and `radix-tree-nodes` are blanked when they are integers. Everything else, including
 the HTTP status (200; errors 400, NOGROUP 404, BUSYGROUP 409), error code (the Redis
-error's first word) and exact message, is compared exactly; object key order is ignored.
+error's first word) and exact message, is compared exactly; object key order is ignored
+(RESP3 maps and JSON objects), while RESP2's flat key/value arrays keep their order
+(compared as the list of keys beside the values).
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis._parsers import _RESP3Parser
+from redis._parsers import _RESP2Parser, _RESP3Parser
 from redis.exceptions import ResponseError
 
 ID_RE = re.compile(r"^\d+-\d+$")
@@ -77,12 +84,22 @@ class ExactErrorParser(_RESP3Parser):
         return ResponseError(response)
 
 
-def redis_client(port: int, db: int = 0) -> redis.Redis:
+class ExactErrorParser2(_RESP2Parser):
+    """The same for RESP2."""
+
+    @classmethod
+    def parse_error(cls, response):
+        return ResponseError(response)
+
+
+def redis_client(port: int, db: int = 0, protocol: int = 3, username: str | None = None,
+                 password: str | None = None) -> redis.Redis:
     pool = redis.ConnectionPool(
-        host="127.0.0.1", port=port, db=db, protocol=3, decode_responses=True,
-        parser_class=ExactErrorParser, socket_timeout=120,
+        host="127.0.0.1", port=port, db=db, protocol=protocol, decode_responses=True,
+        parser_class=ExactErrorParser if protocol == 3 else ExactErrorParser2,
+        socket_timeout=120, username=username, password=password,
     )
-    r = redis.Redis(connection_pool=pool, protocol=3, decode_responses=True)
+    r = redis.Redis(connection_pool=pool, protocol=protocol, decode_responses=True)
     r.response_callbacks.clear()  # raw RESP3 replies, no redis-py reshaping
     return r
 
@@ -226,13 +243,48 @@ def kind_of(args: list) -> str:
     return "plain"
 
 
-def normalize(side: Side, op: Op, reply: dict) -> dict:
+def r2map(flat: Any) -> Any:
+    """A RESP2 flat [k1, v1, k2, v2, ...] as a dict, its key order kept under `__order__`."""
+    if not isinstance(flat, list) or len(flat) % 2 or not all(isinstance(k, str) for k in flat[0::2]):
+        return flat
+    d: dict = {"__order__": flat[0::2]}
+    d.update(zip(flat[0::2], flat[1::2]))
+    return d
+
+
+def resp2_shape(args: list, res: Any) -> Any:
+    """RESP2 replies of the commands whose RESP3 form is a map, reshaped into dicts (key
+    order kept) so that ids and times normalize as in RESP3."""
+    kind = kind_of(args)
+    sub = str(args[1]).upper() if len(args) > 1 else ""
+    if kind == "xread" and isinstance(res, list) and all(isinstance(p, list) and len(p) == 2 for p in res):
+        d: dict = {"__order__": [p[0] for p in res]}
+        d.update((p[0], p[1]) for p in res)
+        return d
+    if kind == "xinfo_stream":
+        return r2map(res)
+    if kind == "xinfo_full":
+        d = r2map(res)
+        if isinstance(d, dict) and isinstance(d.get("groups"), list):
+            d["groups"] = [r2map(g) for g in d["groups"]]
+            for g in d["groups"]:
+                if isinstance(g, dict) and isinstance(g.get("consumers"), list):
+                    g["consumers"] = [r2map(c) for c in g["consumers"]]
+        return d
+    if kind == "xinfo_consumers" or (kind == "plain" and str(args[0]).upper() == "XINFO" and sub == "GROUPS"):
+        return [r2map(x) for x in res] if isinstance(res, list) else res
+    return res
+
+
+def normalize(side: Side, op: Op, reply: dict, resp2: bool = False) -> dict:
     out = copy.deepcopy(reply)
     if out.get("ok") is True:
         res = out["result"]
+        if resp2:
+            res = resp2_shape(op.args, res)
         kind = kind_of(op.args)
         if kind == "xread" and isinstance(res, dict):
-            res = {k: side.ids_to_tokens(v, k) for k, v in res.items()}
+            res = {k: (v if k == "__order__" else side.ids_to_tokens(v, k)) for k, v in res.items()}
         else:
             res = side.ids_to_tokens(res, op.key)
         blank_times(kind, res)
@@ -977,6 +1029,16 @@ def corrupt(env: dict) -> dict:
     return env
 
 
+class RespSluice:
+    """Sluice's RESP listener, through redis-py in RESP2 or RESP3, logged in to the plate."""
+
+    def __init__(self, port: int, protocol: int, plate: str, token: str | None) -> None:
+        self.r = redis_client(port, 0, protocol, username=plate, password=token or "redis-diff")
+
+    def call(self, args: list[str]) -> dict:
+        return redis_call(self.r, args)
+
+
 def sluice_reply(status: int, env: Any, text: str) -> dict:
     """Sluice's envelope -> the same shape as redis_call's, plus the HTTP status."""
     if isinstance(env, dict) and env.get("ok") is True and isinstance(env.get("data"), dict) and "result" in env["data"] and len(env) == 2:
@@ -1011,6 +1073,8 @@ def replay_line(args, seed: int, ops: int) -> str:
         parts += ["--self-check"]
     else:
         parts += ["--sluice", args.sluice, "--plate", args.plate]
+        if args.via != "http":
+            parts += ["--via", args.via, "--sluice-resp-port", str(args.sluice_resp_port)]
     parts += ["--redis-port", str(args.redis_port), "--seed", str(seed), "--ops", str(ops)]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -1020,7 +1084,7 @@ def show(v: Any) -> str:
     return s if len(s) < 6000 else s[:6000] + f"... ({len(s)} chars)"
 
 
-def run_seed(args, seed: int, ref_r: redis.Redis, sl, stats: Counter) -> bool:
+def run_seed(args, seed: int, ref_r: redis.Redis, sl, stats: Counter, resp: Any = None) -> bool:
     ref_r.execute_command("FLUSHALL")
     prefix = args.key_prefix if args.key_prefix is not None else f"s{seed}-{os.urandom(3).hex()}-"
     gen = Gen(seed, prefix)
@@ -1032,28 +1096,37 @@ def run_seed(args, seed: int, ref_r: redis.Redis, sl, stats: Counter) -> bool:
         op = gen.next()
         routes = ["command"] + (["keycommand"] if op.keyed else []) + (["wrapper"] * 3 if op.wrapper else [])
         op.route = route_rng.choice(routes)
+        if args.via != "http":
+            op.route = args.via
         if op.kind == "xadd" and op.meta[1]:  # type: ignore[attr-defined]
             op.token = gen.new_token()  # type: ignore[attr-defined]
         rargs = [argtext(a) for a in rside.resolve(op.args)]
         ref = redis_call(ref_r, rargs)
-        method, url, body = build_request(op, op.route, args.plate, sside, route_rng)
-        if args.self_check and args.corrupt_op == i:
-            sl.corrupt = True
-        status, env, text = sl.request(method, url, body)
-        got = sluice_reply(status, env, text)
+        if args.via == "http":
+            method, url, body = build_request(op, op.route, args.plate, sside, route_rng)
+            if args.self_check and args.corrupt_op == i:
+                sl.corrupt = True
+            status, env, text = sl.request(method, url, body)
+            got = sluice_reply(status, env, text)
+        else:
+            method, url, body = "RESP", args.via, [argtext(a) for a in sside.resolve(op.args)]
+            got = resp.call(body)
+            status, text = 0, json.dumps(got)
+            got["status"] = expected_status(got)
         if op.kind == "xadd" and op.meta[1]:  # type: ignore[attr-defined]
             if ref["ok"] and isinstance(ref["result"], str):
                 rside.bind(op.token, op.key, ref["result"])  # type: ignore[attr-defined]
             if got.get("ok") is True and isinstance(got.get("result"), str):
                 sside.bind(op.token, op.key, got["result"])  # type: ignore[attr-defined]
-        if os.environ.get("REDIS_DIFF_TRACE") and getattr(op, "key", None):
+        if os.environ.get("REDIS_DIFF_TRACE") and getattr(op, "key", None) and args.via == "http":
             rk = rside.resolve([op.key])[0] if hasattr(rside, "resolve") else op.key
             rl = redis_call(ref_r, ["XLEN", argtext(rk)])
             _, senv, stext = sl.request("POST", f"/{args.plate}/streams/command", {"command": "XLEN", "args": [argtext(rk)]})
             print(f"trace {i}: {' '.join(map(str, rargs))[:160]} -> redis xlen {rl.get('result')} sluice {senv}")
-        want = normalize(rside, op, ref)
+        resp2 = args.via == "resp2"
+        want = normalize(rside, op, ref, resp2)
         want["status"] = expected_status(ref)
-        have = normalize(sside, op, got) if "malformed" not in got else got
+        have = normalize(sside, op, got, resp2) if "malformed" not in got else got
         cmd = op.args[0].upper()
         stats[cmd] += 1
         stats[f"{cmd} via {op.route}"] += 1
@@ -1079,7 +1152,8 @@ def run_seed(args, seed: int, ref_r: redis.Redis, sl, stats: Counter) -> bool:
             return False
         if args.verbose >= 2:
             print(f"  {i}: {' '.join(rargs)[:160]} -> {show(want)[:160]}")
-        gen.observe(op, ref, rside)
+        seen = dict(ref, result=resp2_shape(op.args, ref["result"])) if resp2 and ref["ok"] else ref
+        gen.observe(op, seen, rside)
     dt = time.monotonic() - t0
     if args.verbose:
         for lk, k in gen.phys.items():
@@ -1102,6 +1176,9 @@ def main() -> int:
     p.add_argument("--seeds", default="", help="comma-separated seeds")
     p.add_argument("--ops", type=int, default=int(os.environ.get("REDIS_DIFF_OPS", "3000")))
     p.add_argument("--key-prefix", default=None, help="key name prefix (default s<seed>-<random>-)")
+    p.add_argument("--via", choices=["http", "resp2", "resp3"], default="http",
+                   help="how commands reach Sluice: the plate HTTP API, or its RESP listener in RESP2/RESP3")
+    p.add_argument("--sluice-resp-port", type=int, default=None, help="Sluice's RESP port (--via resp2|resp3)")
     p.add_argument("--self-check", action="store_true", help="play Sluice with Redis db 1 (validates the harness)")
     p.add_argument("--corrupt-op", type=int, default=None, help="self-check: corrupt the reply to this op")
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -1111,7 +1188,9 @@ def main() -> int:
         seeds = [1]
     if args.plate is None:
         args.plate = f"redis-diff-{os.urandom(4).hex()}"
-    ref_r = redis_client(args.redis_port, 0)
+    if args.via != "http" and (args.self_check or args.sluice_resp_port is None):
+        p.error("--via resp2|resp3 needs --sluice-resp-port (and no --self-check)")
+    ref_r = redis_client(args.redis_port, 0, 2 if args.via == "resp2" else 3)
     ref_r.execute_command("PING")
     if args.self_check:
         sl: Any = SelfCheckSluice(redis_client(args.redis_port, 1))
@@ -1120,16 +1199,24 @@ def main() -> int:
             p.error("--sluice URL is required (or --self-check)")
         sl = HttpSluice(args.sluice, args.token)
         ensure_plate(sl, args.plate)
-    info = ref_r.execute_command("INFO", "server")
+    resp = None
+    if args.via != "http":
+        proto = 2 if args.via == "resp2" else 3
+        resp = RespSluice(args.sluice_resp_port, proto, args.plate, args.token)
+        hello = resp.r.execute_command("HELLO")
+        if (hello.get("proto") if isinstance(hello, dict) else r2map(hello).get("proto")) != proto:
+            sys.exit(f"redis-diff: Sluice's RESP listener did not switch to RESP{proto}: {hello!r}")
+    info = redis.Redis(host="127.0.0.1", port=args.redis_port, protocol=3, decode_responses=True).info("server")
     ver = info.get("redis_version", "?") if isinstance(info, dict) else re.search(r"redis_version:(\S+)", str(info)).group(1)
     cfg = ref_r.execute_command("CONFIG", "GET", "stream-node-max-*")
     print(f"redis-diff: Redis {ver} on 127.0.0.1:{args.redis_port} {cfg}; "
-          f"{'self-check (Redis db 1 as Sluice)' if args.self_check else 'Sluice ' + args.sluice + ' plate ' + args.plate}; "
+          f"{'self-check (Redis db 1 as Sluice)' if args.self_check else 'Sluice ' + args.sluice + ' plate ' + args.plate}"
+          f" via {args.via}{'' if args.via == 'http' else ' on port ' + str(args.sluice_resp_port)}; "
           f"seeds {seeds}, {args.ops} ops each", flush=True)
     passed = failed = 0
     stats: Counter = Counter()
     for seed in seeds:
-        if run_seed(args, seed, ref_r, sl, stats):
+        if run_seed(args, seed, ref_r, sl, stats, resp):
             passed += 1
         else:
             failed += 1

@@ -8,6 +8,8 @@
 #   tests/redis_diff/run.sh local --seeds 1,2,3          (the default seeds: 1,2,3)
 #   tests/redis_diff/run.sh local --seed 7 --ops 1234    (replay, as a failure prints it)
 #   tests/redis_diff/run.sh self-check --seeds 1,2,3     (no Sluice: Redis db 1 plays it)
+#   tests/redis_diff/run.sh local --via resp3 --seed 1 --ops 1500
+#                                   (through the RESP listener, RESP2 or RESP3, not HTTP)
 #
 # Needs target/debug/sluice (`cargo build --bin sluice`), redis-server and the venv
 # $SLUICE_TOOLS_DIR/redis-diff-venv, both from scripts/install-tools.sh. REDIS_DIFF_OPS
@@ -27,9 +29,11 @@ if ! [[ -x "$PY" ]] || ! "$PY" -c 'import redis' 2>/dev/null; then
 fi
 command -v redis-server >/dev/null || sluice_die "redis-server not found (run scripts/install-tools.sh)"
 
-has_seed=0
+has_seed=0 via=http prev=
 for a in "$@"; do
-  case "$a" in --seed | --seeds | --seed=* | --seeds=*) has_seed=1 ;; esac
+  case "$a" in --seed | --seeds | --seed=* | --seeds=*) has_seed=1 ;; --via=*) via="${a#--via=}" ;; esac
+  [[ "$prev" == --via ]] && via="$a"
+  prev="$a"
 done
 ((has_seed)) || set -- --seeds 1,2,3 "$@"
 
@@ -56,12 +60,25 @@ if [[ "$BACKEND" == self-check ]]; then
   timeout "${REDIS_DIFF_TIMEOUT:-1800}" "$PY" "$ROOT/tests/redis_diff/diff.py" --self-check \
     --redis-port "$RPORT" "$@" </dev/null || rc=$?
 else
+  resp_args=()
+  if [[ "$via" != http ]]; then
+    [[ "$BACKEND" != external ]] || sluice_die "--via $via needs a node this script starts (not external)"
+    RESP_PORT="$(_sluice_free_port)"
+    export SLUICE_SERVER_ARGS="${SLUICE_SERVER_ARGS:-} --redis-port $RESP_PORT"
+    resp_args=(--sluice-resp-port "$RESP_PORT")
+  fi
   sluice_start "$BACKEND"
   export SLUICE_TOKEN="${SLUICE_TOKEN:-${SLUICE_ROOT_TOKEN:-}}"
+  PLATE="redis-diff-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
   timeout "${REDIS_DIFF_TIMEOUT:-1800}" "$PY" "$ROOT/tests/redis_diff/diff.py" \
-    --sluice "$SLUICE_ENDPOINT" --plate "redis-diff-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')" \
-    --redis-port "$RPORT" "$@" </dev/null || rc=$?
+    --sluice "$SLUICE_ENDPOINT" --plate "$PLATE" \
+    --redis-port "$RPORT" "${resp_args[@]}" "$@" </dev/null || rc=$?
+  if ((rc == 0)) && [[ "$via" != http ]]; then
+    # Connection commands and protocol errors, byte for byte (the plate exists now).
+    timeout 300 "$PY" "$ROOT/tests/redis_diff/raw.py" --redis-port "$RPORT" \
+      --sluice-resp-port "$RESP_PORT" --plate "$PLATE" </dev/null || rc=$?
+  fi
 fi
 ((rc != 124)) || sluice_log "diff.py timed out"
-printf '# redis-diff %s: %ds\n' "$BACKEND" "$((SECONDS - START))"
+printf '# redis-diff %s via %s: %ds\n' "$BACKEND" "$via" "$((SECONDS - START))"
 exit "$rc"

@@ -1,0 +1,402 @@
+//! The RESP listener (`--redis-port`): Redis clients (redis-cli, redis-py, ioredis, …)
+//! speak RESP2 or RESP3 to it and run the stream commands on a plate, as the plate HTTP
+//! surface runs them.
+//!
+//! | file | role |
+//! |---|---|
+//! | `mod.rs` | [`RespConfig`], the accept loop (client limit, draining) and the connection loop (pipelining, limits, blocked reads) |
+//! | `codec.rs` | requests in (multibulk and inline, Redis's protocol errors), replies out (RESP2/RESP3) |
+//! | `session.rs` | a connection's state; `HELLO`, `AUTH`, `CLIENT`, `COMMAND`, … ; the stream commands through [`crate::redis::execute`] |
+//! | `table.rs` | the commands served, for `COMMAND` and the checks before `NOAUTH` |
+//! | `info.rs` | `INFO` |
+//!
+//! One connection is one task reading and running commands in order, and one writer task
+//! sending their replies, so that a client may pipeline. Bounds, each from a flag:
+//! connections ([`RespConfig::max_clients`]: the one past it gets `-ERR max number of
+//! clients reached` and is closed), a request's arguments and argument length (beyond
+//! them, `-ERR Protocol error: …` and that connection is closed), the bytes of a request
+//! not yet complete (the query buffer), the bytes of replies not yet written (the output
+//! buffer: a client that sends without reading is closed once its replies pass the
+//! bound, so the node never buffers them without end), and optionally how long a
+//! connection may sit idle between commands.
+//!
+//! A blocking `XREAD`/`XREADGROUP` waits as long as it asked (`BLOCK 0`: until data comes)
+//! while the connection keeps reading: if the client goes away, the wait is dropped. On
+//! shutdown (the node's draining) the listener stops accepting; a connection finishes
+//! the command it is running, writes what it owes and closes, a blocked read is dropped
+//! as Redis drops it when it shuts down, and whatever is still open after the grace
+//! period is closed.
+
+pub(crate) mod codec;
+mod info;
+mod session;
+mod table;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    engine::Engine,
+    http::{Draining, auth::Authenticator},
+    redis::cmd::is,
+};
+use codec::{Decoder, FrameLimits, encode, encode_error};
+use session::Session;
+
+/// The Redis version the listener presents itself as (`HELLO`, `INFO`): the one whose
+/// commands and replies it follows. Clients gate features on it.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// The RESP listener's settings (`sluice serve --redis-*`).
+#[derive(Debug, Clone)]
+pub struct RespConfig {
+    /// The plate of connections that never authenticate, and of `AUTH <token>`.
+    pub plate: Option<String>,
+    /// Connections open at once (Redis's `maxclients`, default 10000).
+    pub max_clients: usize,
+    /// The longest argument (Redis's `proto-max-bulk-len`).
+    pub max_bulk: usize,
+    /// The most arguments of one command.
+    pub max_multibulk: usize,
+    /// The most bytes of a request not yet complete (Redis's `client-query-buffer-limit`).
+    pub query_buffer_limit: usize,
+    /// The most bytes of replies not yet written (Redis's `client-output-buffer-limit`).
+    pub output_buffer_limit: usize,
+    /// Close a connection idle this long between commands (Redis's `timeout`); `None`
+    /// never.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for RespConfig {
+    fn default() -> Self {
+        Self {
+            plate: None,
+            max_clients: 10_000,
+            max_bulk: 8 * 1024 * 1024,
+            max_multibulk: 1024 * 1024,
+            query_buffer_limit: 32 * 1024 * 1024,
+            output_buffer_limit: 64 * 1024 * 1024,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// What every connection of the listener shares.
+pub struct Shared {
+    engine: Engine,
+    auth: Authenticator,
+    /// Whether the node has a root token: then connections must `AUTH`.
+    auth_required: bool,
+    config: RespConfig,
+    connected: AtomicUsize,
+    started: Instant,
+    port: u16,
+}
+
+/// Replies are handed to the writer once this much has gathered (or when no complete
+/// request is left to run).
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Serves RESP on `listener` until the node drains, then closes connections, waiting up
+/// to `grace` for them to finish.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    auth: Authenticator,
+    config: RespConfig,
+    draining: Draining,
+    grace: Duration,
+) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let shared = Arc::new(Shared {
+        auth_required: auth.required(),
+        engine,
+        auth,
+        connected: AtomicUsize::new(0),
+        started: Instant::now(),
+        port,
+        config,
+    });
+    let slots = Arc::new(Semaphore::new(shared.config.max_clients));
+    let next_id = AtomicU64::new(1);
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "RESP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = draining.started() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!(%peer, "RESP connection refused: max number of clients reached");
+            tasks.spawn(refuse(stream));
+            continue;
+        };
+        let shared = shared.clone();
+        let draining = draining.clone();
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move {
+            shared.connected.fetch_add(1, Ordering::Relaxed);
+            connection(&shared, stream, id, &draining, grace).await;
+            shared.connected.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+    drop(listener);
+    info!("RESP listener: closing connections");
+    let all_closed = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_closed).await.is_err() {
+        warn!("RESP connections still open after {grace:?} are closed");
+    }
+}
+
+/// The answer past the client limit, as Redis sends it before closing.
+async fn refuse(mut stream: TcpStream) {
+    let write = stream.write_all(b"-ERR max number of clients reached\r\n");
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum End {
+    /// After writing what it owes: `QUIT`, a protocol error, the client's end of input,
+    /// draining, the idle timeout.
+    Flush,
+    /// At once, its pending replies dropped: the output buffer passed its bound, the
+    /// query buffer passed its, or the writer failed (the client is gone).
+    Drop,
+}
+
+/// One connection: reads requests, runs them in order, hands replies to the writer.
+async fn connection(
+    shared: &Shared,
+    stream: TcpStream,
+    id: u64,
+    draining: &Draining,
+    grace: Duration,
+) {
+    let peer = stream.peer_addr().ok();
+    let (mut rd, wr) = stream.into_split();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let mut writer = tokio::spawn(write_loop(wr, rx, pending.clone()));
+    let mut session = Session::new(shared, id).await;
+    let mut conn = Conn {
+        shared,
+        tx,
+        pending,
+        out: BytesMut::new(),
+        input: BytesMut::with_capacity(16 * 1024),
+        decoder: Decoder::default(),
+        eof: false,
+    };
+    let end = conn.run(&mut session, &mut rd, draining).await;
+    debug!(?peer, id, ?end, "RESP connection ends");
+    let Conn { tx, .. } = conn;
+    drop(tx);
+    match end {
+        End::Flush => {
+            if tokio::time::timeout(grace, &mut writer).await.is_err() {
+                writer.abort();
+            }
+        }
+        End::Drop => writer.abort(),
+    }
+}
+
+struct Conn<'a> {
+    shared: &'a Shared,
+    tx: mpsc::UnboundedSender<Bytes>,
+    /// Bytes handed to the writer and not yet written.
+    pending: Arc<AtomicUsize>,
+    /// Replies not yet handed to the writer.
+    out: BytesMut,
+    input: BytesMut,
+    decoder: Decoder,
+    /// The client has sent its last byte (or the read failed).
+    eof: bool,
+}
+
+impl Conn<'_> {
+    async fn run(
+        &mut self,
+        session: &mut Session,
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        draining: &Draining,
+    ) -> End {
+        let config = &self.shared.config;
+        let limits = FrameLimits {
+            max_multibulk: config.max_multibulk,
+            max_bulk: config.max_bulk,
+        };
+        loop {
+            // Every complete request buffered, in order.
+            loop {
+                let argv =
+                    match self
+                        .decoder
+                        .decode(&mut self.input, limits, session.authenticated())
+                    {
+                        Ok(Some(argv)) => argv,
+                        Ok(None) => break,
+                        Err(e) => {
+                            debug!(error = %e.0, "RESP protocol error");
+                            encode_error(&e.reply_text(), &mut self.out);
+                            return self.flush().map_or(End::Drop, |()| End::Flush);
+                        }
+                    };
+                if argv.is_empty() {
+                    continue;
+                }
+                let blocking = is(&argv[0], "xread") || is(&argv[0], "xreadgroup");
+                if blocking && self.flush().is_err() {
+                    return End::Drop;
+                }
+                let answer = match self.run_one(session, &argv, blocking, rd, draining).await {
+                    Ok(answer) => answer,
+                    Err(end) => return end,
+                };
+                match answer.reply {
+                    Some(Ok(reply)) => encode(&reply, session.protocol, &mut self.out),
+                    Some(Err(text)) => encode_error(&text, &mut self.out),
+                    None if answer.close => return End::Drop,
+                    None => {}
+                }
+                if answer.close {
+                    return self.flush().map_or(End::Drop, |()| End::Flush);
+                }
+                if self.out.len() >= FLUSH_AT && self.flush().is_err() {
+                    return End::Drop;
+                }
+            }
+            if self.flush().is_err() {
+                return End::Drop;
+            }
+            if self.eof {
+                return End::Flush;
+            }
+            let idle = async {
+                match config.idle_timeout {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = rd.read_buf(&mut self.input) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.eof = true;
+                    }
+                    if self.query_too_big() {
+                        return End::Drop;
+                    }
+                }
+                () = idle => return End::Flush,
+                () = draining.started() => return End::Flush,
+                () = self.tx.closed() => return End::Drop,
+            }
+        }
+    }
+
+    /// Runs one command. While it runs the connection keeps reading (pipelined requests
+    /// queue up, within the query buffer's bound), and a blocking read is dropped when
+    /// the client goes away or the node drains.
+    async fn run_one(
+        &mut self,
+        session: &mut Session,
+        argv: &[Bytes],
+        blocking: bool,
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        draining: &Draining,
+    ) -> Result<session::Answer, End> {
+        let shared = self.shared;
+        let run = session.run(shared, argv);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                answer = &mut run => return Ok(answer),
+                read = rd.read_buf(&mut self.input), if !self.eof => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.eof = true;
+                        if blocking {
+                            return Err(End::Drop);
+                        }
+                    }
+                    if self.query_too_big() {
+                        return Err(End::Drop);
+                    }
+                }
+                () = draining.started(), if blocking => return Err(End::Flush),
+                () = self.tx.closed(), if blocking => return Err(End::Drop),
+            }
+        }
+    }
+
+    /// Whether the request being read has passed the query buffer's bound; Redis closes
+    /// such a client without a reply.
+    fn query_too_big(&self) -> bool {
+        let held = self.input.len() + self.decoder.pending_bytes();
+        let too_big = held > self.shared.config.query_buffer_limit;
+        if too_big {
+            warn!(
+                bytes = held,
+                "closing a RESP client that reached the query buffer limit"
+            );
+        }
+        too_big
+    }
+
+    /// Hands the gathered replies to the writer; `Err` when the writer is gone or the
+    /// replies not yet written pass the output buffer's bound.
+    fn flush(&mut self) -> Result<(), ()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.out.split().freeze();
+        let owed = self.pending.fetch_add(chunk.len(), Ordering::AcqRel) + chunk.len();
+        if owed > self.shared.config.output_buffer_limit {
+            warn!(
+                bytes = owed,
+                "closing a RESP client whose unread replies passed the output buffer limit"
+            );
+            return Err(());
+        }
+        self.tx.send(chunk).map_err(|_| ())
+    }
+}
+
+/// Writes replies in order; ends when the connection is done with it or a write fails.
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    pending: Arc<AtomicUsize>,
+) {
+    while let Some(chunk) = rx.recv().await {
+        if wr.write_all(&chunk).await.is_err() {
+            return;
+        }
+        pending.fetch_sub(chunk.len(), Ordering::AcqRel);
+    }
+    let _ = wr.shutdown().await;
+}
