@@ -51,6 +51,21 @@ impl Engine {
         self.inner.catalog.replace(&key, &group, etag).await
     }
 
+    /// Whether the group is still the version `etag` names (a conditional read: no bytes
+    /// move when it is).
+    pub async fn group_is_current(
+        &self,
+        stream: &StreamHandle,
+        name: &str,
+        etag: &crate::storage::ETag,
+    ) -> EngineResult<bool> {
+        let key = layout::group_key(&stream.core.id, name);
+        Ok(matches!(
+            self.inner.store.revalidate(&key, etag).await?,
+            crate::storage::Revalidated::Unchanged
+        ))
+    }
+
     /// Deletes a group; whether it existed.
     pub async fn delete_group(&self, stream: &StreamHandle, name: &str) -> EngineResult<bool> {
         let key = layout::group_key(&stream.core.id, name);

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -153,6 +153,14 @@ pub fn config_json(config: &StreamConfig) -> String {
     serde_json::to_string(&api).expect("config serializes")
 }
 
+/// The last read of a stream's manifest that ended.
+struct LastRefresh {
+    /// When it ended.
+    at: Instant,
+    /// Its number among the refreshes begun (0: none yet).
+    number: u64,
+}
+
 /// How far followers' polling of a quiet stream slows down: at most this many times the
 /// base interval.
 pub const POLL_BACKOFF_LIMIT: u32 = 10;
@@ -179,7 +187,9 @@ pub struct StreamCore {
     state: watch::Sender<Arc<StreamState>>,
     /// When the manifest was last read from storage; serializes refreshes so that any
     /// number of followers cause at most one read per poll interval.
-    last_refresh: tokio::sync::Mutex<Instant>,
+    last_refresh: tokio::sync::Mutex<LastRefresh>,
+    /// Refreshes begun so far; each is numbered by this count when it begins.
+    refreshes_begun: AtomicU64,
     /// Set when the stream turned out to be deleted or replaced; the registry then
     /// resolves the name afresh.
     stale: AtomicBool,
@@ -213,7 +223,11 @@ impl StreamCore {
             clock: node.clock,
             random: node.random,
             state: watch::Sender::new(Arc::new(state)),
-            last_refresh: tokio::sync::Mutex::new(Instant::now()),
+            last_refresh: tokio::sync::Mutex::new(LastRefresh {
+                at: Instant::now(),
+                number: 0,
+            }),
+            refreshes_begun: AtomicU64::new(0),
             stale: AtomicBool::new(false),
             poll_base,
             last_outside_change: parking_lot::Mutex::new(Instant::now()),
@@ -312,48 +326,60 @@ impl StreamCore {
         });
     }
 
-    /// Reads the manifest if it changed since the version this node knows, and returns
-    /// the latest state.
+    /// The latest state as of a read of the manifest that began after this call: callers
+    /// that queue behind one read share the next, so any number of concurrent callers
+    /// cost at most two reads, and each still sees every commit that landed before it
+    /// called.
     pub async fn refresh(&self) -> EngineResult<Arc<StreamState>> {
+        let ticket = self.refreshes_begun.load(Ordering::SeqCst);
         let last = self.last_refresh.lock().await;
+        if last.number > ticket {
+            return Ok(self.current());
+        }
         self.refresh_locked(last).await
     }
 
     /// [`refresh`](Self::refresh), unless some caller refreshed within `max_age`.
     pub async fn refresh_if_older(&self, max_age: Duration) -> EngineResult<Arc<StreamState>> {
         let last = self.last_refresh.lock().await;
-        if last.elapsed() < max_age {
+        if last.at.elapsed() < max_age {
             return Ok(self.current());
         }
         self.refresh_locked(last).await
     }
 
+    /// Reads the manifest if it changed since the version this node knows and publishes
+    /// it; the lock is held until then, so whoever finds this refresh ended sees its state.
     async fn refresh_locked(
         &self,
-        mut last: tokio::sync::MutexGuard<'_, Instant>,
+        mut last: tokio::sync::MutexGuard<'_, LastRefresh>,
     ) -> EngineResult<Arc<StreamState>> {
+        let number = self.refreshes_begun.fetch_add(1, Ordering::SeqCst) + 1;
         let known = self.current();
         let result = self
             .store
             .revalidate(&self.manifest_key(), &known.etag)
             .await?;
-        *last = Instant::now();
-        drop(last);
-        match result {
-            Revalidated::Unchanged => Ok(self.current()),
+        let state = match result {
+            Revalidated::Unchanged => self.current(),
             Revalidated::Changed(obj) => {
                 *self.last_outside_change.lock() = Instant::now();
                 let manifest = Manifest::decode_object(&obj.bytes)
                     .map_err(|e| EngineError::Corrupt(e.to_string()))?;
                 let state = StreamState::reusing(manifest, obj.etag, known.known_inline())?;
                 self.publish(Arc::new(state));
-                Ok(self.current())
+                self.current()
             }
             Revalidated::Missing => {
                 self.mark_stale();
-                Err(EngineError::StreamNotFound(self.name.clone()))
+                return Err(EngineError::StreamNotFound(self.name.clone()));
             }
-        }
+        };
+        *last = LastRefresh {
+            at: Instant::now(),
+            number,
+        };
+        Ok(state)
     }
 }
 

@@ -185,6 +185,8 @@ pub enum AutoCreate {
 type StreamKey = (String, String);
 
 struct Inner {
+    /// Unique among the engines of this process; see [`Engine::instance`].
+    instance: u64,
     /// The store, every request counted in `store_counters`.
     store: DynStore,
     store_counters: Arc<StoreCounters>,
@@ -207,8 +209,11 @@ impl Engine {
     pub fn new(store: DynStore, config: EngineConfig) -> Self {
         let store_counters = Arc::new(StoreCounters::default());
         let store: DynStore = Arc::new(CountingStore::new(store, store_counters.clone()));
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let engine = Self {
             inner: Arc::new(Inner {
+                instance,
                 store_counters,
                 catalog: Catalog::new(store.clone()),
                 cache: ObjectCache::new(store.clone(), config.cache_bytes),
@@ -221,6 +226,12 @@ impl Engine {
         };
         engine.spawn_background();
         engine
+    }
+
+    /// Which engine of this process this is (a process may run several nodes, as the
+    /// simulation does): what the surfaces key their per-node state by.
+    pub fn instance(&self) -> u64 {
+        self.inner.instance
     }
 
     pub fn clock(&self) -> Clock {

@@ -1,19 +1,19 @@
 //! Applying the consumer-group commands: `XGROUP`, `XREADGROUP`, `XACK`, `XPENDING`,
 //! `XCLAIM`, `XAUTOCLAIM`, `XINFO GROUPS|CONSUMERS` and the groups of `XINFO STREAM`.
 //!
-//! A group is one object changed by conditional writes ([`crate::engine::groups`]); what
-//! a command answers is what its winning write recorded, so an entry is handed to one
-//! consumer at a time whichever node serves it. What the state machine needs to know of
-//! the stream (which ids still exist, the stream's counters) is read before each try.
+//! A group is one object changed by conditional writes ([`crate::engine::groups`]); a
+//! node's commands on one group go out together through its group commit
+//! ([`super::group_commit`]), and what a command answers is what a winning write recorded,
+//! so an entry is handed to one consumer at a time whichever node serves it. What the state
+//! machine needs to know of the stream (which ids still exist, the stream's counters) is
+//! read before each try.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, LazyLock, Weak},
-};
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use s2_common::access::Operation;
 
+use super::group_commit;
 use super::{
     Context, RedisError, RedisResult, Reply,
     cmd::{
@@ -24,7 +24,7 @@ use super::{
     keyspace::{Entry, Key, Snapshot},
     streams::{block_deadline, wait_for_any},
 };
-use crate::engine::{ClaimOptions, EngineError, GroupState, Races, StreamFacts, Written};
+use crate::engine::{ClaimOptions, EngineError, GroupState, StreamFacts};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -88,61 +88,20 @@ fn exists_in(entries: &[Entry]) -> impl Fn(EntryId) -> bool + '_ {
     move |id| entries.iter().any(|e| e.id == id)
 }
 
-/// The lock that makes this process's changes to one group take turns: consumers on one
-/// node then queue here instead of racing each other through the store, and only other
-/// nodes' writes can make a conditional write fail.
-fn local_lock(stream_id: &str, group: &str) -> Arc<tokio::sync::Mutex<()>> {
-    type Locks = HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>;
-    static LOCKS: LazyLock<parking_lot::Mutex<Locks>> = LazyLock::new(Default::default);
-    let mut locks = LOCKS.lock();
-    if locks.len() >= 1024 {
-        locks.retain(|_, lock| lock.strong_count() > 0);
-    }
-    let name = (stream_id.to_owned(), group.to_owned());
-    if let Some(lock) = locks.get(&name).and_then(Weak::upgrade) {
-        return lock;
-    }
-    let lock = Arc::new(tokio::sync::Mutex::new(()));
-    locks.insert(name, Arc::downgrade(&lock));
-    lock
-}
-
-/// Runs `change` on the group until its write wins; `change` returns its answer and
-/// whether it changed anything. `prepare` reads what a try needs from the stream.
+/// Runs `change` on the group through this node's group commit
+/// ([`super::group_commit`]).
 async fn update<P, R, F>(
     ctx: &Context,
     key: &Key,
     group: &str,
     missing: impl Fn() -> RedisError,
     prepare: impl Fn(GroupState) -> F,
-    mut change: impl FnMut(&mut GroupState, &P) -> (R, bool),
+    change: impl FnMut(&mut GroupState, &P) -> (R, bool),
 ) -> RedisResult<R>
 where
     F: std::future::Future<Output = RedisResult<P>>,
 {
-    let lock = local_lock(&key.handle.core.id, group);
-    let _turn = lock.lock().await;
-    let mut races = Races::new("the consumer group", ctx.engine.random());
-    loop {
-        races.next().await?;
-        let Some(read) = ctx.engine.group(&key.handle, group).await? else {
-            return Err(missing());
-        };
-        let prepared = prepare(read.entry.clone()).await?;
-        let mut state = read.entry;
-        let (answer, changed) = change(&mut state, &prepared);
-        if !changed {
-            return Ok(answer);
-        }
-        debug_assert_eq!(state.check(), Ok(()));
-        if let Written::Done(_) = ctx
-            .engine
-            .replace_group(&key.handle, state, &read.etag)
-            .await?
-        {
-            return Ok(answer);
-        }
-    }
+    group_commit::update(&ctx.engine, key, group, missing, prepare, change).await
 }
 
 pub async fn xgroup(ctx: &Context, c: &Xgroup) -> RedisResult<Reply> {
@@ -179,7 +138,10 @@ pub async fn xgroup(ctx: &Context, c: &Xgroup) -> RedisResult<Reply> {
             let state =
                 GroupState::new(&group_name, last_id, entries_read.map(|n| n.max(0) as u64));
             match ctx.engine.create_group(&key.handle, &state).await {
-                Ok(()) => Ok(Reply::ok()),
+                Ok(()) => {
+                    group_commit::forget(&ctx.engine, &key.handle.core.id, &group_name).await;
+                    Ok(Reply::ok())
+                }
                 Err(EngineError::AlreadyExists(_)) => Err(RedisError::Reply(
                     "BUSYGROUP Consumer Group name already exists".into(),
                 )),
@@ -220,6 +182,7 @@ pub async fn xgroup(ctx: &Context, c: &Xgroup) -> RedisResult<Reply> {
             let key = ctx.open(name, op).await?.ok_or_else(requires_key)?;
             let group_name = name_of("group", group)?;
             let deleted = ctx.engine.delete_group(&key.handle, &group_name).await?;
+            group_commit::forget(&ctx.engine, &key.handle.core.id, &group_name).await;
             Ok(Reply::Int(i64::from(deleted)))
         }
         Xgroup::CreateConsumer {
@@ -277,7 +240,7 @@ pub async fn xreadgroup(ctx: &Context, c: &Xreadgroup) -> RedisResult<Reply> {
     for (name, from) in c.keys.iter().zip(&c.from) {
         let op = Operation::Read;
         let key = ctx.open(name, op).await?.ok_or_else(|| nogroup(name))?;
-        if ctx.engine.group(&key.handle, &group_name).await?.is_none() {
+        if !group_commit::exists(&ctx.engine, &key, &group_name).await? {
             return Err(nogroup(name));
         }
         keys.push(key);
@@ -430,7 +393,7 @@ pub async fn xack(ctx: &Context, c: &Xack) -> RedisResult<Reply> {
         return Ok(Reply::Int(0));
     };
     let group_name = name_of("group", &c.group)?;
-    if ctx.engine.group(&key.handle, &group_name).await?.is_none() {
+    if !group_commit::exists(&ctx.engine, &key, &group_name).await? {
         return Ok(Reply::Int(0));
     }
     let ids = c.ids.clone()?;

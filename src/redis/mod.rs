@@ -18,6 +18,7 @@
 
 pub(crate) mod cmd;
 pub(crate) mod error;
+mod group_commit;
 mod groups;
 pub(crate) mod http;
 pub(crate) mod ids;
