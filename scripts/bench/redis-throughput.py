@@ -42,8 +42,17 @@ class Client:
     def raw(self, method, path, body=None):
         headers = {"content-type": "application/json"} if body is not None else {}
         data = json.dumps(body).encode() if body is not None else None
-        self.conn.request(method, self.prefix + path, body=data, headers=headers)
-        resp = self.conn.getresponse()
+        try:
+            self.conn.request(method, self.prefix + path, body=data, headers=headers)
+            resp = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closes keep-alive connections idle for a while (the control
+            # connection between phases); only a GET is safe to send again.
+            if method != "GET":
+                raise
+            self.conn.close()
+            self.conn.request(method, self.prefix + path, body=data, headers=headers)
+            resp = self.conn.getresponse()
         return resp.status, resp.read()
 
     def call(self, method, path, body=None):
