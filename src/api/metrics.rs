@@ -81,6 +81,16 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
         "Bytes of chunks held in this node's cache.",
         state.engine.cached_chunk_bytes(),
     );
+    e.gauge(
+        "sluice_append_inflight_bytes",
+        "Bytes of appends admitted on this node and not yet answered (--append-inflight-bytes bounds it).",
+        state.budget.in_flight() as u64,
+    );
+    e.counter(
+        "sluice_append_admission_refused_total",
+        "Appends refused unapplied after waiting --append-admission-timeout for admission.",
+        &[("", state.budget.refused())],
+    );
     (
         [(
             header::CONTENT_TYPE,

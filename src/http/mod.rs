@@ -9,8 +9,13 @@
 //! - [`error`]: [`AuthError`], how authentication and authorization fail; each surface
 //!   maps it to its own codes.
 //! - [`drain`]: [`Draining`], the shutdown switch long-lived sessions watch.
+//! - [`budget`]: [`budget::AppendBudget`], the node's in-flight append bytes, which both
+//!   surfaces' appends are admitted against; [`body`]: reading a unary request body within
+//!   the size and time limits. The limits themselves are [`crate::limits`].
 
 pub mod auth;
+pub(crate) mod body;
+pub(crate) mod budget;
 pub(crate) mod drain;
 pub(crate) mod error;
 pub(crate) mod state;

@@ -278,6 +278,7 @@ impl TestServer {
                 },
                 config.shutdown_grace,
                 draining,
+                &config.limits,
             )
             .await;
         });
