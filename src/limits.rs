@@ -6,7 +6,8 @@
 //! The limits bound what a node holds for its clients, so that overload or a misbehaving
 //! client slows or refuses requests instead of growing the process:
 //! - bytes of appends admitted and not yet answered (a node-wide budget);
-//! - how long a client whose connection accepts no bytes may keep it;
+//! - bytes one read session buffers ahead of its client, and how long a client that takes
+//!   nothing may keep them;
 //! - connections, request header and body sizes;
 //! - how long a connection may sit idle and how long a request's head or body may take
 //!   to arrive.
@@ -30,7 +31,11 @@ pub struct Limits {
     /// unapplied: below the SDK's 5 s request timeout, so a client hears a refusal it can
     /// retry rather than timing out on an append whose outcome it cannot know.
     pub append_admission_timeout: Duration,
-    /// A connection whose writes make no progress for this long is closed.
+    /// Bytes one read session (S2S or SSE) produces ahead of what its client has taken.
+    /// One frame is always let through, so a frame larger than this still goes out.
+    pub read_buffer_bytes: usize,
+    /// A read session whose client takes nothing of what is buffered for this long is cut
+    /// off, and so is a connection whose writes make no progress for this long.
     pub slow_reader_timeout: Duration,
     /// Open connections; beyond it the node stops accepting, and new connections wait in
     /// the listen backlog until one closes.
@@ -60,6 +65,7 @@ impl Default for Limits {
         Self {
             append_inflight_bytes: 128 * MIB,
             append_admission_timeout: Duration::from_secs(2),
+            read_buffer_bytes: 4 * MIB,
             slow_reader_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_header_bytes: 64 * KIB,
@@ -149,6 +155,6 @@ mod tests {
         let l = Limits::default();
         assert!(l.append_admission_timeout < Duration::from_secs(5));
         assert!(l.max_header_bytes >= MIN_HEADER_BYTES);
-        assert!(l.append_inflight_bytes >= l.max_body_bytes);
+        assert!(l.read_buffer_bytes > 0 && l.append_inflight_bytes >= l.max_body_bytes);
     }
 }

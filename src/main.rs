@@ -96,7 +96,11 @@ struct LimitArgs {
     /// How long an append waits for admission before it is refused.
     #[arg(long, default_value = "2s", value_parser = parse_duration, env = "SLUICE_APPEND_ADMISSION_TIMEOUT")]
     append_admission_timeout: Duration,
-    /// A client whose connection accepts no bytes for this long is cut off.
+    /// Bytes one read session (S2S, SSE) prepares ahead of what its client has taken.
+    #[arg(long, default_value = "4MiB", value_parser = parse_bytes, env = "SLUICE_READ_BUFFER_BYTES")]
+    read_buffer_bytes: usize,
+    /// A client that takes nothing of its read session (or whose connection accepts no
+    /// bytes) for this long is cut off.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "SLUICE_SLOW_READER_TIMEOUT")]
     slow_reader_timeout: Duration,
     /// Open connections; beyond it new connections wait in the listen backlog.
@@ -127,6 +131,7 @@ impl LimitArgs {
         Limits {
             append_inflight_bytes: self.append_inflight_bytes,
             append_admission_timeout: self.append_admission_timeout,
+            read_buffer_bytes: self.read_buffer_bytes,
             slow_reader_timeout: self.slow_reader_timeout,
             max_connections: self.max_connections,
             max_header_bytes: self.max_header_bytes,

@@ -91,6 +91,16 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
         "Appends refused unapplied after waiting --append-admission-timeout for admission.",
         &[("", state.budget.refused())],
     );
+    e.gauge(
+        "sluice_read_buffered_bytes",
+        "Bytes read sessions on this node hold ready for clients that have not taken them yet.",
+        state.send_buffers.buffered() as u64,
+    );
+    e.counter(
+        "sluice_read_sessions_cut_off_total",
+        "Read sessions ended because their client took nothing for --slow-reader-timeout.",
+        &[("", state.send_buffers.cut_off())],
+    );
     (
         [(
             header::CONTENT_TYPE,

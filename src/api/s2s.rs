@@ -46,6 +46,7 @@ use crate::http::{
     AppState,
     auth::Caller,
     budget::{AppendPermit, Refused},
+    send_buffer,
 };
 
 /// Largest value of the length field.
@@ -418,7 +419,8 @@ enum SessionEvent {
 }
 
 /// Serves a read session as S2S frames: batches, heartbeats, and a terminal frame if it
-/// fails.
+/// fails; produced ahead of the client through its send buffer ([`send_buffer`]), which
+/// cuts off a client that stops taking them.
 pub fn read_session(
     state: AppState,
     handle: Arc<StreamHandle>,
@@ -449,8 +451,13 @@ pub fn read_session(
             Some((frame, (Some(session), handle, draining)))
         },
     )
-    .flat_map(|parts| futures::stream::iter(parts.into_iter().map(Ok::<_, Infallible>)));
-    session_response(Body::from_stream(frames.boxed()))
+    .flat_map(futures::stream::iter);
+    let limits = state.limits.clone();
+    session_response(send_buffer::buffered(
+        frames,
+        &limits,
+        state.send_buffers.clone(),
+    ))
 }
 
 #[cfg(test)]

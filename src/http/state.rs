@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{auth::Authenticator, budget::AppendBudget, drain::Draining};
+use super::{
+    auth::Authenticator, budget::AppendBudget, drain::Draining, send_buffer::SendBufferStats,
+};
 use crate::{engine::Engine, limits::Limits};
 
 #[derive(Clone)]
@@ -14,6 +16,7 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// In-flight append bytes, shared by both surfaces' appends.
     pub budget: AppendBudget,
+    pub send_buffers: Arc<SendBufferStats>,
 }
 
 impl AppState {
@@ -33,6 +36,7 @@ impl AppState {
                 limits.append_admission_timeout,
             ),
             limits: Arc::new(limits.clone()),
+            send_buffers: Arc::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The node's limits as clients meet them (README, "Limits"): oversized heads and bodies,
-//! trickled heads and bodies, idle connections, the connection limit, and appends beyond the in-flight budget on both surfaces. Each test configures
+//! trickled heads and bodies, readers that never read, idle connections, the connection
+//! limit, and appends beyond the in-flight budget on both surfaces. Each test configures
 //! short limits so that it runs in seconds; timing bounds are "cut off within its timeout
 //! plus slack", never performance.
 
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use sluice::{limits::Limits, server::ServerConfig};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
 };
 
 use crate::{
@@ -427,6 +428,90 @@ fn terminal(mut buf: Bytes) -> (u16, Value) {
     assert!(f[0] & 0x80 != 0, "ends with a terminal frame");
     let status = u16::from_be_bytes([f[1], f[2]]);
     (status, serde_json::from_slice(&f[3..]).unwrap())
+}
+
+/// Appends `mib` records of about 1 MiB to `stream`.
+async fn fill(server: &TestServer, basin: &str, stream: &str, mib: usize) {
+    let api = Api::new(server).basin(basin);
+    let body = "x".repeat(1024 * 1024 - 64);
+    for _ in 0..mib {
+        api.append(stream, json!({"records": [{"body": body}]}))
+            .await
+            .assert_status(200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_never_read_are_cut_off_and_their_buffers_freed() {
+    let timeout = Duration::from_secs(3);
+    let server = node(|l| {
+        l.slow_reader_timeout = timeout;
+        l.read_buffer_bytes = 1024 * 1024;
+    })
+    .await;
+    let basin = basin_name();
+    Api::new(&server)
+        .create_basin(&basin, json!({"create_stream_on_append": true}))
+        .await;
+    fill(&server, &basin, "big", 24).await;
+    let total = 24 * 1024 * 1024;
+
+    // HTTP/1.1 over a socket with a small receive window, never read: the node's writes
+    // stall, and the connection is closed.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut h1 = socket.connect(server.addr.parse().unwrap()).await.unwrap();
+    let request = format!(
+        "GET /v1/streams/big/records?seq_num=0 HTTP/1.1\r\nhost: x\r\ns2-basin: {basin}\r\n\
+         content-type: s2s/proto\r\n\r\n"
+    );
+    h1.write_all(request.as_bytes()).await.unwrap();
+    // HTTP/2, a response body never polled: flow control stops the stream, and the
+    // session is cut off.
+    let stalled = server
+        .h2()
+        .get(server.url("/v1/streams/big/records?seq_num=0"))
+        .header("s2-basin", &basin)
+        .header("content-type", "s2s/proto")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stalled.status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(metric(&server, "sluice_read_buffered_bytes").await > 0);
+    // Others are served meanwhile.
+    healthy(&server).await;
+    tokio::time::sleep(timeout + SLACK).await;
+
+    assert_eq!(
+        metric(&server, "sluice_read_buffered_bytes").await,
+        0,
+        "buffers freed"
+    );
+    assert!(metric(&server, "sluice_read_sessions_cut_off_total").await >= 1);
+    let (_, got) = until_closed(&mut h1, SLACK).await;
+    assert!(
+        got < total,
+        "the HTTP/1.1 reader got {got} of {total} bytes: not cut off"
+    );
+    let mut body = stalled.bytes_stream();
+    let mut got = 0;
+    let ended = loop {
+        match tokio::time::timeout(SLACK, body.next())
+            .await
+            .expect("the stream ends")
+        {
+            Some(Ok(chunk)) => got += chunk.len(),
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    assert!(
+        ended.is_err(),
+        "a cut-off session fails, never ends cleanly ({got} bytes)"
+    );
+    assert!(got < total, "the HTTP/2 reader got {got} of {total} bytes");
+    healthy(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
