@@ -10,13 +10,15 @@
 //! - [`engine`]: the log (catalog, appenders, readers, manifests, chunks, caches);
 //! - [`storage`]: object storage behind one small trait.
 //!
-//! [`metrics`] (histograms, the Prometheus text format) is a leaf any layer may use.
+//! [`metrics`] (histograms, the Prometheus text format) and [`limits`] (what a node
+//! admits, the flags' values) are leaves any layer may use.
 
 pub(crate) mod api;
 pub mod engine;
 #[cfg(test)]
 mod fuzzing;
 pub mod http;
+pub mod limits;
 pub(crate) mod metrics;
 pub(crate) mod redis;
 pub mod server;

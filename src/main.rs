@@ -3,6 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 use sluice::{
     engine::{PollIntervals, verify},
+    limits::{Limits, MIN_HEADER_BYTES, parse_bytes, parse_duration},
     server::{self, Backend, RespConfig, ServerConfig},
     storage::S3Settings,
 };
@@ -27,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the S2 API and the Redis-Streams (plate) API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a bucket (or local directory) read-only: every catalog entry, manifest,
     /// index segment, chunk, pack and consumer group, and objects nothing references.
     /// Exits 0 only if it is sound, 1 if not, 2 if it could not be checked.
@@ -141,6 +142,76 @@ struct ServeArgs {
     /// `timeout`). A blocked read is not idle.
     #[arg(long, default_value_t = 0, env = "SLUICE_REDIS_TIMEOUT")]
     redis_timeout: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What the node admits (README, "Limits"; `sluice::limits` documents each).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Bytes of appends admitted across the node and not yet answered; beyond it appends
+    /// wait, unread, for up to --append-admission-timeout, then are refused (S2: 429
+    /// `rate_limited`; plate API: 503 `unavailable`), nothing applied.
+    #[arg(long, default_value = "128MiB", value_parser = parse_bytes, env = "SLUICE_APPEND_INFLIGHT_BYTES")]
+    append_inflight_bytes: usize,
+    /// How long an append waits for admission before it is refused.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "SLUICE_APPEND_ADMISSION_TIMEOUT")]
+    append_admission_timeout: Duration,
+    /// Bytes one read session (S2S, SSE) prepares ahead of what its client has taken.
+    #[arg(long, default_value = "4MiB", value_parser = parse_bytes, env = "SLUICE_READ_BUFFER_BYTES")]
+    read_buffer_bytes: usize,
+    /// A client that takes nothing of its read session (or whose connection accepts no
+    /// bytes) for this long is cut off.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "SLUICE_SLOW_READER_TIMEOUT")]
+    slow_reader_timeout: Duration,
+    /// Open connections; beyond it new connections wait in the listen backlog.
+    #[arg(long, default_value_t = Limits::default().max_connections, env = "SLUICE_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// The largest request head (HTTP/1.1: 431 beyond it; HTTP/2: the advertised header
+    /// list size). At least 8KiB.
+    #[arg(long, default_value = "64KiB", value_parser = parse_header_bytes, env = "SLUICE_MAX_HEADER_BYTES")]
+    max_header_bytes: usize,
+    /// The largest unary request body, after decompression (413 beyond it).
+    #[arg(long, default_value = "8MiB", value_parser = parse_bytes, env = "SLUICE_MAX_BODY_BYTES")]
+    max_body_bytes: usize,
+    /// HTTP/1.1: how long a request head may take to arrive, including the wait for the
+    /// next request on a kept-alive connection.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "SLUICE_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "SLUICE_IDLE_TIMEOUT")]
+    idle_timeout: Duration,
+    /// How long a unary request body (or one S2S input frame, from its first byte) may
+    /// take to arrive (408 `request_timeout` beyond it).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "SLUICE_BODY_READ_TIMEOUT")]
+    body_read_timeout: Duration,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            append_inflight_bytes: self.append_inflight_bytes,
+            append_admission_timeout: self.append_admission_timeout,
+            read_buffer_bytes: self.read_buffer_bytes,
+            slow_reader_timeout: self.slow_reader_timeout,
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            max_body_bytes: self.max_body_bytes,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            body_read_timeout: self.body_read_timeout,
+        }
+    }
+}
+
+fn parse_header_bytes(s: &str) -> Result<usize, String> {
+    let n = parse_bytes(s)?;
+    if n < MIN_HEADER_BYTES {
+        return Err(format!(
+            "at least {MIN_HEADER_BYTES} bytes (HTTP/1.1's smallest read buffer)"
+        ));
+    }
+    Ok(n)
 }
 
 /// Turns transparent huge pages off for the process before the runtime starts any thread:
@@ -165,7 +236,7 @@ fn main() -> anyhow_free::Result {
         .map_err(|e| format!("cannot start the runtime: {e}"))?
         .block_on(async {
             match Cli::parse().command {
-                Command::Serve(args) => serve(args).await,
+                Command::Serve(args) => serve(*args).await,
                 Command::Verify(args) => run_verify(args).await,
             }
         })
@@ -259,6 +330,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     }
     config.engine.max_deleted_ranges = args.redis_max_deleted_ranges;
     config.root_token = args.root_token.clone().filter(|t| !t.is_empty());
+    config.limits = args.limits.limits();
     let node = server::build_node(&config).map_err(|e| e.to_string())?;
     node.engine
         .health()
@@ -311,6 +383,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
         server::shutdown_signal(),
         config.shutdown_grace,
         node.draining,
+        &config.limits,
     )
     .await;
     if let Some(resp) = resp {

@@ -1,6 +1,9 @@
 //! Process wiring: storage backend from flags and environment, the engine, the HTTP app
 //! (the S2 routes and the plate routes under the layers they share), and an HTTP listener
-//! that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port.
+//! that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port, within the
+//! node's connection limits ([`crate::limits`]; one connection's are in `conn`).
+
+mod conn;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -11,9 +14,12 @@ use axum::{
 };
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
 };
-use tokio::net::TcpListener;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+};
 use tower::ServiceExt;
 use tower_http::{
     compression::{
@@ -25,9 +31,11 @@ use tower_http::{
 };
 use tracing::{info, warn};
 
+use self::conn::{Activity, StallIo, Tracked};
 use crate::{
     api,
     engine::{AppenderSettings, Engine, EngineConfig, PollIntervals},
+    limits::{Limits, MIN_HEADER_BYTES},
     storage::{DynStore, LocalStore, RemoteStore, S3Settings, StorageError},
 };
 use crate::{
@@ -57,6 +65,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// With a root token, every request needs an access token ([`crate::http::auth`]).
     pub root_token: Option<String>,
+    /// What the node admits ([`crate::limits`]).
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -79,6 +89,7 @@ impl ServerConfig {
             engine,
             shutdown_grace: Duration::from_secs(10),
             root_token: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -122,6 +133,7 @@ pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
         engine.clone(),
         draining.clone(),
         config.root_token.as_deref(),
+        &config.limits,
     );
     let auth = state.auth.clone();
     Node {
@@ -151,12 +163,13 @@ pub fn spawn_resp(
     ))
 }
 
-/// Unary append bodies can be 1 MiB metered, which base64 JSON inflates; allow headroom.
-const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-
 /// The node's HTTP app: the S2 surface and the plate surface side by side, under the
 /// layers both share (body limit, compression, decompression, CORS) and one fallback.
+/// Handlers read bodies within `--max-body-bytes` themselves ([`crate::http::body`]), each
+/// answering in its surface's envelope; the layer is the same limit for any extractor
+/// that reads a body on its own.
 pub fn app(state: AppState) -> Router {
+    let max_body = state.limits.max_body_bytes;
     let compress_when = SizeAbove::new(1024)
         .and(NotForContentType::SSE)
         .and(NotForContentType::const_new("s2s/proto"));
@@ -164,7 +177,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::routes())
         .merge(redis::http::routes())
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body))
         .layer(CompressionLayer::new().compress_when(compress_when))
         .layer(RequestDecompressionLayer::new())
         .layer(CorsLayer::very_permissive())
@@ -181,20 +194,21 @@ async fn not_found(request: Request) -> Response {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains connections for up
-/// to `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-    draining: Draining,
-) {
+/// The HTTP/1.1 and HTTP/2 settings, limits included: a request head over
+/// `--max-header-bytes` is 431 on HTTP/1.1 (hyper's read buffer cannot grow past it) and
+/// refused on HTTP/2 (advertised as `SETTINGS_MAX_HEADER_LIST_SIZE`; a larger header
+/// block gets 431 and `REFUSED_STREAM`); an HTTP/1.1 head must arrive within
+/// `--header-read-timeout`, which also bounds how long a kept-alive connection waits for
+/// its next request. HTTP/2 pings every 30 s and closes a connection whose peer does not
+/// answer within 20 s.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let header_bytes = limits.max_header_bytes.max(MIN_HEADER_BYTES);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -203,11 +217,48 @@ pub async fn serve(
         .initial_connection_window_size(16 * 1024 * 1024)
         .max_frame_size(256 * 1024)
         .max_send_buf_size(4 * 1024 * 1024)
+        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    let graceful = GracefulShutdown::new();
+    builder
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains connections for up
+/// to `grace`. At most `--max-connections` are open at once: at the limit the node stops
+/// accepting, so new connections wait in the kernel's listen backlog (their requests
+/// unanswered, no work done for them) until one closes, rather than being accepted only to
+/// be refused; idle and slow connections are closed by their timeouts, so slots free up.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    draining: Draining,
+    limits: &Limits,
+) {
+    let builder = http_builder(limits);
+    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let (stop, stopped) = watch::channel(false);
+    let mut warned_full: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if warned_full.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    warn!(
+                        max_connections,
+                        "at --max-connections: not accepting until one closes"
+                    );
+                    warned_full = Some(tokio::time::Instant::now());
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -218,18 +269,15 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                tokio::spawn(connection(
+                    &builder,
+                    stream,
+                    peer,
+                    app.clone(),
+                    limits,
+                    stopped.clone(),
+                    slot,
+                ));
             }
             () = &mut shutdown => break,
         }
@@ -237,9 +285,87 @@ pub async fn serve(
     drop(listener);
     info!("shutting down: draining sessions and connections");
     draining.start();
+    let _ = stop.send(true);
+    let all_closed = slots.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
     tokio::select! {
-        () = graceful.shutdown() => info!("all connections closed"),
+        _ = all_closed => info!("all connections closed"),
         () = tokio::time::sleep(grace) => warn!("closing connections still open after {grace:?}"),
+    }
+}
+
+/// Serves one connection until it ends: shut down gracefully when the node stops or when
+/// it has been idle (no request in progress) for `--idle-timeout`; its writes fail once
+/// stalled for `--slow-reader-timeout`. Holds its connection slot until it ends.
+fn connection(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: axum::Router,
+    limits: &Limits,
+    mut stopped: watch::Receiver<bool>,
+    slot: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send + 'static {
+    let _ = stream.set_nodelay(true);
+    let activity = Activity::new();
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let open = activity.open();
+            let response = app.clone().oneshot(req.map(axum::body::Body::new));
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::body(b, open)))
+            }
+        })
+    };
+    let io = TokioIo::new(StallIo::new(stream, limits.slow_reader_timeout));
+    let conn = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    let idle_timeout = limits.idle_timeout;
+    async move {
+        let _slot = slot;
+        tokio::pin!(conn);
+        let mut closing = false;
+        // Set once an idle connection is told to close: should the graceful close not
+        // finish (a peer halfway through sending a request head, say), the connection is
+        // dropped after another idle timeout without a request in progress. That loses
+        // nothing: after the close began no new request may start, and none is running.
+        let mut drop_at: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stopped.wait_for(|s| *s), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = activity.idle_for(idle_timeout), if !closing => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    drop_at = Some(tokio::time::Instant::now() + idle_timeout);
+                }
+                () = sleep_until_opt(drop_at) => {
+                    if activity.is_idle() {
+                        tracing::debug!(%peer, "dropping an idle connection that did not close");
+                        return;
+                    }
+                    drop_at = Some(tokio::time::Instant::now() + idle_timeout);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,6 +1,9 @@
 //! S2 errors on the wire: every non-2xx is JSON `{code, message}` with the status its
 //! code implies, except 412 (append condition) and 416 (read beyond the tail), which have
-//! bodies of their own.
+//! bodies of their own, and 413 (a body over `--max-body-bytes`), which S2 has no code
+//! for: it is `invalid` (the request can only succeed changed) with the status that says
+//! how it is invalid. The SDK treats a code whose status differs as unknown, and 413 as
+//! not retryable, which is what it is.
 
 use axum::response::{IntoResponse, Response};
 use s2_api::v1::{
@@ -9,15 +12,20 @@ use s2_api::v1::{
 };
 
 use crate::{
-    engine::{ConditionFailed, EngineError, Position, record::InputError},
-    http::AuthError,
+    engine::{ConditionFailed, EngineError, InputError, Position},
+    http::{AuthError, body::BodyError, budget::Refused},
 };
 
 #[derive(Debug, Clone)]
 pub enum ApiError {
-    Standard { code: ErrorCode, message: String },
+    Standard {
+        code: ErrorCode,
+        message: String,
+    },
     ConditionFailed(ConditionFailed),
     Unwritten(Position),
+    /// A body over the node's limit: 413, code `invalid`.
+    TooLarge(String),
 }
 
 impl ApiError {
@@ -60,6 +68,35 @@ impl ApiError {
         Self::new(ErrorCode::NotImplemented, message)
     }
 
+    /// An append refused at admission (the node's in-flight append bytes stayed spent for
+    /// `--append-admission-timeout`): 429 `rate_limited`, which S2 defines as retryable
+    /// and free of side effects, so the SDK retries it even under its `NoSideEffects`
+    /// append policy; nothing of the request was read or applied. (503 `unavailable` is
+    /// retryable too, but promises no such thing.)
+    pub fn admission_refused(refused: Refused) -> Self {
+        Self::new(
+            ErrorCode::RateLimited,
+            format!(
+                "this node's in-flight append bytes stayed at their limit for {:?} \
+                 (--append-inflight-bytes); nothing was applied, retry",
+                refused.waited
+            ),
+        )
+    }
+
+    /// A body that could not be read whole: too large (413), too slow (408
+    /// `request_timeout`), or broken (`otherwise`, the format's own bad-input code).
+    pub fn body(e: BodyError, otherwise: fn(String) -> Self) -> Self {
+        match e {
+            BodyError::TooLarge { .. } => Self::TooLarge(format!("{e} (--max-body-bytes)")),
+            BodyError::TimedOut { .. } => Self::new(
+                ErrorCode::RequestTimeout,
+                format!("{e} (--body-read-timeout)"),
+            ),
+            BodyError::Failed(_) => otherwise(e.to_string()),
+        }
+    }
+
     pub fn to_error_response(&self) -> ErrorResponse {
         match self {
             Self::Standard { code, message } => ErrorResponse::Standard(StandardError {
@@ -77,6 +114,13 @@ impl ApiError {
             Self::ConditionFailed(ConditionFailed::SeqNumMismatch(seq)) => {
                 ErrorResponse::AppendConditionFailed(AppendConditionFailed::SeqNumMismatch(*seq))
             }
+            Self::TooLarge(message) => ErrorResponse::Standard(StandardError {
+                status: http::StatusCode::PAYLOAD_TOO_LARGE,
+                info: ErrorInfo {
+                    code: ErrorCode::Invalid.into(),
+                    message: message.clone(),
+                },
+            }),
             Self::Unwritten(tail) => ErrorResponse::Unwritten(TailResponse {
                 tail: StreamPosition {
                     seq_num: tail.seq_num,

@@ -2,7 +2,10 @@
 //! bad path segment `bad_path`, a bad query `bad_query`, bad JSON `bad_json`, a missing
 //! or invalid bearer token `authn`.
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::{
+    body::Body,
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
+};
 use http::{HeaderMap, request::Parts};
 use s2_common::{
     access::AccessTokenId,
@@ -16,6 +19,7 @@ use super::error::ApiError;
 use crate::http::{
     AppState,
     auth::{Caller, Scheme},
+    body::{check_announced, read_body},
 };
 
 /// The basin of a stream-level request, from the `s2-basin` header.
@@ -91,13 +95,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
     }
 }
 
+/// `req` with its body read whole within the node's limits (413 over
+/// `--max-body-bytes`, 408 past `--body-read-timeout`), put back in memory for one of
+/// S2's extractors to decode; a body that fails on the way in is `bad`.
+pub async fn read_within_limits(
+    req: Request,
+    state: &AppState,
+    bad: fn(String) -> ApiError,
+) -> Result<Request, ApiError> {
+    check_announced(req.headers(), &state.limits).map_err(|e| ApiError::body(e, bad))?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, &state.limits)
+        .await
+        .map_err(|e| ApiError::body(e, bad))?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
 /// A JSON body (`Content-Type: application/json` required).
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let req = read_within_limits(req, state, ApiError::bad_json).await?;
         s2_api::data::Json::<T>::from_request(req, state)
             .await
             .map(|s2_api::data::Json(v)| Self(v))
@@ -108,10 +129,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// An optional JSON body: absent, empty, or `null` all mean `None`.
 pub struct OptionalJsonBody<T>(pub Option<T>);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let req = read_within_limits(req, state, ApiError::bad_json).await?;
         s2_api::data::extract::JsonOpt::<Option<T>>::from_request(req, state)
             .await
             .map(|s2_api::data::extract::JsonOpt(v)| Self(v.flatten()))

@@ -81,6 +81,26 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
         "Bytes of chunks held in this node's cache.",
         state.engine.cached_chunk_bytes(),
     );
+    e.gauge(
+        "sluice_append_inflight_bytes",
+        "Bytes of appends admitted on this node and not yet answered (--append-inflight-bytes bounds it).",
+        state.budget.in_flight() as u64,
+    );
+    e.counter(
+        "sluice_append_admission_refused_total",
+        "Appends refused unapplied after waiting --append-admission-timeout for admission.",
+        &[("", state.budget.refused())],
+    );
+    e.gauge(
+        "sluice_read_buffered_bytes",
+        "Bytes read sessions on this node hold ready for clients that have not taken them yet.",
+        state.send_buffers.buffered() as u64,
+    );
+    e.counter(
+        "sluice_read_sessions_cut_off_total",
+        "Read sessions ended because their client took nothing for --slow-reader-timeout.",
+        &[("", state.send_buffers.cut_off())],
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -42,7 +42,11 @@ use super::{
 use crate::engine::{
     AppendInput, AutoCreate, ReadBatch, RecordBatchBuilder, parse_append_input, read_unary,
 };
-use crate::http::{AppState, auth::Caller};
+use crate::http::{
+    AppState,
+    auth::Caller,
+    body::{announced_len, check_announced, discard_for_http1, read_body},
+};
 
 /// The `s2-stream-config` patch applied if the request creates the stream.
 fn stream_config_patch(headers: &HeaderMap) -> Result<OptionalStreamConfig, ApiError> {
@@ -136,15 +140,35 @@ pub async fn append(
         .as_ref()
         .and_then(JsonOrProto::from_mime)
         .is_some_and(|m| matches!(m, JsonOrProto::Proto));
+    let format = (!is_proto).then(|| format_of(&headers)).transpose()?;
+    // Admitted before any of the body is read, for its announced length (or the largest
+    // body allowed, given back once the body turns out smaller); held until answered.
+    let limits = &state.limits;
+    let bad = if is_proto {
+        ApiError::bad_proto
+    } else {
+        ApiError::bad_json
+    };
+    check_announced(&headers, limits).map_err(|e| ApiError::body(e, bad))?;
+    let (parts, body) = request.into_parts();
+    let expected = announced_len(&headers).unwrap_or(limits.max_body_bytes);
+    let mut permit = match state.budget.admit(expected).await {
+        Ok(permit) => permit,
+        Err(refused) => {
+            discard_for_http1(parts.version, body, limits).await;
+            return Err(ApiError::admission_refused(refused));
+        }
+    };
+    let body = read_body(body, limits)
+        .await
+        .map_err(|e| ApiError::body(e, bad))?;
+    permit.shrink_to(body.len());
     let input = if is_proto {
-        let body = Bytes::from_request(request, &state)
-            .await
-            .map_err(|e| ApiError::bad_proto(e.body_text()))?;
         parse_append_input(&body)?
     } else {
-        let format = format_of(&headers)?;
+        let request = Request::from_parts(parts, Body::from(body));
         let JsonBody(input) = JsonBody::<JsonAppendInput>::from_request(request, &state).await?;
-        decode_json_input(input, format)?
+        decode_json_input(input, format.unwrap_or_default())?
     };
     caller.may_run_commands(&input.batch)?;
     let handle = state
@@ -152,6 +176,7 @@ pub async fn append(
         .open(&basin, &stream, AutoCreate::OnAppend(patch))
         .await?;
     let ack = state.engine.append(&handle, input, None).await?;
+    drop(permit);
     Ok(match response_mime(&headers) {
         JsonOrProto::Proto => proto_response(proto_ack(&ack).encode_to_vec().into()),
         JsonOrProto::Json => axum::Json(JsonAppendAck {

@@ -28,7 +28,10 @@ use s2_api::v1::{
         s2s::{CompressionAlgorithm, SessionMessage},
     },
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::{Duration, Instant},
+};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
@@ -36,10 +39,15 @@ use super::{
     wire::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
 };
 use crate::engine::{
-    Ack, EngineResult, InputError, ReadBatch, ReadOutput, ReadSession, SessionGate, StreamHandle,
-    parse_append_input,
+    Ack, AppendInput, EngineResult, InputError, ReadBatch, ReadOutput, ReadSession, SessionGate,
+    StreamHandle, parse_append_input,
 };
-use crate::http::{AppState, auth::Caller};
+use crate::http::{
+    AppState,
+    auth::Caller,
+    budget::{AppendPermit, Refused},
+    send_buffer,
+};
 
 /// Largest value of the length field.
 pub const MAX_FRAME_LEN: usize = 2 * 1024 * 1024;
@@ -123,15 +131,23 @@ pub fn terminal_frame(error: &ApiError) -> Bytes {
 enum FrameError {
     /// The peer sent something that is not a valid frame.
     Bad(String),
+    /// A frame begun did not arrive whole within the timeout.
+    TooSlow(Duration),
     /// The request body failed (the peer went away).
     Transport,
 }
 
-/// Reads frames from a request body.
+/// Reads frames from a request body. A session may sit idle between frames for as long
+/// as it likes, but once a frame's first byte has arrived the rest must follow within
+/// `timeout` (`--body-read-timeout`): a frame trickled a byte at a time cannot hold its
+/// partial buffer (up to 2 MiB) forever.
 struct FrameReader {
     body: Body,
     buf: BytesMut,
     ended: bool,
+    timeout: Duration,
+    /// When the first byte of the frame being read arrived.
+    started: Option<Instant>,
 }
 
 impl FrameReader {
@@ -140,13 +156,22 @@ impl FrameReader {
             body,
             buf: BytesMut::new(),
             ended: false,
+            timeout: crate::limits::Limits::default().body_read_timeout,
+            started: None,
         }
     }
 
+    fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
     /// The next regular frame's decompressed payload; `None` at a clean end of input.
+    /// Cancel-safe: what has arrived stays buffered for the next call.
     async fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
             if let Some(payload) = self.try_decode()? {
+                // Bytes left over begin the next frame, which starts its clock now.
+                self.started = (!self.buf.is_empty()).then(Instant::now);
                 return Ok(Some(payload));
             }
             if self.ended {
@@ -156,11 +181,25 @@ impl FrameReader {
                     Err(FrameError::Bad("input ended inside a frame".into()))
                 };
             }
-            match self.body.frame().await {
+            let frame = match self.started {
+                None => self.body.frame().await,
+                Some(started) => {
+                    match tokio::time::timeout_at(started + self.timeout, self.body.frame()).await {
+                        Ok(frame) => frame,
+                        Err(_) => return Err(FrameError::TooSlow(self.timeout)),
+                    }
+                }
+            };
+            match frame {
                 None => self.ended = true,
                 Some(Err(_)) => return Err(FrameError::Transport),
                 Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        if self.buf.is_empty() {
+                            self.started = Some(Instant::now());
+                        }
                         self.buf.extend_from_slice(&data);
                     }
                 }
@@ -215,7 +254,12 @@ impl FrameReader {
 }
 
 /// Starts an append session: answers 200 at once, then acks each input frame in order.
-/// Each input's command records are checked against `caller`'s permissions.
+/// Each input's command records are checked against `caller`'s permissions, and each
+/// input is admitted against the node's in-flight append bytes before it reaches the
+/// engine: while it waits, the session reads no further (the client meets flow control)
+/// but keeps sending the acks it owes, which give bytes back. An input not admitted
+/// within `--append-admission-timeout` ends the session, after the acks owed, with a
+/// terminal 429 `rate_limited`; it and everything after it are unapplied.
 pub fn append_session(
     state: AppState,
     caller: Caller,
@@ -236,7 +280,13 @@ pub fn append_session(
     session_response(Body::from_stream(ReceiverStream::new(rx)))
 }
 
-type PendingAck = (oneshot::Receiver<EngineResult<Ack>>, usize);
+/// An input handed to the engine: where its outcome arrives, its size, and its admitted
+/// bytes, held until its ack is sent.
+type PendingAck = (oneshot::Receiver<EngineResult<Ack>>, usize, AppendPermit);
+
+type Admission = std::pin::Pin<
+    Box<dyn Future<Output = (Result<AppendPermit, Refused>, AppendInput, usize)> + Send>,
+>;
 
 async fn run_append_session(
     state: AppState,
@@ -247,8 +297,10 @@ async fn run_append_session(
     compression: CompressionAlgorithm,
 ) {
     let gate = Arc::new(SessionGate::default());
-    let mut reader = FrameReader::new(body);
+    let mut reader = FrameReader::new(body).with_timeout(state.limits.body_read_timeout);
     let mut pending: VecDeque<PendingAck> = VecDeque::new();
+    // The input waiting to be admitted, if any; nothing more is read meanwhile.
+    let mut admission: Option<Admission> = None;
     let mut unacked_bytes = 0usize;
     let mut input_done = false;
     // Set when the session must end after the acks already owed are sent.
@@ -256,6 +308,10 @@ async fn run_append_session(
     let draining = state.draining.clone();
 
     loop {
+        if closing.is_some() {
+            // An input still waiting for admission is dropped unapplied.
+            admission = None;
+        }
         if pending.is_empty() && (input_done || closing.is_some()) {
             if let Some(e) = closing {
                 let _ = tx.send(Ok(terminal_frame(&e))).await;
@@ -264,6 +320,7 @@ async fn run_append_session(
         }
         let reading = !input_done
             && closing.is_none()
+            && admission.is_none()
             && unacked_bytes < MAX_UNACKED_BYTES
             && pending.len() < MAX_UNACKED_INPUTS;
         let event = tokio::select! {
@@ -271,13 +328,18 @@ async fn run_append_session(
             ack = async { (&mut pending.front_mut().expect("guarded").0).await }, if !pending.is_empty() => {
                 SessionEvent::Ack(ack)
             }
+            admitted = async { admission.as_mut().expect("guarded").await }, if admission.is_some() => {
+                admission = None;
+                SessionEvent::Admitted(admitted)
+            }
             frame = reader.next(), if reading => SessionEvent::Input(frame),
             () = draining.started(), if closing.is_none() && !input_done => SessionEvent::Draining,
             () = tx.closed() => SessionEvent::ClientGone,
         };
         match event {
             SessionEvent::Ack(ack) => {
-                let (_, size) = pending.pop_front().expect("non-empty");
+                // The permit goes once the ack is on its way.
+                let (_, size, _permit) = pending.pop_front().expect("non-empty");
                 unacked_bytes -= size;
                 let frame = match ack {
                     Ok(Ok(ack)) => regular_frame(&proto_ack(&ack).encode_to_vec(), compression),
@@ -295,17 +357,11 @@ async fn run_append_session(
                 Ok(input) => match caller.may_run_commands(&input.batch) {
                     Ok(()) => {
                         let size = payload.len();
-                        match state
-                            .engine
-                            .submit(&handle, input, Some(gate.clone()))
-                            .await
-                        {
-                            Ok(rx) => {
-                                unacked_bytes += size;
-                                pending.push_back((rx, size));
-                            }
-                            Err(e) => closing = Some(e.into()),
-                        }
+                        let budget = state.budget.clone();
+                        admission =
+                            Some(Box::pin(
+                                async move { (budget.admit(size).await, input, size) },
+                            ));
                     }
                     Err(e) => closing = Some(e.into()),
                 },
@@ -317,7 +373,32 @@ async fn run_append_session(
             SessionEvent::Input(Ok(None)) | SessionEvent::Input(Err(FrameError::Transport)) => {
                 input_done = true;
             }
+            SessionEvent::Admitted((Ok(permit), input, size)) => {
+                match state
+                    .engine
+                    .submit(&handle, input, Some(gate.clone()))
+                    .await
+                {
+                    Ok(rx) => {
+                        unacked_bytes += size;
+                        pending.push_back((rx, size, permit));
+                    }
+                    Err(e) => closing = Some(e.into()),
+                }
+            }
+            SessionEvent::Admitted((Err(refused), _, _)) => {
+                closing = Some(ApiError::admission_refused(refused));
+            }
             SessionEvent::Input(Err(FrameError::Bad(m))) => closing = Some(ApiError::bad_frame(m)),
+            SessionEvent::Input(Err(FrameError::TooSlow(after))) => {
+                closing = Some(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!(
+                        "an input frame did not arrive whole within {after:?} of its first byte \
+                         (--body-read-timeout)"
+                    ),
+                ));
+            }
             SessionEvent::Draining => {
                 closing = Some(ApiError::new(
                     ErrorCode::ServerDraining,
@@ -331,13 +412,15 @@ async fn run_append_session(
 
 enum SessionEvent {
     Ack(Result<EngineResult<Ack>, oneshot::error::RecvError>),
+    Admitted((Result<AppendPermit, Refused>, AppendInput, usize)),
     Input(Result<Option<Bytes>, FrameError>),
     Draining,
     ClientGone,
 }
 
 /// Serves a read session as S2S frames: batches, heartbeats, and a terminal frame if it
-/// fails.
+/// fails; produced ahead of the client through its send buffer ([`send_buffer`]), which
+/// cuts off a client that stops taking them.
 pub fn read_session(
     state: AppState,
     handle: Arc<StreamHandle>,
@@ -368,8 +451,13 @@ pub fn read_session(
             Some((frame, (Some(session), handle, draining)))
         },
     )
-    .flat_map(|parts| futures::stream::iter(parts.into_iter().map(Ok::<_, Infallible>)));
-    session_response(Body::from_stream(frames.boxed()))
+    .flat_map(futures::stream::iter);
+    let limits = state.limits.clone();
+    session_response(send_buffer::buffered(
+        frames,
+        &limits,
+        state.send_buffers.clone(),
+    ))
 }
 
 #[cfg(test)]

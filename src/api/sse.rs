@@ -1,6 +1,8 @@
 //! Server-sent events: `batch` events with `id: <last seq>,<count>,<bytes>` (cumulative
 //! over the session and any sessions it resumes), `ping` events with the tail, an `error`
-//! event if the read fails, and a final `data: [DONE]` when it ends normally.
+//! event if the read fails, and a final `data: [DONE]` when it ends normally. Events are
+//! produced ahead of the client through the session's send buffer
+//! ([`crate::http::send_buffer`]), which cuts off a client that stops taking them.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -20,7 +22,7 @@ use super::{
     wire::{json_batch, position},
 };
 use crate::engine::{Clock, EngineError, ReadOutput, ReadSession, StreamHandle};
-use crate::http::AppState;
+use crate::http::{AppState, send_buffer};
 
 struct SseState {
     session: Option<ReadSession>,
@@ -98,7 +100,14 @@ pub fn read_events(
         };
         Some((Ok(event), st))
     });
-    let mut response = Sse::new(events.boxed()).into_response();
+    let (parts, body) = Sse::new(events.boxed()).into_response().into_parts();
+    // Event bodies never fail: their events are infallible.
+    let items = body
+        .into_data_stream()
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .filter_map(|item| std::future::ready(item.ok()));
+    let body = send_buffer::buffered(items, &state.limits, state.send_buffers.clone());
+    let mut response = Response::from_parts(parts, body);
     let h = response.headers_mut();
     h.insert(
         header::CACHE_CONTROL,

@@ -289,6 +289,7 @@ impl TestServer {
                 },
                 config.shutdown_grace,
                 draining,
+                &config.limits,
             )
             .await;
         });

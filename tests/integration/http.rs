@@ -65,6 +65,19 @@ impl Api {
         }
     }
 
+    /// A client of the node at `endpoint` (`http://host:port`), such as one in another
+    /// process.
+    pub fn at(endpoint: &str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(90))
+                .build()
+                .unwrap(),
+            base: format!("{endpoint}/v1"),
+            basin: None,
+        }
+    }
+
     /// A client of a plate's Redis-Streams surface (`/{basin}/streams`).
     pub fn plate(server: &TestServer, basin: &str) -> Self {
         Self {

@@ -36,7 +36,13 @@ fn decode(
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))
         .expect("a request");
-    let JsonBody(input) = rt.block_on(JsonBody::<JsonAppendInput>::from_request(request, &()))?;
+    // The extractor's own decoding, without the app state it reads the body's limits from.
+    let s2_api::data::Json(input) = rt
+        .block_on(s2_api::data::Json::<JsonAppendInput>::from_request(
+            request,
+            &(),
+        ))
+        .map_err(|e| ApiError::bad_json(e.body_text()))?;
     let sent = input.records.len();
     Ok((sent, decode_json_input(input, format)?))
 }

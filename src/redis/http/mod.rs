@@ -14,10 +14,7 @@ use std::time::Duration;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{
-        FromRequestParts, RawPathParams, State,
-        rejection::{BytesRejection, RawPathParamsRejection},
-    },
+    extract::{FromRequestParts, RawPathParams, State, rejection::RawPathParamsRejection},
     response::{IntoResponse, Response},
     routing::{MethodRouter, get, post},
 };
@@ -93,8 +90,8 @@ async fn method_not_allowed() -> Response {
 // ---------------------------------------------------------------------------------------
 // The endpoints: each builds its command's argument list.
 
-async fn add(State(state): State<AppState>, req: Incoming, body: Body) -> Response {
-    serve(&state, req, |_| {
+async fn add(State(state): State<AppState>, req: Incoming, body: AppendBody) -> Response {
+    serve_append(&state, req, &body, |_| {
         let b: AddBody = body.json()?;
         let key = required("key", b.key)?;
         let values = b.values.filter(|v| !v.is_empty()).ok_or_else(|| {
@@ -364,21 +361,27 @@ async fn group_autoclaim(State(state): State<AppState>, req: Incoming, body: Bod
     .await
 }
 
-async fn command(State(state): State<AppState>, req: Incoming, body: Body) -> Response {
-    serve(&state, req, |_| command_argv(&body, None)).await
+async fn command(State(state): State<AppState>, req: Incoming, body: AppendBody) -> Response {
+    serve_append(&state, req, &body, |_| command_argv(&body, None)).await
 }
 
-async fn key_command(State(state): State<AppState>, req: Incoming, body: Body) -> Response {
-    serve(&state, req, |req| {
+async fn key_command(State(state): State<AppState>, req: Incoming, body: AppendBody) -> Response {
+    serve_append(&state, req, &body, |req| {
         let key = req.param("key")?;
         command_argv(&body, Some(key))
     })
     .await
 }
 
-fn command_argv(body: &Body, key: Option<String>) -> Result<Argv, Failure> {
+/// The command and its arguments; a command other than `XADD` gives its body's admitted
+/// bytes back at once.
+fn command_argv(body: &AppendBody, key: Option<String>) -> Result<Argv, Failure> {
     let b: CommandBody = body.json()?;
-    let mut argv = Argv::new(required("command", b.command)?);
+    let name = required("command", b.command)?;
+    if !name.eq_ignore_ascii_case("XADD") {
+        body.release();
+    }
+    let mut argv = Argv::new(name);
     argv.extend(key);
     argv.extend(b.args.into_iter().flatten().map(Arg::into_string));
     Ok(argv)
@@ -532,30 +535,22 @@ impl Incoming {
     }
 }
 
-/// The request body, read whatever its `content-type`.
-struct Body(Result<Bytes, BytesRejection>);
-
-impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(Bytes::from_request(req, state).await))
-    }
-}
-
-impl Body {
-    fn json<T: DeserializeOwned>(&self) -> Result<T, Failure> {
-        let bytes = self.0.as_ref().map_err(|e| {
-            let status = e.status();
-            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "payload_too_large"
-            } else {
-                "invalid_request"
-            };
-            Failure::new(status, code, e.body_text())
-        })?;
-        serde_json::from_slice(bytes)
-            .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))
+/// [`serve`] for an endpoint that may append: the caller is authenticated before its body
+/// is admitted and read ([`AppendBody::admit`]), so that no one without a token spends
+/// the node's append budget.
+async fn serve_append(
+    state: &AppState,
+    req: Incoming,
+    body: &AppendBody,
+    argv: impl FnOnce(&Incoming) -> Result<Argv, Failure>,
+) -> Response {
+    let admitted = async {
+        authenticate(state, &req.headers).await?;
+        body.admit(state).await
+    };
+    match admitted.await {
+        Ok(()) => serve(state, req, argv).await,
+        Err(failure) => failure.into_response(),
     }
 }
 
