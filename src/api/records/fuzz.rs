@@ -15,6 +15,7 @@ use crate::fuzzing::{
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a runtime")
 }

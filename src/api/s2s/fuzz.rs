@@ -12,6 +12,7 @@ use crate::fuzzing::{self, mutate, mutations};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a runtime")
 }
