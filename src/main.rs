@@ -110,6 +110,11 @@ struct ServeArgs {
         env = "SLUICE_REDIS_MAX_DELETED_RANGES"
     )]
     redis_max_deleted_ranges: usize,
+    /// How old an object nothing references must be before upkeep's orphan sweep deletes
+    /// it; keep it well above a manifest write's longest round trip (README, "Checking a
+    /// bucket").
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "SLUICE_ORPHAN_GRACE")]
+    orphan_grace: Duration,
     /// Serve RESP (Redis's protocol, RESP2 and RESP3) on this port too, on the same
     /// address as HTTP: the stream commands for Redis clients. Off unless set.
     #[arg(long, env = "SLUICE_REDIS_PORT")]
@@ -329,6 +334,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
         });
     }
     config.engine.max_deleted_ranges = args.redis_max_deleted_ranges;
+    config.engine.orphan_grace = args.orphan_grace;
     config.root_token = args.root_token.clone().filter(|t| !t.is_empty());
     config.limits = args.limits.limits();
     let node = server::build_node(&config).map_err(|e| e.to_string())?;

@@ -101,3 +101,24 @@ fn the_server_runs_without_transparent_huge_pages() {
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
+
+/// The orphan sweep's grace is a flag: a duration is taken, anything else refused by name.
+#[test]
+fn the_orphan_grace_is_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = sluice(dir.path(), free_port())
+        .args(["--orphan-grace", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--orphan-grace"));
+
+    let port = free_port();
+    let mut server = sluice(dir.path(), port)
+        .args(["--orphan-grace", "10s"])
+        .spawn()
+        .unwrap();
+    wait_healthy(port);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
