@@ -216,21 +216,7 @@ async fn s2_client(world: World, id: usize, seed: u64) {
                 }
                 _ => {}
             }
-            let records: Vec<Value> = match &append.set_fence {
-                Some(token) => vec![json!({"headers": [["", "fence"]], "body": token})],
-                None => append
-                    .bodies
-                    .iter()
-                    .map(|b| json!({"body": std::str::from_utf8(b).unwrap()}))
-                    .collect(),
-            };
-            let mut body = json!({"records": records});
-            if let Some(m) = append.match_seq_num {
-                body["match_seq_num"] = json!(m);
-            }
-            if let Some(t) = &append.fencing_token {
-                body["fencing_token"] = json!(t);
-            }
+            let body = append.json_body();
             let op = world.invoke(Op::Append(append.clone()));
             let outcome = match world.send(node, "POST", uri, Some(body)).await {
                 Some((StatusCode::OK, ack)) => {

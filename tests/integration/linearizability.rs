@@ -199,6 +199,26 @@ impl Append {
         self.fencing_token = Some(token.into());
         self
     }
+
+    /// The S2 API's unary JSON append body for this batch (bodies as UTF-8 text).
+    pub fn json_body(&self) -> serde_json::Value {
+        let records: Vec<serde_json::Value> = match &self.set_fence {
+            Some(token) => vec![serde_json::json!({"headers": [["", "fence"]], "body": token})],
+            None => self
+                .bodies
+                .iter()
+                .map(|b| serde_json::json!({"body": std::str::from_utf8(b).unwrap()}))
+                .collect(),
+        };
+        let mut body = serde_json::json!({"records": records});
+        if let Some(m) = self.match_seq_num {
+            body["match_seq_num"] = serde_json::json!(m);
+        }
+        if let Some(t) = &self.fencing_token {
+            body["fencing_token"] = serde_json::json!(t);
+        }
+        body
+    }
 }
 
 /// A request to the stream.

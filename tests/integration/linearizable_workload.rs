@@ -315,21 +315,7 @@ impl Client {
 
     /// Sends an append; any answer other than an ack or a 412 is indeterminate.
     async fn append(&mut self, append: Append, beliefs: &mut Beliefs) {
-        let records: Vec<Value> = match &append.set_fence {
-            Some(token) => vec![json!({"headers": [["", "fence"]], "body": token})],
-            None => append
-                .bodies
-                .iter()
-                .map(|b| json!({"body": std::str::from_utf8(b).unwrap()}))
-                .collect(),
-        };
-        let mut body = json!({"records": records});
-        if let Some(m) = append.match_seq_num {
-            body["match_seq_num"] = json!(m);
-        }
-        if let Some(t) = &append.fencing_token {
-            body["fencing_token"] = json!(t);
-        }
+        let body = append.json_body();
         let id = self.recorder.invoke(Op::Append(append.clone()));
         let reply = self
             .http

@@ -9,41 +9,18 @@ use s2_common::config::{BasinConfig, OptionalStreamConfig};
 use super::*;
 use crate::{
     engine::{
-        AutoCreate, Engine, EngineConfig, StreamHandle,
-        appender::INLINE_MAX_BYTES,
-        entries::EntryId,
-        group_state::GroupState,
-        layout,
-        manifest::Manifest,
-        record::{AppendInput, RecordBatchBuilder},
+        AutoCreate, Engine, EngineConfig, StreamHandle, appender::INLINE_MAX_BYTES,
+        entries::EntryId, group_state::GroupState, layout, manifest::Manifest, record::AppendInput,
     },
     storage::{self, DynStore},
 };
 
+/// One record with this body.
 pub(crate) fn body(bytes: &[u8]) -> AppendInput {
-    let mut b = RecordBatchBuilder::new();
-    b.push(None, std::iter::empty(), bytes).unwrap();
-    AppendInput {
-        batch: b.finish().unwrap(),
-        match_seq_num: None,
-        fencing_token: None,
-    }
+    batch(&[bytes])
 }
 
-pub(crate) fn trim(point: u64) -> AppendInput {
-    let mut b = RecordBatchBuilder::new();
-    b.push(
-        None,
-        [(&b""[..], &b"trim"[..])].into_iter(),
-        &point.to_be_bytes(),
-    )
-    .unwrap();
-    AppendInput {
-        batch: b.finish().unwrap(),
-        match_seq_num: None,
-        fencing_token: None,
-    }
-}
+pub(crate) use crate::engine::testing::{batch, trim};
 
 /// An engine without polling or periodic upkeep, sweeping orphans older than
 /// `orphan_grace` when asked.
