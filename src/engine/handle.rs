@@ -397,6 +397,43 @@ mod tests {
         storage,
     };
 
+    /// Callers that queue behind one manifest read share the next instead of each making
+    /// one, and still see a commit that landed before they called.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_refreshes_share_a_read() {
+        use std::sync::Arc;
+
+        use crate::storage::faulty::{Faults, FaultyStore};
+        let bucket = storage::memory();
+        let (writer, on_writer) = engine_with_stream(bucket.clone(), DEFAULT_GC_GRACE).await;
+        let slow: storage::DynStore = Arc::new(FaultyStore::new(
+            bucket,
+            1,
+            Faults {
+                delay: 1.0,
+                max_delay: Duration::from_millis(5),
+                ..Faults::default()
+            },
+        ));
+        let (_reader, on_reader, counters) = counted_node(slow, two_engines_config()).await;
+        writer
+            .append(&on_writer, batch(&[b"before the calls"]), None)
+            .await
+            .unwrap();
+        let before = counters.snapshot().gets;
+        let states = futures::future::join_all((0..20).map(|_| on_reader.core.refresh())).await;
+        assert!(
+            states
+                .iter()
+                .all(|s| s.as_ref().unwrap().tail().seq_num == 1)
+        );
+        let reads = counters.snapshot().gets - before;
+        assert!(
+            reads <= 2,
+            "{reads} manifest reads for 20 concurrent refreshes"
+        );
+    }
+
     /// A follower of a stream nobody else writes polls its manifest less and less often,
     /// down to a tenth of the base rate, and still sees another node's commit within a
     /// quarter of the quiet spell before it; once others commit, polling is brisk again.
