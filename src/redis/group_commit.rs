@@ -262,3 +262,124 @@ async fn write(
     shared.settled.lock().push(batch, last, outcome);
     shared.notify.notify_waiters();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, sync::Arc, time::Duration};
+
+    use bytes::Bytes;
+    use s2_common::config::BasinConfig;
+
+    use crate::{
+        engine::{Engine, EngineConfig},
+        http::auth::{Authenticator, Scheme},
+        redis::{Context, Reply, execute},
+        storage::{
+            self, DynStore,
+            counting::{CountingStore, StoreCounters},
+            faulty::{Faults, FaultyStore},
+        },
+    };
+
+    fn argv(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    /// 32 consumers reading one group at once on one node cost a few group writes, not one
+    /// each, and every entry still goes to exactly one of them.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_commands_on_a_group_share_its_writes() {
+        let counters = Arc::new(StoreCounters::default());
+        let slow: DynStore = Arc::new(FaultyStore::new(
+            storage::memory(),
+            3,
+            Faults {
+                delay: 1.0,
+                max_delay: Duration::from_millis(5),
+                ..Faults::default()
+            },
+        ));
+        let store: DynStore = Arc::new(CountingStore::new(slow, counters.clone()));
+        let engine = Engine::new(
+            store,
+            EngineConfig {
+                poll: None,
+                maintenance_interval: Duration::from_secs(3600),
+                ..EngineConfig::default()
+            },
+        );
+        engine
+            .create_basin("test-plate", BasinConfig::default(), None)
+            .await
+            .unwrap();
+        let caller = Authenticator::new(engine.clone(), None)
+            .authenticate(&http::HeaderMap::new(), Scheme::BearerOrBare)
+            .await
+            .unwrap();
+        let ctx = Context {
+            engine,
+            caller,
+            plate: "test-plate".into(),
+            max_block: None,
+        };
+        execute(
+            &ctx,
+            &argv(&["XGROUP", "CREATE", "k", "g", "0", "MKSTREAM"]),
+        )
+        .await
+        .unwrap();
+        for i in 0..64 {
+            let n = i.to_string();
+            execute(&ctx, &argv(&["XADD", "k", "*", "n", &n]))
+                .await
+                .unwrap();
+        }
+
+        let before = counters.snapshot().puts;
+        let reads = (0..32).map(|i| {
+            let consumer = format!("c{i}");
+            let ctx = &ctx;
+            async move {
+                let words = [
+                    "XREADGROUP",
+                    "GROUP",
+                    "g",
+                    &consumer,
+                    "COUNT",
+                    "2",
+                    "STREAMS",
+                    "k",
+                    ">",
+                ];
+                execute(ctx, &argv(&words)).await.unwrap()
+            }
+        });
+        let replies = futures::future::join_all(reads).await;
+        let writes = counters.snapshot().puts - before;
+        assert!(writes <= 4, "{writes} group writes for 32 reads");
+
+        let mut delivered = HashSet::new();
+        for reply in replies {
+            let Reply::PairMap(streams) = reply else {
+                panic!("every reader gets entries: {reply:?}")
+            };
+            let Reply::Array(entries) = &streams[0].1 else {
+                panic!("{streams:?}")
+            };
+            assert_eq!(entries.len(), 2);
+            for e in entries {
+                let Reply::Array(parts) = e else {
+                    panic!("{e:?}")
+                };
+                assert!(
+                    delivered.insert(format!("{:?}", parts[0])),
+                    "delivered twice"
+                );
+            }
+        }
+        assert_eq!(delivered.len(), 64);
+    }
+}
