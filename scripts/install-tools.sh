@@ -13,11 +13,14 @@
 #   redis-cli          Debian's redis-tools (apt-get, only when none is on PATH;
 #                                          tests/resp/redis_cli.sh)
 #   ioredis/           ioredis from npm   (exact pin below; tests/resp/ioredis.sh)
+#   ts-sdk/            @s2-dev/streamstore from npm (the TypeScript SDK; tests/ts)
+#   playwright/        playwright-core from npm, driving Debian's chromium (apt-get,
+#                                          only when none is on PATH; browser tests)
 #
 # Skip a part with SLUICE_SKIP_S2_CLI=1, SLUICE_SKIP_MINISTACK=1, SLUICE_SKIP_MOTO=1,
-# SLUICE_SKIP_PYTHON_SDK=1, SLUICE_SKIP_REDIS_DIFF=1 (redis-server, redis-cli, redis-py)
-# or SLUICE_SKIP_IOREDIS=1. SLUICE_PYTHON picks the python used to build the venvs (default
-# python3; the Python SDK needs >= 3.11).
+# SLUICE_SKIP_PYTHON_SDK=1, SLUICE_SKIP_REDIS_DIFF=1 (redis-server, redis-cli, redis-py),
+# SLUICE_SKIP_IOREDIS=1, SLUICE_SKIP_TS_SDK=1 or SLUICE_SKIP_BROWSER=1. SLUICE_PYTHON picks
+# the python used to build the venvs (default python3; the Python SDK needs >= 3.11).
 #
 # Why s2-sdk 0.13.0: it is the newest release on PyPI, and it speaks HTTP/2 with prior
 # knowledge (h2c) on http:// endpoints through its own `h2`-based client, which is what
@@ -45,6 +48,10 @@ REDIS_DIFF_REQS=(
 # ioredis for tests/resp/ioredis.sh; its own dependencies come pinned by its
 # package-lock (npm install --no-save of an exact version).
 IOREDIS_VERSION=6.0.0
+# The TypeScript SDK (tests/ts), and playwright-core driving Debian's chromium for the
+# dashboard's browser tests.
+TS_SDK_VERSION=0.27.0
+PLAYWRIGHT_VERSION=1.65.1
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 TOOLS_DIR="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}"
@@ -139,68 +146,54 @@ install_python_sdk() {
 }
 
 # ------------------------------------------- redis-server + redis-py --
-install_redis_server() {
-  if command -v redis-server >/dev/null; then
-    log "redis-server: already installed ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
+install_apt() { # command package
+  local cmd="$1" pkg="$2"
+  if command -v "$cmd" >/dev/null; then
+    log "$cmd: already installed ($(command -v "$cmd"))"
     return 0
   fi
-  command -v apt-get >/dev/null || die "redis-server not found and no apt-get to install it"
+  command -v apt-get >/dev/null || die "$cmd not found and no apt-get to install $pkg"
   local sudo=()
   ((EUID == 0)) || sudo=(sudo -n)
-  log "redis-server: installing Debian's redis-server (apt-get)"
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server >&2 \
+  log "$cmd: installing Debian's $pkg (apt-get)"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$pkg" >&2 \
     || { "${sudo[@]}" apt-get update -qq >&2 \
-      && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server >&2; } \
-    || die "apt-get install redis-server failed"
-  command -v redis-server >/dev/null || die "redis-server installed but not on PATH"
-  log "redis-server: installed ($(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'))"
+      && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$pkg" >&2; } \
+    || die "apt-get install $pkg failed"
+  command -v "$cmd" >/dev/null || die "$pkg installed but $cmd is not on PATH"
+  log "$cmd: installed ($(command -v "$cmd"))"
 }
 
-install_redis_cli() {
-  if command -v redis-cli >/dev/null; then
-    log "redis-cli: already installed ($(redis-cli --version))"
+# ------------------------------------------------------ npm packages --
+# One directory per package under <tools>, each installed with `npm install` of an exact
+# version (its own dependencies pinned by the package's lock).
+npm_ok() { # dir spec
+  [[ "$(cat "$TOOLS_DIR/$1/.sluice-installed" 2>/dev/null)" == "$2" ]] \
+    && [[ -d "$TOOLS_DIR/$1/node_modules" ]]
+}
+
+install_npm_locked() { # dir spec
+  local dir="$TOOLS_DIR/$1" spec="$2"
+  if npm_ok "$1" "$spec"; then
+    log "$spec: already installed in $dir"
     return 0
   fi
-  command -v apt-get >/dev/null || die "redis-cli not found and no apt-get to install it"
-  local sudo=()
-  ((EUID == 0)) || sudo=(sudo -n)
-  log "redis-cli: installing Debian's redis-tools (apt-get)"
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-tools >&2 \
-    || { "${sudo[@]}" apt-get update -qq >&2 \
-      && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-tools >&2; } \
-    || die "apt-get install redis-tools failed"
-  command -v redis-cli >/dev/null || die "redis-tools installed but redis-cli not on PATH"
-  log "redis-cli: installed ($(redis-cli --version))"
+  command -v npm >/dev/null || die "npm not found; it is needed to install $spec"
+  log "$spec: installing into $dir (npm)"
+  rm -rf -- "$dir"
+  mkdir -p -- "$dir"
+  (cd "$dir" && npm install --no-audit --no-fund --silent "$spec" >&2) \
+    || { rm -rf -- "$dir"; die "npm install $spec failed"; }
+  printf '%s\n' "$spec" >"$dir/.sluice-installed"
+  log "$spec: installed"
 }
 
-# ------------------------------------------------------------- ioredis --
-IOREDIS_DIR="$TOOLS_DIR/ioredis"
-ioredis_ok() {
-  [[ "$(cat "$IOREDIS_DIR/.sluice-installed" 2>/dev/null)" == "ioredis@$IOREDIS_VERSION" ]] \
-    && [[ -f "$IOREDIS_DIR/node_modules/ioredis/package.json" ]]
-}
-
-install_ioredis_locked() {
-  if ioredis_ok; then
-    log "ioredis: already installed in $IOREDIS_DIR ($IOREDIS_VERSION)"
+install_npm() { # dir spec
+  if npm_ok "$1" "$2"; then
+    log "$2: already installed in $TOOLS_DIR/$1"
     return 0
   fi
-  command -v npm >/dev/null || die "npm not found; it is needed to install ioredis"
-  log "ioredis: installing ioredis@$IOREDIS_VERSION into $IOREDIS_DIR (npm)"
-  rm -rf -- "$IOREDIS_DIR"
-  mkdir -p -- "$IOREDIS_DIR"
-  (cd "$IOREDIS_DIR" && npm install --no-audit --no-fund --silent "ioredis@$IOREDIS_VERSION" >&2) \
-    || { rm -rf -- "$IOREDIS_DIR"; die "npm install ioredis@$IOREDIS_VERSION failed"; }
-  printf 'ioredis@%s\n' "$IOREDIS_VERSION" >"$IOREDIS_DIR/.sluice-installed"
-  log "ioredis: installed ($IOREDIS_VERSION)"
-}
-
-install_ioredis() {
-  if ioredis_ok; then
-    log "ioredis: already installed in $IOREDIS_DIR ($IOREDIS_VERSION)"
-    return 0
-  fi
-  with_lock ioredis install_ioredis_locked
+  with_lock "$1" install_npm_locked "$1" "$2"
 }
 
 RD_VENV="$TOOLS_DIR/redis-diff-venv"
@@ -233,8 +226,8 @@ install_redis_py_locked() {
 }
 
 install_redis_diff() {
-  with_lock redis-server install_redis_server
-  with_lock redis-server install_redis_cli
+  with_lock apt install_apt redis-server redis-server
+  with_lock apt install_apt redis-cli redis-tools
   if redis_py_ok; then
     log "redis-py: already installed in $RD_VENV (${REDIS_DIFF_REQS[0]})"
     return 0
@@ -257,5 +250,10 @@ if [[ "${SLUICE_SKIP_MINISTACK:-}" == 1 ]]; then log "ministack: skipped (SLUICE
 if [[ "${SLUICE_SKIP_MOTO:-}" == 1 ]]; then log "moto: skipped (SLUICE_SKIP_MOTO=1)"; else install_s3_server moto; fi
 if [[ "${SLUICE_SKIP_PYTHON_SDK:-}" == 1 ]]; then log "Python s2-sdk: skipped (SLUICE_SKIP_PYTHON_SDK=1)"; else install_python_sdk; fi
 if [[ "${SLUICE_SKIP_REDIS_DIFF:-}" == 1 ]]; then log "redis-server, redis-py: skipped (SLUICE_SKIP_REDIS_DIFF=1)"; else install_redis_diff; fi
-if [[ "${SLUICE_SKIP_IOREDIS:-}" == 1 ]]; then log "ioredis: skipped (SLUICE_SKIP_IOREDIS=1)"; else install_ioredis; fi
+if [[ "${SLUICE_SKIP_IOREDIS:-}" == 1 ]]; then log "ioredis: skipped (SLUICE_SKIP_IOREDIS=1)"; else install_npm ioredis "ioredis@$IOREDIS_VERSION"; fi
+if [[ "${SLUICE_SKIP_TS_SDK:-}" == 1 ]]; then log "TypeScript SDK: skipped (SLUICE_SKIP_TS_SDK=1)"; else install_npm ts-sdk "@s2-dev/streamstore@$TS_SDK_VERSION"; fi
+if [[ "${SLUICE_SKIP_BROWSER:-}" == 1 ]]; then log "chromium, playwright-core: skipped (SLUICE_SKIP_BROWSER=1)"; else
+  with_lock apt install_apt chromium chromium
+  install_npm playwright "playwright-core@$PLAYWRIGHT_VERSION"
+fi
 log "done"
