@@ -2,7 +2,8 @@
 //! limits (a client that pipelines without reading is cut off and the node's memory
 //! stays bounded; a malformed request closes that connection only; the client limit;
 //! the idle timeout), authentication errors, the nil replies RESP2 and RESP3 tell apart,
-//! a blocked read woken by another connection, and shutdown with a blocked read open.
+//! a blocked read woken by another connection, shutdown with a blocked read open, and
+//! encrypted streams refused.
 //! Replies are compared byte for byte with what Redis 7.0.15 sends.
 
 use std::{
@@ -18,6 +19,7 @@ use tokio::{
 
 struct Server {
     child: Child,
+    http: u16,
     resp: u16,
     _dir: tempfile::TempDir,
 }
@@ -68,6 +70,7 @@ async fn start(args: &[&str], token: Option<&str>) -> Server {
     let child = cmd.spawn().expect("start sluice");
     let server = Server {
         child,
+        http,
         resp,
         _dir: dir,
     };
@@ -408,4 +411,52 @@ async fn shutdown_closes_a_blocked_read_and_the_process_exits() {
 
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// No RESP command can carry an encrypted stream's key: commands on one are refused, and
+/// so is creating a key where the plate's basin would encrypt it; plain keys still work.
+#[tokio::test]
+async fn encrypted_streams_are_refused_with_an_err_reply() {
+    let server = start(&[], None).await;
+    let mut conn = connect(&server).await;
+    exchange(&mut conn, "XADD plain 1-1 f v\r\n", "$3\r\n1-1\r\n").await;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}/v1", server.http);
+    let reply = http
+        .patch(format!("{base}/basins/{PLATE}"))
+        .json(&serde_json::json!({"stream_cipher": "aegis-256"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success(), "{reply:?}");
+    let reply = http
+        .post(format!("{base}/streams"))
+        .header("s2-basin", PLATE)
+        .json(&serde_json::json!({"stream": "secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success(), "{reply:?}");
+    let refused = "-ERR the key is an encrypted stream (aegis-256): Redis commands cannot \
+                   carry its encryption key; use the S2 API with s2-encryption-key\r\n";
+    exchange(
+        &mut conn,
+        "XADD secret * f v\r\nXRANGE secret - +\r\nXADD fresh * f v\r\nXLEN plain\r\n",
+        &format!("{refused}{refused}{refused}:1\r\n"),
+    )
+    .await;
+    let listed: serde_json::Value = http
+        .get(format!("{base}/streams?prefix=fresh"))
+        .header("s2-basin", PLATE)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["streams"],
+        serde_json::json!([]),
+        "no stream created"
+    );
 }

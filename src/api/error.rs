@@ -176,6 +176,8 @@ impl From<EngineError> for ApiError {
                 Self::new(ErrorCode::Storage, message)
             }
             EngineError::SessionAborted => Self::new(ErrorCode::Other, message),
+            EngineError::EncryptionKey(_) => Self::new(ErrorCode::BadHeader, message),
+            EngineError::DecryptionFailed(_) => Self::new(ErrorCode::DecryptionFailed, message),
             EngineError::Draining => Self::new(ErrorCode::ServerDraining, message),
         }
     }

@@ -30,6 +30,7 @@ use s2_api::{
 use s2_common::{
     access::Operation,
     config::OptionalStreamConfig,
+    encryption::EncryptionKey,
     stream::{ReadEnd, ReadStart},
 };
 
@@ -40,7 +41,8 @@ use super::{
     wire::{json_batch, position, proto_ack, proto_batch_parts},
 };
 use crate::engine::{
-    AppendInput, AutoCreate, ReadBatch, RecordBatchBuilder, parse_append_input, read_unary,
+    AppendInput, AutoCreate, Encryption, ReadBatch, RecordBatchBuilder, StreamHandle,
+    parse_append_input, read_unary,
 };
 use crate::http::{
     AppState,
@@ -53,6 +55,12 @@ fn stream_config_patch(headers: &HeaderMap) -> Result<OptionalStreamConfig, ApiE
     Ok(optional_header::<StreamConfigHeader>(headers)?
         .map(|h| h.0)
         .unwrap_or_default())
+}
+
+/// The request's `s2-encryption-key`, if any; what it may do is resolved against the
+/// stream's cipher ([`StreamHandle::encryption`]).
+fn encryption_key(headers: &HeaderMap) -> Result<Option<EncryptionKey>, ApiError> {
+    optional_header::<EncryptionKey>(headers)
 }
 
 fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
@@ -122,16 +130,18 @@ pub async fn append(
     let stream = caller.may_on_stream(Operation::Append, &basin, &stream)?;
     let headers = request.headers().clone();
     let patch = stream_config_patch(&headers)?;
+    let key = encryption_key(&headers)?;
     let content_type = mime::content_type(&headers);
     if content_type.as_ref().is_some_and(mime::is_s2s_proto) {
         let handle = state
             .engine
             .open(&basin, &stream, AutoCreate::OnAppend(patch))
             .await?;
+        let encryption = handle.encryption(key)?;
         return Ok(s2s::append_session(
             state,
             caller,
-            handle,
+            (handle, encryption),
             &headers,
             request.into_body(),
         ));
@@ -175,6 +185,7 @@ pub async fn append(
         .engine
         .open(&basin, &stream, AutoCreate::OnAppend(patch))
         .await?;
+    let input = handle.encryption(key)?.seal(input);
     let ack = state.engine.append(&handle, input, None).await?;
     drop(permit);
     Ok(match response_mime(&headers) {
@@ -255,6 +266,23 @@ impl http_body::Body for PartsBody {
     }
 }
 
+/// The stream (created if the basin creates streams on read) and what the request's key
+/// may do with it: `bad_header` before anything is read when the key does not fit.
+async fn open_for_read(
+    state: &AppState,
+    basin: &str,
+    stream: &str,
+    patch: OptionalStreamConfig,
+    key: Option<EncryptionKey>,
+) -> Result<(std::sync::Arc<StreamHandle>, Encryption), ApiError> {
+    let handle = state
+        .engine
+        .open(basin, stream, AutoCreate::OnRead(patch))
+        .await?;
+    let encryption = handle.encryption(key)?;
+    Ok((handle, encryption))
+}
+
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -268,6 +296,7 @@ pub async fn read(
     let mut start: ReadStart = start.try_into()?;
     let mut end_api = end;
     let patch = stream_config_patch(&headers)?;
+    let key = encryption_key(&headers)?;
     let is_s2s = mime::content_type(&headers)
         .as_ref()
         .is_some_and(mime::is_s2s_proto);
@@ -275,11 +304,12 @@ pub async fn read(
 
     if is_s2s {
         let end: ReadEnd = end_api.into();
-        let handle = state
+        let (handle, encryption) = open_for_read(&state, &basin, &stream, patch, key).await?;
+        let session = state
             .engine
-            .open(&basin, &stream, AutoCreate::OnRead(patch))
-            .await?;
-        let session = state.engine.read(&handle, start, end, false).await?;
+            .read(&handle, start, end, false)
+            .await?
+            .decrypting(encryption);
         return Ok(s2s::read_session(state, handle, session, &headers));
     }
 
@@ -292,11 +322,12 @@ pub async fn read(
             end_api.bytes = end_api.bytes.map(|b| b.saturating_sub(id.bytes));
         }
         let end: ReadEnd = end_api.into();
-        let handle = state
+        let (handle, encryption) = open_for_read(&state, &basin, &stream, patch, key).await?;
+        let session = state
             .engine
-            .open(&basin, &stream, AutoCreate::OnRead(patch))
-            .await?;
-        let session = state.engine.read(&handle, start, end, false).await?;
+            .read(&handle, start, end, false)
+            .await?
+            .decrypting(encryption);
         return Ok(sse::read_events(
             state,
             handle,
@@ -307,11 +338,12 @@ pub async fn read(
     }
 
     let end: ReadEnd = end_api.into();
-    let handle = state
+    let (handle, encryption) = open_for_read(&state, &basin, &stream, patch, key).await?;
+    let session = state
         .engine
-        .open(&basin, &stream, AutoCreate::OnRead(patch))
-        .await?;
-    let session = state.engine.read(&handle, start, end, true).await?;
+        .read(&handle, start, end, true)
+        .await?
+        .decrypting(encryption);
     let batch = read_unary(session).await?;
     Ok(match response_mime(&headers) {
         JsonOrProto::Proto => proto_batch_response(&batch),

@@ -39,8 +39,8 @@ use super::{
     wire::{encode_proto_batch, proto_ack, proto_batch_len, proto_batch_parts, proto_position},
 };
 use crate::engine::{
-    Ack, AppendInput, EngineResult, InputError, ReadBatch, ReadOutput, ReadSession, SessionGate,
-    StreamHandle, parse_append_input,
+    Ack, AppendInput, Encryption, EngineResult, InputError, ReadBatch, ReadOutput, ReadSession,
+    SessionGate, StreamHandle, parse_append_input,
 };
 use crate::http::{
     AppState,
@@ -260,10 +260,11 @@ impl FrameReader {
 /// but keeps sending the acks it owes, which give bytes back. An input not admitted
 /// within `--append-admission-timeout` ends the session, after the acks owed, with a
 /// terminal 429 `rate_limited`; it and everything after it are unapplied.
+/// An append session on `stream`, its inputs sealed with the request's encryption.
 pub fn append_session(
     state: AppState,
     caller: Caller,
-    handle: Arc<StreamHandle>,
+    stream: (Arc<StreamHandle>, Encryption),
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
@@ -272,7 +273,7 @@ pub fn append_session(
     tokio::spawn(run_append_session(
         state,
         caller,
-        handle,
+        stream,
         body,
         tx,
         compression,
@@ -291,7 +292,7 @@ type Admission = std::pin::Pin<
 async fn run_append_session(
     state: AppState,
     caller: Caller,
-    handle: Arc<StreamHandle>,
+    (handle, encryption): (Arc<StreamHandle>, Encryption),
     body: Body,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
     compression: CompressionAlgorithm,
@@ -376,7 +377,7 @@ async fn run_append_session(
             SessionEvent::Admitted((Ok(permit), input, size)) => {
                 match state
                     .engine
-                    .submit(&handle, input, Some(gate.clone()))
+                    .submit(&handle, encryption.seal(input), Some(gate.clone()))
                     .await
                 {
                     Ok(rx) => {

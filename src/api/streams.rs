@@ -37,7 +37,7 @@ fn stream_info(entry: StreamEntry, caller: &Grant) -> Result<StreamInfo, ApiErro
         name,
         created_at: entry.created_at,
         deleted_at: entry.deleted_at,
-        cipher: None,
+        cipher: entry.cipher.map(Into::into),
     })
 }
 

@@ -46,6 +46,10 @@ pub struct StreamEntry {
     /// The config the creating request asked for, to recognise an idempotent retry.
     #[serde(default)]
     pub requested_config: Option<serde_json::Value>,
+    /// The cipher of the stream's records: its basin's `stream_cipher` when it was
+    /// created, never changed after.
+    #[serde(default)]
+    pub cipher: Option<s2_common::encryption::EncryptionAlgorithm>,
 }
 
 /// An issued access token. The secret itself is never stored: whoever presents it is
@@ -347,6 +351,7 @@ mod tests {
             deleted_at: None,
             request_token: None,
             requested_config: None,
+            cipher: None,
         }
     }
 

@@ -13,7 +13,9 @@
 //!
 //! Records are stored exactly as a protobuf `ReadBatch` carries them, so any run of
 //! consecutive records is already a valid `ReadBatch` body: protobuf reads are slices of the
-//! cached chunk. Seq_nums inside a chunk are consecutive from `first seq_num`.
+//! cached chunk. Seq_nums inside a chunk are consecutive from `first seq_num`. An encrypted
+//! stream's records are stored sealed ([`Sealed`](super::record::Sealed)), with their
+//! plaintext's metered size; reads serve them opened, from chunks built in memory.
 
 use std::ops::Range;
 

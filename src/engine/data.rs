@@ -12,6 +12,7 @@ use super::{
     Ack, AppendInput, Engine, EngineError, EngineResult, Position, ReadSession, SessionGate,
     StreamHandle,
     appender::{AppendRequest, Appender},
+    crypt,
     reader::{self, ReadPlan},
 };
 
@@ -37,6 +38,13 @@ impl Engine {
         input: AppendInput,
         session: Option<Arc<SessionGate>>,
     ) -> EngineResult<oneshot::Receiver<EngineResult<Ack>>> {
+        if input.batch.cipher() != handle.core.cipher {
+            // Records reach an encrypted stream sealed with its cipher, or not at all.
+            return Err(match handle.core.cipher {
+                Some(cipher) => crypt::missing_key(cipher),
+                None => EngineError::Invalid("sealed records for a plain stream".into()),
+            });
+        }
         let settings = self.inner.config.appender;
         let mailbox = &handle
             .appender(|core| Appender::spawn(core, settings))

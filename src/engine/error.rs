@@ -56,6 +56,13 @@ pub enum EngineError {
     /// Stored data failed validation.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The request's `s2-encryption-key` does not fit the stream's cipher (missing, not
+    /// base64, not 32 bytes).
+    #[error("{0}")]
+    EncryptionKey(String),
+    /// A record did not open with the request's key: a wrong key (or altered data).
+    #[error("{0}")]
+    DecryptionFailed(String),
     /// This node is shutting down.
     #[error("server is draining")]
     Draining,

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use s2_common::config::StreamConfig;
+use s2_common::{config::StreamConfig, encryption::EncryptionAlgorithm};
 use tokio::{sync::watch, time::Instant};
 
 use super::{
@@ -179,6 +179,8 @@ pub struct StreamCore {
     pub basin: String,
     pub name: String,
     pub id: String,
+    /// The stream's cipher, fixed when it was created; `None` for a plain stream.
+    pub cipher: Option<EncryptionAlgorithm>,
     pub(super) store: DynStore,
     pub(super) cache: ObjectCache,
     pub(super) metrics: Arc<EngineMetrics>,
@@ -208,6 +210,7 @@ impl StreamCore {
     pub fn new(
         basin: String,
         name: String,
+        cipher: Option<EncryptionAlgorithm>,
         node: NodeServices,
         state: StreamState,
         poll_base: Option<Duration>,
@@ -217,6 +220,7 @@ impl StreamCore {
             basin,
             name,
             id: state.manifest.stream_id.clone(),
+            cipher,
             store: node.store,
             cache: node.cache,
             metrics: node.metrics,

@@ -23,6 +23,12 @@
 //! a command record. Nodes are runs of 100 seq_nums from each node start, which is how
 //! approximate trims (`~`) count whole nodes as Redis does.
 //!
+//! Encrypted streams (the stream entry's `cipher`): every record that is not a command is
+//! stored sealed in chunks and packs, and so in manifests' inline chunks
+//! ([`crypt`](super::crypt) has the envelope, [`record::Sealed`](super::record::Sealed)
+//! how a chunk holds it). No object holds such a record's headers or body in plaintext,
+//! nor the key.
+//!
 //! Names in catalog keys use an order-preserving encoding ([`encode_name`]) so that a LIST
 //! with `start-after` returns basins and streams in the byte order S2 promises. Stream data
 //! lives under an immutable random id, never the name, so a deleted stream's data can be

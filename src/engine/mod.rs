@@ -21,6 +21,7 @@
 //! | `catalog.rs` | catalog objects (basins, streams, tokens), conditional writes | control plane files |
 //! | `manifest.rs` | the per-stream manifest and index segments, with their invariants | appender, reader, upkeep |
 //! | `chunk.rs`, `record.rs` | the chunk format; append batches as received | appender, reader, surfaces |
+//! | `crypt.rs` | encrypted streams: records sealed on the way in, opened on the way out | the surfaces, `data.rs`, `reader.rs` |
 //! | `cache.rs` | decoded chunks and segments, shared by every stream on the node | reader, appender |
 //! | `layout.rs` | every object's key, in one place | everything that names an object |
 //! | `retry.rs` | the read-modify-write primitive and back-off | catalog, manifest and group changes |
@@ -40,6 +41,7 @@ mod cache;
 mod catalog;
 pub(crate) mod chunk;
 mod clock;
+mod crypt;
 mod data;
 mod deletion;
 pub(crate) mod entries;
@@ -72,6 +74,7 @@ pub use self::{
     appender::{Ack, AppenderSettings, SessionGate},
     catalog::{AccessTokenEntry, BasinEntry, StreamEntry, Written},
     clock::Clock,
+    crypt::Encryption,
     entries::{EntryId, EntryState, NODE_ENTRIES},
     entry_ops::EntryView,
     error::{ConditionFailed, EngineError, EngineResult, Position},

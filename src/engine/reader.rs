@@ -15,6 +15,7 @@ use tokio::{sync::watch, time::Instant};
 use super::{
     chunk::{Chunk, ChunkRecord},
     clock::sleep_until_opt,
+    crypt::{self, Encryption},
     error::{EngineError, EngineResult, Position},
     handle::{StreamCore, StreamState},
     manifest::{ChunkRef, Located},
@@ -97,6 +98,22 @@ impl ReadBatch {
             .map(|s| s.chunk.first_seq() + s.range.end as u64 - 1)
     }
 
+    /// The batch with an encrypted stream's records opened with the request's key, as
+    /// slices of plaintext chunks built in memory; a plain stream's as it is.
+    fn opened(self, encryption: &Encryption) -> EngineResult<ReadBatch> {
+        if encryption.cipher().is_none() {
+            return Ok(self);
+        }
+        let mut slices = Vec::with_capacity(self.slices.len());
+        for slice in &self.slices {
+            if let Some(chunk) = encryption.open_records(slice.records(), slice.encoded_len())? {
+                let len = chunk.len();
+                slices.push(ChunkSlice::new(Arc::new(chunk), 0..len));
+            }
+        }
+        Ok(ReadBatch { slices, ..self })
+    }
+
     fn append(&mut self, other: ReadBatch) {
         self.slices.extend(other.slices);
         self.count += other.count;
@@ -150,6 +167,9 @@ pub struct ReadSession {
     following: bool,
     next_heartbeat: Instant,
     done: bool,
+    /// Opens an encrypted stream's records ([`Self::decrypting`]); without it such a
+    /// session yields an error instead of its records.
+    encryption: Option<Encryption>,
 }
 
 impl ReadSession {
@@ -167,6 +187,24 @@ impl ReadSession {
             following: false,
             next_heartbeat: Instant::now(),
             done: false,
+            encryption: None,
+        }
+    }
+
+    /// The session, yielding records opened with `encryption` (the request's key).
+    pub fn decrypting(mut self, encryption: Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// An encrypted stream's batch opened; any other output as it is.
+    fn opened(&self, out: ReadOutput) -> EngineResult<ReadOutput> {
+        match (out, self.core.cipher) {
+            (ReadOutput::Batch(batch), Some(cipher)) => match &self.encryption {
+                Some(e) => Ok(ReadOutput::Batch(batch.opened(e)?)),
+                None => Err(crypt::missing_key(cipher)),
+            },
+            (out, _) => Ok(out),
         }
     }
 
@@ -187,7 +225,11 @@ impl ReadSession {
 
     /// The next output, or `None` when the session has ended normally.
     pub async fn next(&mut self) -> Option<EngineResult<ReadOutput>> {
-        match self.advance().await {
+        match self
+            .advance()
+            .await
+            .and_then(|out| out.map(|o| self.opened(o)).transpose())
+        {
             Ok(Some(out)) => Some(Ok(out)),
             Ok(None) => {
                 self.done = true;

@@ -10,6 +10,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 
+use s2_common::encryption::EncryptionAlgorithm;
+
 use super::entries::EntryId;
 
 /// At most this many records in one append batch.
@@ -55,6 +57,9 @@ pub struct RecordBatch {
     payload: Bytes,
     records: Vec<RecordMeta>,
     metered: usize,
+    /// The cipher its records were sealed with ([`Self::sealed`]), `None` while they are
+    /// plaintext. An encrypted stream accepts only batches sealed with its cipher.
+    cipher: Option<EncryptionAlgorithm>,
 }
 
 impl RecordBatch {
@@ -88,6 +93,63 @@ impl RecordBatch {
     pub fn payload_len(&self) -> usize {
         self.payload.len()
     }
+
+    pub fn cipher(&self) -> Option<EncryptionAlgorithm> {
+        self.cipher
+    }
+
+    /// The batch with every record that is not a command stored sealed: its encoded
+    /// fields replaced by the envelope `seal` appends to the buffer (exactly `overhead`
+    /// bytes more than the fields), after the record's plaintext metered size (see
+    /// [`SequencedView::sealed`]). Timestamps, metering and commands stay as they were,
+    /// so limits and accounting do not depend on the cipher. Command records stay
+    /// plaintext: the stream's fencing token and trim point are applied from them.
+    pub fn sealed(
+        &self,
+        cipher: EncryptionAlgorithm,
+        overhead: usize,
+        mut seal: impl FnMut(&[u8], &mut BytesMut),
+    ) -> RecordBatch {
+        let mut payload =
+            BytesMut::with_capacity(self.payload.len() + self.records.len() * (overhead + 2 * 10));
+        let mut records = Vec::with_capacity(self.records.len());
+        for (meta, fields) in self.encoded_records() {
+            if meta.command.is_some() {
+                payload.put_slice(fields);
+            } else {
+                payload.put_u8(SEALED_METERED_KEY);
+                encode_varint(u64::from(meta.metered), &mut payload);
+                payload.put_u8(0x22);
+                encode_varint((fields.len() + overhead) as u64, &mut payload);
+                let before = payload.len();
+                seal(fields, &mut payload);
+                assert_eq!(payload.len() - before, fields.len() + overhead);
+            }
+            records.push(RecordMeta {
+                end: u32::try_from(payload.len()).expect("a batch is far below 4 GiB"),
+                ..meta.clone()
+            });
+        }
+        RecordBatch {
+            payload: payload.freeze(),
+            records,
+            metered: self.metered,
+            cipher: Some(cipher),
+        }
+    }
+}
+
+/// Key of field 5 (varint) of a stored `SequencedRecord`, which S2's protobuf does not
+/// have and no client ever receives: a sealed record's plaintext metered size. A record
+/// with it holds its sealed envelope as its body and no headers.
+const SEALED_METERED_KEY: u8 = 0x28;
+
+/// A sealed record as stored ([`RecordBatch::sealed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed<'a> {
+    /// The metered size of the plaintext record.
+    pub metered: usize,
+    pub envelope: &'a [u8],
 }
 
 /// Why input was refused. `Malformed` input is a protocol error (`bad_proto`); `Invalid`
@@ -237,6 +299,7 @@ impl RecordBatchBuilder {
             payload: self.payload.freeze(),
             records: self.records,
             metered: self.metered,
+            cipher: None,
         })
     }
 }
@@ -511,8 +574,12 @@ impl<'a> SequencedView<'a> {
         })
     }
 
-    /// Headers in order, then the body.
+    /// Headers in order, then the body; a sealed record has no headers and its envelope
+    /// for a body.
     pub fn parts(&self) -> Result<RecordParts<'a>, InputError> {
+        if let Some(sealed) = self.sealed()? {
+            return Ok((Vec::new(), sealed.envelope));
+        }
         let mut buf = self.fields;
         let mut headers = Vec::new();
         let mut body: &[u8] = &[];
@@ -534,8 +601,18 @@ impl<'a> SequencedView<'a> {
         Ok((headers, body))
     }
 
-    /// Metered size, computed from the encoded fields.
+    /// The encoded fields after seq_num and timestamp: headers and body, or what a
+    /// sealed record keeps instead.
+    pub fn fields(&self) -> &'a [u8] {
+        self.fields
+    }
+
+    /// Metered size, computed from the encoded fields; a sealed record's is the one it
+    /// carries, its plaintext's.
     pub fn metered(&self) -> Result<usize, InputError> {
+        if let Some(sealed) = self.sealed()? {
+            return Ok(sealed.metered);
+        }
         let mut buf = self.fields;
         let (mut count, mut bytes, mut body) = (0usize, 0usize, 0usize);
         while !buf.is_empty() {
@@ -556,6 +633,33 @@ impl<'a> SequencedView<'a> {
             }
         }
         Ok(metered_size(count, bytes, body))
+    }
+
+    /// The record's sealed form, if it is stored sealed ([`RecordBatch::sealed`]).
+    pub fn sealed(&self) -> Result<Option<Sealed<'a>>, InputError> {
+        if self.fields.first() != Some(&SEALED_METERED_KEY) {
+            return Ok(None);
+        }
+        let mut buf = &self.fields[1..];
+        let metered = read_varint(&mut buf)?;
+        if metered > MAX_APPEND_BYTES as u64 {
+            return Err(malformed(
+                "a sealed record's metered size is beyond a record's",
+            ));
+        }
+        let (field, wire) = read_key(&mut buf)?;
+        if field != 4 {
+            return Err(malformed("a sealed record holds only its envelope"));
+        }
+        expect_wire(wire, LEN)?;
+        let envelope = read_len(&mut buf)?;
+        if !buf.is_empty() {
+            return Err(malformed("a sealed record holds only its envelope"));
+        }
+        Ok(Some(Sealed {
+            metered: metered as usize,
+            envelope,
+        }))
     }
 }
 

@@ -3,9 +3,12 @@
 
 use std::sync::{Arc, OnceLock};
 
+use s2_common::encryption::EncryptionKey;
+
 use super::{
     AutoCreate, Engine, EngineError, EngineResult,
     appender::Appender,
+    crypt::Encryption,
     handle::{NodeServices, StorageClass, StreamCore, StreamState},
     layout,
     manifest::Manifest,
@@ -24,6 +27,12 @@ impl StreamHandle {
             core: Arc::new(core),
             appender: OnceLock::new(),
         }
+    }
+
+    /// What a request with `key` (its `s2-encryption-key`) may do with the stream's
+    /// records: `bad_header` if the stream is encrypted and the key missing or malformed.
+    pub fn encryption(&self, key: Option<EncryptionKey>) -> EngineResult<Encryption> {
+        Encryption::resolve(self.core.cipher, key, &self.core.id)
     }
 
     /// The stream's appender, started on first use; it ends when this handle is dropped.
@@ -127,6 +136,7 @@ impl Engine {
         let core = StreamCore::new(
             basin.to_owned(),
             name.to_owned(),
+            entry.cipher,
             node,
             state,
             poll,

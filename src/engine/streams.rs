@@ -44,6 +44,7 @@ impl StreamEntry {
         name: &str,
         requested: serde_json::Value,
         request_token: Option<String>,
+        basin: &BasinConfig,
         (created_at, id): (time::OffsetDateTime, u128),
     ) -> Self {
         Self {
@@ -54,6 +55,7 @@ impl StreamEntry {
             deleted_at: None,
             request_token,
             requested_config: Some(requested),
+            cipher: basin.stream_cipher,
         }
     }
 }
@@ -106,6 +108,7 @@ impl Engine {
                 name,
                 requested.clone(),
                 request_token.clone(),
+                &basin_config,
                 (self.clock().now(), self.random().u128()),
             );
             if let Some(v) = self.create_stream_objects(basin, entry, &resolved).await? {
@@ -167,6 +170,7 @@ impl Engine {
                         name,
                         requested_json(&config),
                         None,
+                        &basin_config,
                         (self.clock().now(), self.random().u128()),
                     );
                     if let Some(v) = self.create_stream_objects(basin, entry, &resolved).await? {

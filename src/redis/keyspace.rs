@@ -11,6 +11,7 @@ use bytes::Bytes;
 use s2_common::{
     access::Operation,
     config::OptionalStreamConfig,
+    encryption::EncryptionAlgorithm,
     read_extent::ReadLimit,
     stream::{ReadEnd, ReadFrom, ReadStart},
 };
@@ -70,11 +71,15 @@ impl Context {
             .map_err(RedisError::from)
     }
 
-    /// The key, if it exists and `op` is granted on it.
+    /// The key, if it exists and `op` is granted on it. An encrypted stream is refused:
+    /// no Redis command carries its key.
     pub async fn open(&self, key: &[u8], op: Operation) -> RedisResult<Option<Key>> {
         let name = self.stream_name(key, op)?;
         match self.engine.open(&self.plate, &name, AutoCreate::No).await {
-            Ok(handle) => Ok(Some(Key { handle })),
+            Ok(handle) => match handle.core.cipher {
+                Some(cipher) => Err(encrypted(cipher)),
+                None => Ok(Some(Key { handle })),
+            },
             Err(EngineError::StreamNotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -87,6 +92,11 @@ impl Context {
             return Ok(k);
         }
         let name = self.stream_name(key, Operation::CreateStream)?;
+        let basin = self.engine.basin_entry(&self.plate).await?;
+        if let Some(cipher) = basin.config.stream_cipher {
+            // The new stream would be encrypted, and then refused.
+            return Err(encrypted(cipher.into()));
+        }
         match self
             .engine
             .create_stream(&self.plate, &name, OptionalStreamConfig::default(), None)
@@ -96,8 +106,20 @@ impl Context {
             Err(e) => return Err(e.into()),
         }
         let handle = self.engine.open(&self.plate, &name, AutoCreate::No).await?;
-        Ok(Key { handle })
+        match handle.core.cipher {
+            Some(cipher) => Err(encrypted(cipher)),
+            None => Ok(Key { handle }),
+        }
     }
+}
+
+/// The refusal of an encrypted stream (or of creating one), whose records only the S2 API
+/// can append and read, with the key in `s2-encryption-key`.
+fn encrypted(cipher: EncryptionAlgorithm) -> RedisError {
+    RedisError::err(format!(
+        "the key is an encrypted stream ({cipher}): Redis commands cannot carry its \
+         encryption key; use the S2 API with s2-encryption-key"
+    ))
 }
 
 /// Up to `max` records from `from` on (clamped to what is readable), commands included.

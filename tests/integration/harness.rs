@@ -350,6 +350,14 @@ impl TestServer {
             .clone()
     }
 
+    /// The directory an in-process node on a local directory keeps its data in.
+    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+        match &self.local.as_ref()?.storage {
+            ServerBackend::Local(dir) => Some(dir.clone()),
+            _ => None,
+        }
+    }
+
     /// Stops this node (gracefully) and starts a new one on the same storage and port.
     pub async fn restart(self) -> Self {
         self.restart_with(|_| {}).await

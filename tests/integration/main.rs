@@ -9,6 +9,7 @@ mod bad_input;
 mod concurrency;
 mod control_plane;
 mod data_plane;
+mod encryption;
 mod faults;
 mod limits;
 mod linearizability;

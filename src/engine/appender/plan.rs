@@ -5,13 +5,17 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use s2_common::config::{TimestampingConfig, TimestampingMode};
+use s2_common::{
+    config::{TimestampingConfig, TimestampingMode},
+    encryption::EncryptionAlgorithm,
+};
 use tokio::time::Instant;
 
 use super::{AppendRequest, INLINE_MAX_BYTES, SessionGate, spill::Spill};
 use crate::engine::{
     AppendInput,
     chunk::{Chunk, ChunkBuilder},
+    crypt::AES_GCM_MAX_SEQ_NUM,
     entries::{self, EntryId, EntryState},
     error::{ConditionFailed, EngineError, EngineResult, Position},
     handle::StreamState,
@@ -106,6 +110,19 @@ impl Numbering {
             return Some(EngineError::ConditionFailed(
                 ConditionFailed::SeqNumMismatch(self.chunk.next_seq()),
             ));
+        }
+        if input.batch.cipher() == Some(EncryptionAlgorithm::Aes256Gcm) {
+            // Random 96-bit nonces keep one AES-GCM key safe for 2^32 records only.
+            let first = self.chunk.next_seq();
+            let over = input.batch.records().iter().enumerate().find_map(|(i, r)| {
+                let seq = first + i as u64;
+                (r.command.is_none() && seq > AES_GCM_MAX_SEQ_NUM).then_some(seq)
+            });
+            if let Some(seq) = over {
+                return Some(EngineError::Invalid(format!(
+                    "max assignable sequence number is {AES_GCM_MAX_SEQ_NUM}; attempted {seq}"
+                )));
+            }
         }
         if ts_config.mode == TimestampingMode::ClientRequire
             && input.batch.records().iter().any(|r| r.timestamp.is_none())

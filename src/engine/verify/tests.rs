@@ -261,6 +261,7 @@ async fn catalog_damage_and_homeless_directories_are_found() {
         deleted_at: None,
         request_token: None,
         requested_config: None,
+        cipher: None,
     };
     store
         .put(&orphaned_entry, serde_json::to_vec(&entry).unwrap().into())
