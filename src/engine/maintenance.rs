@@ -220,6 +220,7 @@ impl Engine {
                             if let Err(e) = self.maintain(&h).await {
                                 warn!(basin = %b.name, stream = %s.name, error = %e, "stream upkeep failed");
                             }
+                            self.sample_usage(&b.name, &s.name, &h.core.current().manifest);
                         }
                         Err(e) => {
                             debug!(basin = %b.name, stream = %s.name, error = %e, "skipping upkeep")

@@ -150,6 +150,11 @@ pub struct ReadSession {
     following: bool,
     next_heartbeat: Instant,
     done: bool,
+    /// Whether the session counts as a unary read or a streaming one in usage; `None`
+    /// for sessions no client asked for.
+    metered_as_unary: Option<bool>,
+    /// The last minute (epoch seconds) the session was counted as an operation in.
+    metered_minute: Option<u32>,
 }
 
 impl ReadSession {
@@ -167,6 +172,34 @@ impl ReadSession {
             following: false,
             next_heartbeat: Instant::now(),
             done: false,
+            metered_as_unary: None,
+            metered_minute: None,
+        }
+    }
+
+    /// Counts the session in usage: one read operation if `unary`, else one per minute
+    /// in which it is asked for output.
+    pub fn metered(mut self, unary: bool) -> Self {
+        self.metered_as_unary = Some(unary);
+        self
+    }
+
+    fn meter(&mut self, out: Option<&ReadOutput>) {
+        let Some(unary) = self.metered_as_unary else {
+            return;
+        };
+        let now = self.core.clock.now_ms();
+        let minute = super::usage::minute_of(now);
+        let begins = match self.metered_minute {
+            None => true,
+            Some(m) => !unary && m != minute,
+        };
+        if begins {
+            self.metered_minute = Some(minute);
+            self.core.usage.read_op(now, unary);
+        }
+        if let Some(ReadOutput::Batch(b)) = out {
+            self.core.usage.read_bytes(now, b.metered_bytes as u64);
         }
     }
 
@@ -187,7 +220,9 @@ impl ReadSession {
 
     /// The next output, or `None` when the session has ended normally.
     pub async fn next(&mut self) -> Option<EngineResult<ReadOutput>> {
-        match self.advance().await {
+        let advanced = self.advance().await;
+        self.meter(advanced.as_ref().ok().and_then(Option::as_ref));
+        match advanced {
             Ok(Some(out)) => Some(Ok(out)),
             Ok(None) => {
                 self.done = true;

@@ -128,6 +128,7 @@ impl Engine {
             basin.to_owned(),
             name.to_owned(),
             node,
+            self.inner.usage.stream(basin, name),
             state,
             poll,
             self.inner.config.heartbeat.clone(),
