@@ -5,8 +5,8 @@
 # compatibility scripts (s2 CLI, s2 bench, Python SDK) and the differential test of the
 # Redis-Streams API against a real Redis (tests/redis_diff: through HTTP, and through
 # the RESP listener in RESP2 and RESP3) on both backends, redis-cli and ioredis against
-# the RESP listener (tests/resp), the
-# crash loop (SIGKILLs under load, then `sluice verify`) on both, then the compatibility
+# the RESP listener (tests/resp), the metrics API through the s2 CLI and the TypeScript SDK
+# on two nodes (tests/metrics), the crash loop (SIGKILLs under load, then `sluice verify`) on both, then the compatibility
 # suite through nginx in front of three nodes.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -57,6 +57,8 @@ for backend in local ministack; do
   tests/resp/redis_cli.sh "$backend"
   tests/resp/ioredis.sh "$backend"
 done
+# Two processes on one ministack bucket: the s2 CLI and the TypeScript SDK read the metrics API.
+tests/metrics/run.sh
 
 step "crash loop: 20 SIGKILLs under load, then sluice verify and a full read (local directory and ministack)"
 scripts/crash-loop.sh
