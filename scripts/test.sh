@@ -5,9 +5,9 @@
 # compatibility scripts (s2 CLI, s2 bench, Python SDK) and the differential test of the
 # Redis-Streams API against a real Redis (tests/redis_diff: through HTTP, and through
 # the RESP listener in RESP2 and RESP3) on both backends, redis-cli and ioredis against
-# the RESP listener (tests/resp), the metrics API through the s2 CLI and the TypeScript SDK
-# on two nodes (tests/metrics), the crash loop (SIGKILLs under load, then `sluice verify`) on both, then the compatibility
-# suite through nginx in front of three nodes.
+# the RESP listener (tests/resp), the metrics API through the s2 CLI and the TypeScript
+# SDK on two nodes (tests/metrics), the crash loop (SIGKILLs under load, then `sluice
+# verify`) on both, then the compatibility suite through nginx in front of three nodes.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 

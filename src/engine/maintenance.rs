@@ -237,6 +237,10 @@ impl Engine {
             Ok(stats) => debug!(?stats, "orphan sweep"),
             Err(e) => warn!(error = %e, "orphan sweep failed"),
         }
+        match self.prune_usage().await {
+            Ok(n) => debug!(deleted = n, "usage objects pruned"),
+            Err(e) => warn!(error = %e, "pruning usage objects failed"),
+        }
         Ok(())
     }
 }

@@ -21,6 +21,8 @@
 //! A query lists the objects of the periods its range touches (minute figures from hour
 //! objects, hour and day figures from day objects, so 90 days of days are 90 objects per
 //! node) and sums them ([`query`]). Figures are as fresh as each node's last flush.
+//! Upkeep's catalog-wide pass, on any node, deletes objects whose period ended more than
+//! [`KEEP_SECS`] ago, which no query can reach; deleting twice is harmless.
 //!
 //! Storage is a gauge: at each step, for every stream, the sample of the newest manifest
 //! version any node took before the step ended; a deleted stream counts 0 from its
@@ -55,6 +57,10 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 /// A node's samples older than this are not carried into new objects: a stream nobody
 /// opened or visited for that long (deleted meanwhile, say) stops being reported by it.
 const CARRY_SAMPLES_FOR_SECS: u32 = 2 * 3600;
+
+/// How long after its period ends a usage object is kept: the longest range a query may
+/// ask for (90 days, as S2 bounds it) and two days for clocks and late queries.
+pub const KEEP_SECS: u32 = 92 * 86_400;
 
 /// Objects fetched at once by a query.
 const QUERY_CONCURRENCY: usize = 16;
@@ -270,6 +276,40 @@ impl Engine {
         });
     }
 
+    /// Deletes the usage objects of every node whose period ended over [`KEEP_SECS`] ago;
+    /// how many.
+    pub(super) async fn prune_usage(&self) -> EngineResult<usize> {
+        let now = (self.clock().now_ms() / 1000) as u32;
+        let cutoff = now.saturating_sub(KEEP_SECS);
+        let store = &self.inner.store;
+        let mut deleted = 0;
+        for g in [Granularity::Minutes, Granularity::Hours] {
+            let dir = layout::usage_dir(g.dir());
+            loop {
+                // Keys sort by period: the expired ones come first.
+                let page = store.list(&dir, None, 1000).await?;
+                let expired: Vec<String> = page
+                    .keys
+                    .iter()
+                    .filter(|k| {
+                        layout::usage_period_in_key(g.dir(), k)
+                            .is_some_and(|p| p.saturating_add(g.period_secs()) <= cutoff)
+                    })
+                    .cloned()
+                    .collect();
+                if expired.is_empty() {
+                    break;
+                }
+                store.delete_many(&expired).await?;
+                deleted += expired.len();
+                if expired.len() < page.keys.len() || !page.truncated {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Every node's objects at `g` of the periods `[start, end)` touches.
     async fn usage_objects(
         &self,
@@ -318,5 +358,53 @@ impl Engine {
             .try_filter_map(|o| async move { Ok(o) })
             .try_collect()
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        engine::{Clock, EngineConfig},
+        storage,
+    };
+
+    #[tokio::test]
+    async fn upkeep_prunes_only_what_no_query_reaches() {
+        let now: u32 = 200 * 86_400;
+        let store = storage::memory();
+        let engine = Engine::new(
+            store.clone(),
+            EngineConfig {
+                clock: Clock::simulated(u64::from(now) * 1000),
+                ..EngineConfig::default()
+            },
+        );
+        let old_day = now - KEEP_SECS - 86_400;
+        let kept_day = now - KEEP_SECS;
+        let keys = [
+            layout::usage_key("hours", old_day - 86_400, "a"),
+            layout::usage_key("hours", old_day, "b"),
+            layout::usage_key("hours", kept_day, "a"),
+            layout::usage_key("minutes", old_day, "a"),
+            layout::usage_key("minutes", now - 3600, "a"),
+        ];
+        for key in &keys {
+            store.put(key, bytes::Bytes::new()).await.unwrap();
+        }
+        assert_eq!(engine.prune_usage().await.unwrap(), 3);
+        let left = |dir: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .list(&layout::usage_dir(dir), None, 100)
+                    .await
+                    .unwrap()
+                    .keys
+            }
+        };
+        assert_eq!(left("hours").await, vec![keys[2].clone()]);
+        assert_eq!(left("minutes").await, vec![keys[4].clone()]);
+        assert_eq!(engine.prune_usage().await.unwrap(), 0);
     }
 }
