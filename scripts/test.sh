@@ -6,6 +6,7 @@
 # Redis-Streams API against a real Redis (tests/redis_diff: through HTTP, and through
 # the RESP listener in RESP2 and RESP3) on both backends, redis-cli and ioredis against
 # the RESP listener (tests/resp), the TypeScript SDK on encrypted streams (tests/ts), the
+# metrics API through the s2 CLI and the TypeScript SDK on two nodes (tests/metrics), the
 # crash loop (SIGKILLs under load, then `sluice verify`) on both, then the compatibility
 # suite through nginx in front of three nodes.
 set -euo pipefail
@@ -58,6 +59,8 @@ for backend in local ministack; do
   tests/resp/ioredis.sh "$backend"
   tests/ts/encryption.sh "$backend"
 done
+# Two processes on one ministack bucket: the s2 CLI and the TypeScript SDK read the metrics API.
+tests/metrics/run.sh
 
 step "crash loop: 20 SIGKILLs under load, then sluice verify and a full read (local directory and ministack)"
 scripts/crash-loop.sh

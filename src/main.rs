@@ -115,6 +115,11 @@ struct ServeArgs {
     /// bucket").
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "SLUICE_ORPHAN_GRACE")]
     orphan_grace: Duration,
+    /// How often the node writes its usage counts (the metrics API's figures) to the
+    /// bucket: one to four writes each time, however busy the node is; figures lag by up
+    /// to this much. Also written on graceful shutdown.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "SLUICE_METRICS_FLUSH_INTERVAL")]
+    metrics_flush_interval: Duration,
     /// Serve RESP (Redis's protocol, RESP2 and RESP3) on this port too, on the same
     /// address as HTTP: the stream commands for Redis clients. Off unless set.
     #[arg(long, env = "SLUICE_REDIS_PORT")]
@@ -335,9 +340,16 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     }
     config.engine.max_deleted_ranges = args.redis_max_deleted_ranges;
     config.engine.orphan_grace = args.orphan_grace;
+    if args.metrics_flush_interval.is_zero() {
+        return Err("--metrics-flush-interval must be above zero"
+            .to_owned()
+            .into());
+    }
+    config.engine.usage_flush_interval = args.metrics_flush_interval;
     config.root_token = args.root_token.clone().filter(|t| !t.is_empty());
     config.limits = args.limits.limits();
     let node = server::build_node(&config).map_err(|e| e.to_string())?;
+    let engine = node.engine.clone();
     node.engine
         .health()
         .await
@@ -394,6 +406,9 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     .await;
     if let Some(resp) = resp {
         let _ = resp.await;
+    }
+    if let Err(e) = engine.flush_usage().await {
+        tracing::warn!(error = %e, "writing usage at shutdown failed");
     }
     Ok(())
 }

@@ -174,7 +174,7 @@ pub fn app(state: AppState) -> Router {
         .and(NotForContentType::SSE)
         .and(NotForContentType::const_new("s2s/proto"));
     Router::new()
-        .merge(api::routes())
+        .merge(api::routes(state.clone()))
         .merge(redis::http::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,112 +1,179 @@
-//! `GET /metrics`: this node's counters and histograms in the Prometheus text format.
+//! The metrics API (`/v1/metrics`, `/v1/metrics/{basin}`, `/v1/metrics/{basin}/{stream}`):
+//! S2's metric sets over the usage every node keeps in the bucket
+//! ([`crate::engine::usage`]).
+//!
+//! A request names a set and a range `[start, end)` in epoch seconds: both are required,
+//! `start` may not follow `end`, and the range spans at most [`MAX_RANGE_SECS`] (90 days,
+//! as S2 says). Every refusal of the query (an unknown set or interval included) is 400
+//! `bad_query`, the one client error S2's document lists for these routes besides 403.
+//! An `end` in the future is cut to the current minute's end. The token needs the set's
+//! operation (`account-metrics`, `basin-metrics`, `stream-metrics`) and, for a basin or a
+//! stream, to cover it.
 
 use axum::{
-    extract::State,
-    response::{IntoResponse, Response},
+    Json,
+    extract::{FromRequestParts, Path, State},
+    http::request::Parts,
 };
-use http::{HeaderValue, header};
+use s2_api::v1::metrics::{
+    AccountMetricSetRequest, BasinMetricSetRequest, MetricSetResponse, StreamMetricSetRequest,
+};
+use s2_common::{
+    access::Operation,
+    basin::BasinName,
+    metrics::{
+        AccountMetricsRequest, BasinMetricsRequest, Metric, StreamMetricsRequest,
+        TimeseriesInterval,
+    },
+    stream::StreamName,
+};
 
-use crate::http::AppState;
-use crate::metrics::Exposition;
+use super::{error::ApiError, extract::QueryOf};
+use crate::{
+    engine::usage::Range,
+    http::{AppState, auth::Caller},
+};
 
-/// Exposed latencies are in seconds; histograms observe microseconds.
-const MICROS_PER_SECOND: f64 = 1e6;
+/// The longest range a request may span.
+pub const MAX_RANGE_SECS: u32 = 90 * 86_400;
 
-pub async fn prometheus(State(state): State<AppState>) -> Response {
-    let counters = state.engine.store_counters();
-    let c = counters.snapshot();
-    let latency = &counters.latency;
-    let engine = state.engine.metrics();
-    let mut e = Exposition::default();
-    e.counter(
-        "sluice_store_requests_total",
-        "Object-store requests made by this node.",
-        &[
-            ("op=\"get\"", c.gets),
-            ("op=\"put\"", c.puts),
-            ("op=\"list\"", c.lists),
-            ("op=\"delete\"", c.deletes),
-        ],
-    );
-    e.counter(
-        "sluice_store_bytes_total",
-        "Object-store payload bytes moved by this node.",
-        &[
-            ("direction=\"read\"", c.bytes_read),
-            ("direction=\"written\"", c.bytes_written),
-        ],
-    );
-    e.histogram(
-        "sluice_store_request_duration_seconds",
-        "How long this node's object-store requests took, failed ones included.",
-        MICROS_PER_SECOND,
-        &[
-            ("op=\"get\"", &latency.get),
-            ("op=\"put\"", &latency.put),
-            ("op=\"list\"", &latency.list),
-            ("op=\"delete\"", &latency.delete),
-        ],
-    );
-    e.histogram(
-        "sluice_append_ack_duration_seconds",
-        "From an append reaching this node's engine to its ack, for appends applied.",
-        MICROS_PER_SECOND,
-        &[
-            ("storage_class=\"express\"", &engine.ack_express),
-            ("storage_class=\"standard\"", &engine.ack_standard),
-        ],
-    );
-    e.histogram(
-        "sluice_commit_bytes",
-        "Size of each commit's chunk that landed; the count is this node's commits.",
-        1.0,
-        &[("", &engine.commit_bytes)],
-    );
-    e.counter(
-        "sluice_commit_conflicts_total",
-        "Conditional manifest writes of this node's commits that found the manifest changed.",
-        &[("", engine.conflicts())],
-    );
-    let (from_memory, from_store) = engine.chunk_reads();
-    e.counter(
-        "sluice_read_chunks_total",
-        "Chunks readers on this node found in memory, and ones they waited for from the store.",
-        &[
-            ("source=\"memory\"", from_memory),
-            ("source=\"store\"", from_store),
-        ],
-    );
-    e.gauge(
-        "sluice_cache_chunk_bytes",
-        "Bytes of chunks held in this node's cache.",
-        state.engine.cached_chunk_bytes(),
-    );
-    e.gauge(
-        "sluice_append_inflight_bytes",
-        "Bytes of appends admitted on this node and not yet answered (--append-inflight-bytes bounds it).",
-        state.budget.in_flight() as u64,
-    );
-    e.counter(
-        "sluice_append_admission_refused_total",
-        "Appends refused unapplied after waiting --append-admission-timeout for admission.",
-        &[("", state.budget.refused())],
-    );
-    e.gauge(
-        "sluice_read_buffered_bytes",
-        "Bytes read sessions on this node hold ready for clients that have not taken them yet.",
-        state.send_buffers.buffered() as u64,
-    );
-    e.counter(
-        "sluice_read_sessions_cut_off_total",
-        "Read sessions ended because their client took nothing for --slow-reader-timeout.",
-        &[("", state.send_buffers.cut_off())],
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        e.finish(),
-    )
-        .into_response()
+fn range(
+    start: Option<u32>,
+    end: Option<u32>,
+    interval: Option<TimeseriesInterval>,
+    now_ms: u64,
+) -> Result<Range, ApiError> {
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(ApiError::bad_query(
+            "`start` and `end` (epoch seconds) are required",
+        ));
+    };
+    if start > end {
+        return Err(ApiError::bad_query("`start` is after `end`"));
+    }
+    if end - start > MAX_RANGE_SECS {
+        return Err(ApiError::bad_query("time ranges may span at most 90 days"));
+    }
+    let now = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+    let horizon = now.saturating_add(60 - now % 60);
+    let end = end.min(horizon);
+    Ok(Range {
+        start: start.min(end),
+        end,
+        interval,
+    })
+}
+
+fn response(metrics: Vec<Metric>) -> Json<MetricSetResponse> {
+    Json(MetricSetResponse {
+        values: metrics.into_iter().map(Into::into).collect(),
+    })
+}
+
+pub async fn account(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryOf(request): QueryOf<AccountMetricSetRequest>,
+) -> Result<Json<MetricSetResponse>, ApiError> {
+    caller.may(Operation::AccountMetrics)?;
+    let request: AccountMetricsRequest = request.into();
+    let now = state.engine.clock().now_ms();
+    let range = range(request.start, request.end, request.interval, now)?;
+    let metrics = state.engine.account_metrics(request.set, range).await?;
+    Ok(response(metrics))
+}
+
+/// `/metrics/{basin}`.
+pub struct MetricsBasin(BasinName);
+
+impl<S: Send + Sync> FromRequestParts<S> for MetricsBasin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(basin) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_path(e.body_text()))?;
+        basin
+            .parse()
+            .map(Self)
+            .map_err(|e: s2_common::ValidationError| ApiError::bad_path(e.to_string()))
+    }
+}
+
+/// `/metrics/{basin}/{stream}`.
+pub struct MetricsStream(BasinName, StreamName);
+
+impl<S: Send + Sync> FromRequestParts<S> for MetricsStream {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((basin, stream)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_path(e.body_text()))?;
+        let bad = |e: s2_common::ValidationError| ApiError::bad_path(e.to_string());
+        Ok(Self(
+            basin.parse().map_err(bad)?,
+            stream.parse().map_err(bad)?,
+        ))
+    }
+}
+
+pub async fn basin(
+    State(state): State<AppState>,
+    caller: Caller,
+    MetricsBasin(basin): MetricsBasin,
+    QueryOf(request): QueryOf<BasinMetricSetRequest>,
+) -> Result<Json<MetricSetResponse>, ApiError> {
+    caller.may_on_basin(Operation::BasinMetrics, &basin)?;
+    let request: BasinMetricsRequest = request.into();
+    let now = state.engine.clock().now_ms();
+    let range = range(request.start, request.end, request.interval, now)?;
+    let metrics = state
+        .engine
+        .basin_metrics(&basin, request.set, range)
+        .await?;
+    Ok(response(metrics))
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    MetricsStream(basin, stream): MetricsStream,
+    QueryOf(request): QueryOf<StreamMetricSetRequest>,
+) -> Result<Json<MetricSetResponse>, ApiError> {
+    let stream = caller.may_on_stream(Operation::StreamMetrics, &basin, &stream)?;
+    let request: StreamMetricsRequest = request.into();
+    let now = state.engine.clock().now_ms();
+    let range = range(request.start, request.end, request.interval, now)?;
+    let metrics = state
+        .engine
+        .stream_metrics(&basin, &stream, request.set, range)
+        .await?;
+    Ok(response(metrics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_checked_and_cut_at_now() {
+        let now_ms = 1_000_030_000;
+        assert!(range(None, Some(5), None, now_ms).is_err());
+        assert!(range(Some(5), None, None, now_ms).is_err());
+        assert!(range(Some(6), Some(5), None, now_ms).is_err());
+        assert!(range(Some(0), Some(MAX_RANGE_SECS + 1), None, now_ms).is_err());
+        let r = range(
+            Some(0),
+            Some(MAX_RANGE_SECS),
+            None,
+            u64::from(MAX_RANGE_SECS) * 1000,
+        )
+        .unwrap();
+        assert_eq!((r.start, r.end), (0, MAX_RANGE_SECS));
+        let r = range(Some(999_000), Some(1_100_000), None, now_ms).unwrap();
+        assert_eq!(r.end, 1_000_080, "cut to the end of the current minute");
+        let r = range(Some(1_050_000), Some(1_100_000), None, now_ms).unwrap();
+        assert_eq!((r.start, r.end), (1_000_080, 1_000_080));
+    }
 }

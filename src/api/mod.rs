@@ -5,7 +5,9 @@
 //!
 //! - `basins`, `streams`, `access_tokens`: the control plane, one handler per operation;
 //!   `records`: append, read, check-tail, with `sse` and `s2s` sessions, whose shared
-//!   encodings are `wire`; `metrics`: the Prometheus text of the node's counters.
+//!   encodings are `wire`; `metrics`: S2's metrics API over the usage in the bucket,
+//!   whose control-plane operations `operations` counts; `prometheus`: the Prometheus
+//!   text of the node's counters.
 //! - [`extract`]: request extraction with S2's codes, the S2 [`Caller`] extractor
 //!   included; [`error`]: [`ApiError`], S2's error bodies.
 
@@ -14,6 +16,8 @@ mod basins;
 pub(crate) mod error;
 pub(crate) mod extract;
 mod metrics;
+mod operations;
+mod prometheus;
 mod records;
 pub(crate) mod s2s;
 mod sse;
@@ -33,7 +37,7 @@ use crate::http::{AppState, auth::Caller};
 
 /// The S2 routes (`/v1/...`) and the node's own (`/health`, `/ping`, `/metrics`); the
 /// server adds the layers both surfaces share.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     let v1 = Router::new()
         .route("/basins", get(basins::list).post(basins::create))
         .route(
@@ -61,19 +65,24 @@ pub fn routes() -> Router<AppState> {
             get(access_tokens::list).post(access_tokens::issue),
         )
         .route("/access-tokens/{id}", delete(access_tokens::revoke))
-        .route("/metrics", any(not_implemented))
-        .route("/metrics/{*rest}", any(not_implemented))
+        .route("/metrics", get(metrics::account))
+        .route("/metrics/{basin}", get(metrics::basin))
+        .route("/metrics/{basin}/{stream}", get(metrics::stream))
         .route("/locations", any(not_implemented))
         .route("/locations/{*rest}", any(not_implemented))
         // Every other path under `/v1` is S2's, never a plate's (`/{plate}/streams/...`
         // would otherwise take `/v1/streams/{key}/command`).
-        .route("/{*rest}", any(not_found));
+        .route("/{*rest}", any(not_found))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            operations::count,
+        ));
 
     Router::new()
         .nest("/v1", v1)
         .route("/health", get(health))
         .route("/ping", get(health))
-        .route("/metrics", get(metrics::prometheus))
+        .route("/metrics", get(prometheus::prometheus))
 }
 
 /// Authenticates first, so that a node with a root token answers no one without a token.

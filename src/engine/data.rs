@@ -45,6 +45,16 @@ impl Engine {
                 None => EngineError::Invalid("sealed records for a plain stream".into()),
             });
         }
+        let now_ms = self.clock().now_ms();
+        let new_op = session
+            .as_ref()
+            .is_none_or(|gate| gate.begins_minute(super::usage::minute_of(now_ms)));
+        handle.core.usage.appended(
+            now_ms,
+            handle.core.current().storage_class() == super::handle::StorageClass::Standard,
+            new_op,
+            input.batch.metered_bytes() as u64,
+        );
         let settings = self.inner.config.appender;
         let mailbox = &handle
             .appender(|core| Appender::spawn(core, settings))
@@ -53,7 +63,7 @@ impl Engine {
         mailbox
             .send(AppendRequest {
                 input,
-                arrival_ms: self.clock().now_ms(),
+                arrival_ms: now_ms,
                 received: std::time::Instant::now(),
                 session,
                 reply,
@@ -76,7 +86,8 @@ impl Engine {
         Ok((state.manifest.first_readable(), state.tail()))
     }
 
-    /// Starts a read. `unary` reads are capped at one batch and 60 s of waiting.
+    /// Starts a read. `unary` reads are capped at one batch and 60 s of waiting. The
+    /// session counts as one read operation when unary, else one per minute it serves.
     pub async fn read(
         &self,
         handle: &StreamHandle,
@@ -100,7 +111,7 @@ impl Engine {
         }
         let core = handle.core.clone();
         if matches!(end.limit.remaining(0, 0), EvaluatedReadLimit::Exhausted) {
-            return Ok(ReadSession::empty(core));
+            return Ok(ReadSession::empty(core).metered(unary));
         }
         let state = core.refresh().await?;
         if state.manifest.is_deleted() {
@@ -135,6 +146,6 @@ impl Engine {
         if start_seq >= tail.seq_num && !plan.may_follow() {
             return Err(EngineError::Unwritten(tail));
         }
-        Ok(ReadSession::new(core, plan))
+        Ok(ReadSession::new(core, plan).metered(unary))
     }
 }

@@ -156,6 +156,7 @@ impl Engine {
                 .put_if_match(&key, next.encode_for_store().0, &obj.etag)
                 .await?
             {
+                self.sample_deleted(basin, name, next.created_at_ms);
                 if let Some(h) = self.cached_handle(basin, name)
                     && h.core.id == entry.id
                 {

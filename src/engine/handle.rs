@@ -22,6 +22,7 @@ use super::{
     metrics::EngineMetrics,
     random::Random,
     retry::Races,
+    usage::StreamUsage,
 };
 use crate::storage::{DynStore, ETag, PutOutcome, Revalidated, StorageResult};
 
@@ -184,6 +185,8 @@ pub struct StreamCore {
     pub(super) store: DynStore,
     pub(super) cache: ObjectCache,
     pub(super) metrics: Arc<EngineMetrics>,
+    /// This node's usage counts of the stream.
+    pub(super) usage: Arc<StreamUsage>,
     pub(super) clock: Clock,
     pub(super) random: Random,
     state: watch::Sender<Arc<StreamState>>,
@@ -212,6 +215,7 @@ impl StreamCore {
         name: String,
         cipher: Option<EncryptionAlgorithm>,
         node: NodeServices,
+        usage: Arc<StreamUsage>,
         state: StreamState,
         poll_base: Option<Duration>,
         heartbeat: std::ops::Range<Duration>,
@@ -224,6 +228,7 @@ impl StreamCore {
             store: node.store,
             cache: node.cache,
             metrics: node.metrics,
+            usage,
             clock: node.clock,
             random: node.random,
             state: watch::Sender::new(Arc::new(state)),

@@ -12,6 +12,8 @@
 //! | `data/<stream-id>/chunks/<first-seq>-<pack-id>` | a pack: consecutive small commits' chunks, back to back, written out of the manifest that carried them (after their acks, before a manifest drops their bytes); `<first-seq>` is the newest member's | the stream's appender | immutable, key never reused | chunks in [`chunk`](super::chunk) format 1, located by [`manifest::PackLoc`](super::manifest::PackLoc) |
 //! | `data/<stream-id>/groups/<encoded name>` | a consumer group: its last delivered id, entries read, pending entries with their consumer, delivery time and count, consumers and when they were seen | the Redis-Streams surface (group commands) | replaced with `If-Match`, created with `If-None-Match`, deleted with the group or the stream | JSON [`group_state::GroupState`](super::group_state::GroupState) |
 //! | `data/<stream-id>/index/<first-seq>-<commit>` | chunk references folded out of the manifest | the stream's appender | immutable | [`manifest`](super::manifest) index segment |
+//! | `usage/minutes/<hour>/<node>` | one node's usage in one hour, by minute: appends and reads per stream, control-plane operations per basin and for the account, stored-bytes samples | that node's usage flush ([`usage`](super::usage)) | rewritten whole by its one writer at each flush while the hour is current, then left alone | JSON [`usage::object`](super::usage) format 1 |
+//! | `usage/hours/<day>/<node>` | the same, one day by hour | as above | as above | as above |
 //!
 //! Entries (the Redis surface's view of a stream): every record that is not a command has
 //! an id, carried in an id header or derived as `<timestamp>-<seq_num>`
@@ -34,6 +36,9 @@
 //! lives under an immutable random id, never the name, so a deleted stream's data can be
 //! removed while a new stream of the same name is already in use.
 //!
+//! `<hour>` and `<day>` are the period's start in epoch seconds, zero-padded to 10 digits
+//! so that usage keys sort by time; `<node>` is the writing process's random id.
+//!
 //! `<first-seq>` is zero-padded to 20 digits and `<commit>` is 16 hex digits, so chunk and
 //! segment keys sort by sequence number.
 //!
@@ -47,6 +52,7 @@ const BASINS: &str = "basins/";
 const STREAMS: &str = "streams/";
 const DATA: &str = "data/";
 const ACCESS_TOKENS: &str = "access-tokens/";
+const USAGE: &str = "usage/";
 
 /// Characters per path segment of an encoded name: keeps file names short on local disks.
 const SEGMENT_CHARS: usize = 128;
@@ -163,6 +169,30 @@ pub fn segment_key(stream_id: &str, first_seq: u64, commit: u64) -> String {
     format!("{DATA}{stream_id}/index/{first_seq:020}-{commit:016x}")
 }
 
+/// The usage objects of one granularity (`minutes`, `hours`).
+pub fn usage_dir(granularity: &str) -> String {
+    format!("{USAGE}{granularity}/")
+}
+
+/// Where the usage objects of the period starting at `start` begin; every one of them
+/// sorts after it.
+pub fn usage_period_prefix(granularity: &str, start: u32) -> String {
+    format!("{USAGE}{granularity}/{start:010}/")
+}
+
+pub fn usage_key(granularity: &str, start: u32, node: &str) -> String {
+    format!("{USAGE}{granularity}/{start:010}/{node}")
+}
+
+/// The period start a usage key names.
+pub fn usage_period_in_key(granularity: &str, key: &str) -> Option<u32> {
+    let rest = key.strip_prefix(USAGE)?.strip_prefix(granularity)?;
+    let (start, node) = rest.strip_prefix('/')?.split_once('/')?;
+    (start.len() == 10 && !node.is_empty())
+        .then(|| start.parse().ok())
+        .flatten()
+}
+
 /// The first seq_num a chunk, pack or segment key names (`…/<first-seq>-<commit>`).
 pub fn first_seq_in_key(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.split('-').next()?.parse().ok()
@@ -244,6 +274,17 @@ mod tests {
         assert_eq!(first_seq_in_key(&chunk_key("abc", 42, 255)), Some(42));
         assert_eq!(first_seq_in_key(&segment_key("abc", 7, 1)), Some(7));
         assert_eq!(first_seq_in_key(&manifest_key("abc")), None);
+    }
+
+    #[test]
+    fn usage_keys_sort_by_period_and_name_it() {
+        let key = usage_key("minutes", 3600, "n1");
+        assert_eq!(key, "usage/minutes/0000003600/n1");
+        assert_eq!(usage_period_in_key("minutes", &key), Some(3600));
+        assert_eq!(usage_period_in_key("hours", &key), None);
+        assert!(usage_key("minutes", 7200, "a") > usage_key("minutes", 3600, "z"));
+        assert!(usage_period_prefix("minutes", 3599) < key);
+        assert!(usage_period_prefix("minutes", 3600) < key);
     }
 
     #[test]

@@ -220,6 +220,7 @@ impl Engine {
                             if let Err(e) = self.maintain(&h).await {
                                 warn!(basin = %b.name, stream = %s.name, error = %e, "stream upkeep failed");
                             }
+                            self.sample_usage(&b.name, &s.name, &h.core.current().manifest);
                         }
                         Err(e) => {
                             debug!(basin = %b.name, stream = %s.name, error = %e, "skipping upkeep")
@@ -235,6 +236,10 @@ impl Engine {
         match self.sweep_orphans().await {
             Ok(stats) => debug!(?stats, "orphan sweep"),
             Err(e) => warn!(error = %e, "orphan sweep failed"),
+        }
+        match self.prune_usage().await {
+            Ok(n) => debug!(deleted = n, "usage objects pruned"),
+            Err(e) => warn!(error = %e, "pruning usage objects failed"),
         }
         Ok(())
     }

@@ -341,6 +341,15 @@ impl Manifest {
         next
     }
 
+    /// Metered bytes of the records the index holds (folded segments included): what
+    /// the stream stores, as usage reports it. Records trimmed but still in an indexed
+    /// chunk count until upkeep drops the chunk.
+    pub fn stored_bytes(&self) -> u64 {
+        let segments: u64 = self.segments.iter().map(|s| s.metered_bytes).sum();
+        let chunks: u64 = self.chunks.iter().map(|c| c.metered_bytes).sum();
+        segments + chunks
+    }
+
     pub fn is_deleted(&self) -> bool {
         self.deleted_at_ms.is_some()
     }

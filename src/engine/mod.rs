@@ -27,6 +27,7 @@
 //! | `retry.rs` | the read-modify-write primitive and back-off | catalog, manifest and group changes |
 //! | `clock.rs` | the one clock | everything that stores a time |
 //! | `error.rs`, `metrics.rs` | engine errors; the engine's counters | |
+//! | `usage/` | usage for S2's metrics API: per-stream and per-operation counts and storage samples, flushed to the bucket, summed on request | `data.rs`, `reader.rs`, `api::metrics` |
 //!
 //! An append, by file: `api/records.rs` or `api/s2s.rs` parses it (`record.rs`), `data.rs`
 //! hands it to the stream's appender (`registry.rs` finds the stream), `appender/plan.rs`
@@ -64,6 +65,7 @@ mod streams;
 mod sweep;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod usage;
 pub mod verify;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -135,6 +137,8 @@ pub struct EngineConfig {
     pub orphan_grace: Duration,
     /// The most runs of deleted entries (`XDEL`) a stream's manifest keeps.
     pub max_deleted_ranges: usize,
+    /// How often the node writes its usage counts to the bucket ([`usage`]).
+    pub usage_flush_interval: Duration,
     /// Where every stored time comes from.
     pub clock: Clock,
     /// Where every random choice comes from.
@@ -153,6 +157,7 @@ impl Default for EngineConfig {
             gc_grace: maintenance::DEFAULT_GC_GRACE,
             orphan_grace: maintenance::DEFAULT_ORPHAN_GRACE,
             max_deleted_ranges: 10_000,
+            usage_flush_interval: usage::DEFAULT_FLUSH_INTERVAL,
             clock: Clock::System,
             random: Random::os(),
         }
@@ -200,6 +205,7 @@ struct Inner {
     streams: Mutex<BTreeMap<StreamKey, Arc<StreamHandle>>>,
     gc_marks: maintenance::GcMarks,
     metrics: Arc<EngineMetrics>,
+    usage: usage::Usage,
 }
 
 /// The engine; cheap to clone.
@@ -214,6 +220,8 @@ impl Engine {
         let store: DynStore = Arc::new(CountingStore::new(store, store_counters.clone()));
         static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let usage = usage::Usage::new(format!("{:016x}", config.random.u64()));
+        let flush_every = config.usage_flush_interval;
         let engine = Self {
             inner: Arc::new(Inner {
                 instance,
@@ -225,9 +233,11 @@ impl Engine {
                 streams: Mutex::new(BTreeMap::new()),
                 gc_marks: maintenance::GcMarks::default(),
                 metrics: Arc::default(),
+                usage,
             }),
         };
         engine.spawn_background();
+        engine.spawn_usage_flush(flush_every);
         engine
     }
 

@@ -170,6 +170,11 @@ pub struct ReadSession {
     /// Opens an encrypted stream's records ([`Self::decrypting`]); without it such a
     /// session yields an error instead of its records.
     encryption: Option<Encryption>,
+    /// Whether the session counts as a unary read or a streaming one in usage; `None`
+    /// for sessions no client asked for.
+    metered_as_unary: Option<bool>,
+    /// The last minute (epoch seconds) the session was counted as an operation in.
+    metered_minute: Option<u32>,
 }
 
 impl ReadSession {
@@ -188,6 +193,8 @@ impl ReadSession {
             next_heartbeat: Instant::now(),
             done: false,
             encryption: None,
+            metered_as_unary: None,
+            metered_minute: None,
         }
     }
 
@@ -208,6 +215,32 @@ impl ReadSession {
         }
     }
 
+    /// Counts the session in usage: one read operation if `unary`, else one per minute
+    /// in which it is asked for output.
+    pub fn metered(mut self, unary: bool) -> Self {
+        self.metered_as_unary = Some(unary);
+        self
+    }
+
+    fn meter(&mut self, out: Option<&ReadOutput>) {
+        let Some(unary) = self.metered_as_unary else {
+            return;
+        };
+        let now = self.core.clock.now_ms();
+        let minute = super::usage::minute_of(now);
+        let begins = match self.metered_minute {
+            None => true,
+            Some(m) => !unary && m != minute,
+        };
+        if begins {
+            self.metered_minute = Some(minute);
+            self.core.usage.read_op(now, unary);
+        }
+        if let Some(ReadOutput::Batch(b)) = out {
+            self.core.usage.read_bytes(now, b.metered_bytes as u64);
+        }
+    }
+
     /// A session that yields nothing (a read whose limit is already exhausted).
     pub fn empty(core: Arc<StreamCore>) -> Self {
         let mut s = Self::new(
@@ -225,11 +258,9 @@ impl ReadSession {
 
     /// The next output, or `None` when the session has ended normally.
     pub async fn next(&mut self) -> Option<EngineResult<ReadOutput>> {
-        match self
-            .advance()
-            .await
-            .and_then(|out| out.map(|o| self.opened(o)).transpose())
-        {
+        let advanced = self.advance().await;
+        self.meter(advanced.as_ref().ok().and_then(Option::as_ref));
+        match advanced.and_then(|out| out.map(|o| self.opened(o)).transpose()) {
             Ok(Some(out)) => Some(Ok(out)),
             Ok(None) => {
                 self.done = true;

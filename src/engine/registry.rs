@@ -138,6 +138,7 @@ impl Engine {
             name.to_owned(),
             entry.cipher,
             node,
+            self.inner.usage.stream(basin, name),
             state,
             poll,
             self.inner.config.heartbeat.clone(),

@@ -122,7 +122,7 @@ async fn requests_without_a_valid_token_are_refused(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(code_of(&err), unauthenticated());
-    // So does what is not implemented yet.
+    // So do the metrics routes, before they look at their query.
     let resp = http.get(server.url("/v1/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     // The Redis-Streams surface asks for the same tokens.

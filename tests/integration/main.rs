@@ -24,4 +24,5 @@ mod restart;
 mod sdk_unary;
 mod sessions;
 mod storage_conformance;
+mod usage_metrics;
 mod verify;

@@ -88,9 +88,17 @@ pub struct Ack {
 #[derive(Debug, Default)]
 pub struct SessionGate {
     failed: AtomicBool,
+    /// The last minute (epoch seconds) the session's appends were counted as an
+    /// operation in: a session's appends make one operation per minute, as S2 meters them.
+    metered_minute: std::sync::atomic::AtomicU32,
 }
 
 impl SessionGate {
+    /// Whether an append in `minute` begins a new operation of the session.
+    pub(crate) fn begins_minute(&self, minute: u32) -> bool {
+        self.metered_minute.swap(minute, Ordering::Relaxed) != minute
+    }
+
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
