@@ -5,7 +5,7 @@
 # compatibility scripts (s2 CLI, s2 bench, Python SDK) and the differential test of the
 # Redis-Streams API against a real Redis (tests/redis_diff: through HTTP, and through
 # the RESP listener in RESP2 and RESP3) on both backends, redis-cli and ioredis against
-# the RESP listener (tests/resp), the
+# the RESP listener (tests/resp), the dashboard in headless Chromium (tests/browser), the
 # crash loop (SIGKILLs under load, then `sluice verify`) on both, then the compatibility
 # suite through nginx in front of three nodes.
 set -euo pipefail
@@ -57,6 +57,9 @@ for backend in local ministack; do
   tests/resp/redis_cli.sh "$backend"
   tests/resp/ioredis.sh "$backend"
 done
+
+step "the web dashboard in headless Chromium (tokens off, then on)"
+tests/browser/run.sh local
 
 step "crash loop: 20 SIGKILLs under load, then sluice verify and a full read (local directory and ministack)"
 scripts/crash-loop.sh

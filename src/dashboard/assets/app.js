@@ -363,6 +363,8 @@ async function basinsView(signal) {
 
 // ------------------------------------------------------------------- streams --
 
+const MAX_TAILS = 100;
+
 async function basinView(signal, basin) {
   const config = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const filter = h('input', { type: 'search', id: 'stream-filter', placeholder: 'Filter by name', 'aria-label': 'Filter streams' });
@@ -374,21 +376,35 @@ async function basinView(signal, basin) {
   let streams = [];
   let more = false;
 
+  const tails = new Map(); // stream name → its tail cell, kept across redraws
+  const tailCell = (name) => {
+    if (!tails.has(name)) {
+      const cell = h('td', { class: 'mono' }, '…');
+      tails.set(name, cell);
+      api('GET', streamPath(name, '/records/tail'), { basin, signal })
+        .then((t) => { cell.textContent = String(t.tail.seq_num); })
+        .catch((e) => { if (!isAbort(e)) cell.textContent = e.code || String(e.status); });
+    }
+    return tails.get(name);
+  };
   const draw = () => {
     const q = filter.value.trim();
     const shown = streams.filter((st) => st.name.includes(q));
-    rows.replaceChildren(...shown.map((st) => h('tr', { 'data-stream': st.name },
+    rows.replaceChildren(...shown.map((st, i) => h('tr', { 'data-stream': st.name },
       h('td', {}, h('a', { href: href('basins', basin, 'streams', st.name) }, st.name)),
       h('td', {}, st.deleted_at ? h('span', { class: 'badge deleting' }, 'deleting') : h('span', { class: 'badge' }, 'active')),
+      // The tails of the first streams shown: one request each.
+      i < MAX_TAILS && !st.deleted_at ? tailCell(st.name) : h('td', {}),
       h('td', {}, fmtTime(st.created_at)),
       h('td', { class: 'actions' },
         h('a', { href: href('basins', basin, 'streams', st.name, 'live') }, 'live tail'), ' ',
         confirmButton('Delete', () => remove(st.name), { 'data-delete': st.name })))));
-    if (!shown.length) rows.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, streams.length ? 'No stream matches the filter.' : 'No streams yet.')));
-    if (more) rows.append(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'More streams exist than are listed here.')));
+    if (!shown.length) rows.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, streams.length ? 'No stream matches the filter.' : 'No streams yet.')));
+    if (more) rows.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'More streams exist than are listed here.')));
   };
   const load = async () => {
     ({ items: streams, more } = await listAll('/v1/streams', 'streams', { basin, signal }));
+    tails.clear();
     draw();
   };
   const remove = async (stream) => {
@@ -423,7 +439,7 @@ async function basinView(signal, basin) {
     status,
     h('div', { class: 'panel' },
       h('div', { class: 'row spread' }, h('h2', {}, 'Streams'), filter),
-      h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'State'), h('th', {}, 'Created'), h('th', {}))), rows)));
+      h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'State'), h('th', {}, 'Tail'), h('th', {}, 'Created'), h('th', {}))), rows)));
   const showConfig = api('GET', basinPath(basin), { signal })
     .then((c) => config.replaceChildren(kv(flatten(c))))
     .catch((e) => { if (!isAbort(e)) config.replaceChildren(msg('error', String(e))); });

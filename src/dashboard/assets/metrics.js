@@ -143,7 +143,8 @@ function nodeMetrics(signal, cards, charts, status) {
   });
 }
 
-/** One metric set of the S2 metrics API, drawn as charts, cards and labels. */
+/** One metric set of the S2 metrics API, drawn as charts, cards and labels; false when
+ * the node does not implement the API (501). */
 async function metricSet(signal, path, set, into) {
   const end = Math.floor(Date.now() / 1000);
   let res;
@@ -151,10 +152,11 @@ async function metricSet(signal, path, set, into) {
     res = await api('GET', path, { signal, query: { set, interval: 'minute', start: end - 3600, end } });
   } catch (e) {
     if (isAbort(e)) throw e;
-    into.replaceChildren(e instanceof ApiError && e.status === 501
+    const unimplemented = e instanceof ApiError && e.status === 501;
+    into.replaceChildren(unimplemented
       ? msg('info', `Not available: this node answers ${path}?set=${set} with 501 ${e.code || ''}.`)
       : msg('error', `${set}: ${e}`));
-    return;
+    return !unimplemented;
   }
   const fmt = (unit) => (unit === 'bytes' ? fmtBytes : fmtNum);
   const series = new Map();
@@ -177,6 +179,7 @@ async function metricSet(signal, path, set, into) {
     labels,
     charts.length ? h('div', { class: 'charts' }, charts) : null,
     !cards.length && !labels.length && !charts.length ? h('p', { class: 'muted' }, `${set}: no data in the last hour.`) : null);
+  return true;
 }
 
 async function metricsView(signal) {
@@ -199,13 +202,17 @@ async function metricsView(signal) {
       h('div', { class: 'row' }, h('b', {}, 'Basin'), basinSel),
       basin));
   nodeMetrics(signal, cards, charts, nodeStatus);
+  let implemented = true;
   const loadAccount = async () => {
     const a = h('div');
     const b = h('div');
-    await Promise.all([metricSet(signal, '/v1/metrics', 'account-ops', a), metricSet(signal, '/v1/metrics', 'active-basins', b)]);
-    account.replaceChildren(a, b);
+    const found = await Promise.all([metricSet(signal, '/v1/metrics', 'account-ops', a), metricSet(signal, '/v1/metrics', 'active-basins', b)]);
+    implemented = found.some(Boolean);
+    account.replaceChildren(...(implemented ? [a, b]
+      : [msg('info', 'Not available: this node answers GET /v1/metrics with 501 not_implemented.')]));
   };
   const loadBasin = async () => {
+    if (!implemented) return basin.replaceChildren();
     if (!basinSel.value) return basin.replaceChildren(h('p', { class: 'muted' }, 'No basin to show.'));
     const path = `/v1/metrics/${encodeURIComponent(basinSel.value)}`;
     const parts = ['append-throughput', 'read-throughput', 'storage'].map(() => h('div'));
@@ -220,6 +227,10 @@ async function metricsView(signal) {
     if (isAbort(e)) throw e;
     basin.replaceChildren(msg('error', `Could not list basins: ${e}`));
   }
-  every(signal, 60000, () => Promise.all([loadAccount(), loadBasin()]));
+  every(signal, 60000, async () => {
+    await loadAccount();
+    basinSel.parentElement.hidden = !implemented;
+    await loadBasin();
+  });
 }
 
