@@ -205,6 +205,33 @@ try {
     log('screenshot metrics.png');
   }
 
+  // The deployment's charts as the S2 metrics API shapes them (MetricSetResponse), from
+  // canned answers, whether or not this node implements the API yet.
+  const now = Math.floor(Date.now() / 1000);
+  const minutes = (f) => Array.from({ length: 30 }, (_, i) => [now - (30 - i) * 60, f(i)]);
+  await page.route('**/v1/metrics**', (r) => {
+    const set = new URL(r.request().url()).searchParams.get('set');
+    const values = set === 'active-basins'
+      ? [{ label: { name: 'active-basins', values: [basin] } }]
+      : set === 'storage'
+        ? [{ gauge: { name: 'storage', unit: 'bytes', values: minutes((i) => 1024 * i) } }]
+        : [{ accumulation: { name: `${set}-a`, unit: 'operations', interval: 'minute', values: minutes((i) => i % 7) } },
+            { accumulation: { name: `${set}-b`, unit: 'operations', interval: 'minute', values: minutes((i) => 2 * i) } },
+            { scalar: { name: `${set} total`, unit: 'operations', value: 42 } }];
+    r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ values }) });
+  });
+  await page.click('[data-nav=basins]');
+  await heading('Basins');
+  await page.click('[data-nav=metrics]');
+  await page.locator('#deployment-account svg path.line').first().waitFor({ state: 'attached' });
+  await page.locator('#deployment-account', { hasText: basin }).waitFor();
+  await page.locator('#deployment-account .card', { hasText: 'account-ops total' }).waitFor();
+  await page.locator('#deployment-basin svg path.line').first().waitFor({ state: 'attached' });
+  const deploymentCharts = await page.locator('#deployment svg').count();
+  if (deploymentCharts !== 4) fail(`expected 4 deployment charts from the canned answers, saw ${deploymentCharts}`);
+  await page.unroute('**/v1/metrics**');
+  log('deployment charts drawn from MetricSetResponse answers');
+
   // Delete the basin from the list.
   await page.click('[data-nav=basins]');
   await heading('Basins');

@@ -174,11 +174,12 @@ async function metricSet(signal, path, set, into) {
   }
   const charts = [...series.entries()].map(([key, { unit, list }]) =>
     chart(`${set} (${unit}${key.startsWith('accumulation') ? ' per minute' : ''})`, fmt(unit), list));
-  into.replaceChildren(
+  into.replaceChildren();
+  append(into, [
     cards.length ? h('div', { class: 'cards' }, cards) : null,
     labels,
     charts.length ? h('div', { class: 'charts' }, charts) : null,
-    !cards.length && !labels.length && !charts.length ? h('p', { class: 'muted' }, `${set}: no data in the last hour.`) : null);
+    !cards.length && !labels.length && !charts.length ? h('p', { class: 'muted' }, `${set}: no data in the last hour.`) : null]);
   return true;
 }
 
