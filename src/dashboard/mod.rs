@@ -11,9 +11,10 @@
 //! - [`browser_redirect`]: `GET /` from a browser (an `Accept` naming `text/html`) goes to
 //!   the dashboard; every other client keeps S2's `bad_path` (400) for `/`.
 //!
-//! Assets are revalidated on every use (`no-cache`) against a strong `ETag` of their
-//! bytes, so a node running a new binary is picked up at once and an unchanged asset
-//! costs a 304; the ETag is a digest of the bytes, equal on every node of one build.
+//! Assets are revalidated on every use (`no-cache`) against an `ETag` of their bytes, so
+//! a node running a new binary is picked up at once and an unchanged asset costs a 304;
+//! the ETag is a digest of the bytes, equal on every node of one build, and weak because
+//! the compression layer may send the same file gzip-encoded.
 
 use std::sync::LazyLock;
 
@@ -47,7 +48,7 @@ impl Asset {
         Self {
             body,
             content_type,
-            etag: HeaderValue::try_from(format!("\"{hex}\"")).expect("hex is a valid header"),
+            etag: HeaderValue::try_from(format!("W/\"{hex}\"")).expect("hex is a valid header"),
         }
     }
 
@@ -56,13 +57,13 @@ impl Asset {
         request: &HeaderMap,
         extra: &[(header::HeaderName, &'static str)],
     ) -> Response {
+        // `If-None-Match` compares weakly: `W/"x"` and `"x"` match.
+        let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        let ours = opaque(self.etag.to_str().expect("ASCII"));
         let fresh = request
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim() == self.etag || t.trim() == "*")
-            });
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == "*" || opaque(t) == ours));
         let mut response = if fresh {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
@@ -219,6 +220,12 @@ mod tests {
         let r = SCRIPT.respond(&h, &[]);
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(r.headers()[header::ETAG], etag.as_str());
+        let strong = etag.trim_start_matches("W/");
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::try_from(strong).unwrap(),
+        );
+        assert_eq!(SCRIPT.respond(&h, &[]).status(), StatusCode::NOT_MODIFIED);
     }
 
     #[test]

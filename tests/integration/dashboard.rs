@@ -54,7 +54,10 @@ async fn dashboard_serves_its_files_and_the_root_redirects_browsers(backend: Bac
         assert_eq!(h[header::CACHE_CONTROL], "no-cache", "{path}");
         assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
         let etag = h[header::ETAG].to_str().unwrap().to_owned();
-        assert!(etag.starts_with('"') && etag.len() > 10, "{path}: {etag}");
+        assert!(
+            etag.starts_with("W/\"") && etag.len() > 10,
+            "{path}: {etag}"
+        );
         let body = reply.text().await.unwrap();
         assert!(body.contains(needle), "{path} lacks {needle}");
         if content_type.starts_with("text/html") {
