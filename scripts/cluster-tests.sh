@@ -5,7 +5,8 @@
 # (SIGKILL) mid-way (unary reads with one node killed; read sessions while every node is
 # killed and restarted in turn), then the check that every node's open streams end with
 # an error when it dies (scripts/lb-kill-check.sh, which fails behind a balancer that
-# ends them cleanly, such as Debian's HAProxy 2.6), then `s2 bench` through the balancer.
+# ends them cleanly, such as Debian's HAProxy 2.6), then the dashboard's browser test and
+# `s2 bench` through the balancer.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -32,5 +33,7 @@ printf '==> linearizable workloads through the balancer, nodes killed with SIGKI
 cargo test --locked --test integration -- --ignored --nocapture --test-threads=1 balanced::
 printf '==> every node killed under open read sessions: they must end with an error\n'
 scripts/lb-kill-check.sh "$state"
+printf '==> the dashboard in headless Chromium through the balancer (HTTP/1.1 port)\n'
+SLUICE_EXTERNAL_ENDPOINT="$SLUICE_HTTP1_ENDPOINT" SLUICE_BEHIND_BALANCER=1 tests/browser/run.sh external
 printf '==> s2 bench through the balancer\n'
 SLUICE_EXTERNAL_ENDPOINT="$SLUICE_ENDPOINT" tests/cli/bench.sh external

@@ -7,6 +7,7 @@
 # the RESP listener in RESP2 and RESP3) on both backends, redis-cli and ioredis against
 # the RESP listener (tests/resp), the TypeScript SDK on encrypted streams (tests/ts), the
 # metrics API through the s2 CLI and the TypeScript SDK on two nodes (tests/metrics), the
+# dashboard in headless Chromium (tests/browser), the
 # crash loop (SIGKILLs under load, then `sluice verify`) on both, then the compatibility
 # suite through nginx in front of three nodes.
 set -euo pipefail
@@ -61,6 +62,9 @@ for backend in local ministack; do
 done
 # Two processes on one ministack bucket: the s2 CLI and the TypeScript SDK read the metrics API.
 tests/metrics/run.sh
+
+step "the web dashboard in headless Chromium (tokens off, then on)"
+tests/browser/run.sh local
 
 step "crash loop: 20 SIGKILLs under load, then sluice verify and a full read (local directory and ministack)"
 scripts/crash-loop.sh

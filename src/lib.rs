@@ -6,6 +6,7 @@
 //! - [`api`]: the S2 HTTP surface (routing, content negotiation, S2 error codes);
 //! - [`redis`]: the Redis stream commands over the engine, and their plate HTTP surface
 //!   ([`redis::http`], replies as JSON);
+//! - [`dashboard`]: the web dashboard's embedded page, a browser client of the S2 surface;
 //! - [`http`]: plumbing both HTTP surfaces share (app state, access-token auth, draining);
 //! - [`engine`]: the log (catalog, appenders, readers, manifests, chunks, caches);
 //! - [`storage`]: object storage behind one small trait.
@@ -14,6 +15,7 @@
 //! admits, the flags' values) are leaves any layer may use.
 
 pub(crate) mod api;
+pub(crate) mod dashboard;
 pub mod engine;
 #[cfg(test)]
 mod fuzzing;

@@ -1,7 +1,7 @@
 //! Process wiring: storage backend from flags and environment, the engine, the HTTP app
-//! (the S2 routes and the plate routes under the layers they share), and an HTTP listener
-//! that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port, within the
-//! node's connection limits ([`crate::limits`]; one connection's are in `conn`).
+//! (the S2 routes, the plate routes and the dashboard under the layers they share), and an
+//! HTTP listener that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port,
+//! within the node's connection limits ([`crate::limits`]; one connection's are in `conn`).
 
 mod conn;
 
@@ -33,7 +33,7 @@ use tracing::{info, warn};
 
 use self::conn::{Activity, StallIo, Tracked};
 use crate::{
-    api,
+    api, dashboard,
     engine::{AppenderSettings, Engine, EngineConfig, PollIntervals},
     limits::{Limits, MIN_HEADER_BYTES},
     storage::{DynStore, LocalStore, RemoteStore, S3Settings, StorageError},
@@ -163,8 +163,8 @@ pub fn spawn_resp(
     ))
 }
 
-/// The node's HTTP app: the S2 surface and the plate surface side by side, under the
-/// layers both share (body limit, compression, decompression, CORS) and one fallback.
+/// The node's HTTP app: the S2 surface, the plate surface and the dashboard side by side,
+/// under the layers they share (body limit, compression, decompression, CORS) and one fallback.
 /// Handlers read bodies within `--max-body-bytes` themselves ([`crate::http::body`]), each
 /// answering in its surface's envelope; the layer is the same limit for any extractor
 /// that reads a body on its own.
@@ -176,6 +176,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::routes(state.clone()))
         .merge(redis::http::routes())
+        .merge(dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CompressionLayer::new().compress_when(compress_when))
@@ -185,9 +186,11 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// A path no route takes: in the plate surface's envelope under `/{plate}/streams`, else
-/// S2's.
+/// S2's; a browser asking for `/` is sent to the dashboard instead.
 async fn not_found(request: Request) -> Response {
-    if redis::http::is_plate_path(request.uri().path()) {
+    if let Some(redirect) = dashboard::browser_redirect(&request) {
+        redirect
+    } else if redis::http::is_plate_path(request.uri().path()) {
         redis::http::not_found().await
     } else {
         api::not_found().await

@@ -8,6 +8,7 @@ mod access_tokens;
 mod bad_input;
 mod concurrency;
 mod control_plane;
+mod dashboard;
 mod data_plane;
 mod encryption;
 mod faults;
