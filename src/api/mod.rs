@@ -5,7 +5,7 @@
 //!
 //! - `basins`, `streams`, `access_tokens`: the control plane, one handler per operation;
 //!   `records`: append, read, check-tail, with `sse` and `s2s` sessions, whose shared
-//!   encodings are `wire`; `metrics`: the Prometheus text of the node's counters.
+//!   encodings are `wire`; `locations`: the deployment's one location; `metrics`: the Prometheus text of the node's counters.
 //! - [`extract`]: request extraction with S2's codes, the S2 [`Caller`] extractor
 //!   included; [`error`]: [`ApiError`], S2's error bodies.
 
@@ -13,6 +13,7 @@ mod access_tokens;
 mod basins;
 pub(crate) mod error;
 pub(crate) mod extract;
+mod locations;
 mod metrics;
 mod records;
 pub(crate) mod s2s;
@@ -63,8 +64,11 @@ pub fn routes() -> Router<AppState> {
         .route("/access-tokens/{id}", delete(access_tokens::revoke))
         .route("/metrics", any(not_implemented))
         .route("/metrics/{*rest}", any(not_implemented))
-        .route("/locations", any(not_implemented))
-        .route("/locations/{*rest}", any(not_implemented))
+        .route("/locations", get(locations::list))
+        .route(
+            "/locations/default",
+            get(locations::get_default).put(locations::set_default),
+        )
         // Every other path under `/v1` is S2's, never a plate's (`/{plate}/streams/...`
         // would otherwise take `/v1/streams/{key}/command`).
         .route("/{*rest}", any(not_found));
