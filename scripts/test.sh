@@ -57,6 +57,9 @@ for backend in local ministack; do
   tests/resp/redis_cli.sh "$backend"
   tests/resp/ioredis.sh "$backend"
 done
+# HTTPS (the s2 CLI, the Python SDK, curl over HTTP/1.1 and HTTP/2); TLS is the listener's,
+# the same on every backend.
+tests/tls/run.sh
 
 step "crash loop: 20 SIGKILLs under load, then sluice verify and a full read (local directory and ministack)"
 scripts/crash-loop.sh
