@@ -410,6 +410,12 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     if config.root_token.is_none() {
         info!("no root token: requests need no access token");
     }
+    if args.tls.tls_self {
+        info!(
+            "self-signed certificate for localhost, 127.0.0.1 and ::1: the s2 CLI needs \
+             S2_SSL_NO_VERIFY=true"
+        );
+    }
     let resp = match args.redis_port {
         None => None,
         Some(port) => {

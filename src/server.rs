@@ -2,7 +2,7 @@
 //! (the S2 routes and the plate routes under the layers they share), and an HTTP listener
 //! that speaks HTTP/1.1 and HTTP/2 on one port (cleartext with prior knowledge, or TLS
 //! with ALPN: `tls`), within the node's connection limits ([`crate::limits`]; one
-//! connection's are in `conn`).
+//! connection's are in `conn`). `init` applies `--init-file` before the port opens.
 
 mod conn;
 pub mod init;
