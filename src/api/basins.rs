@@ -15,6 +15,7 @@ use s2_api::v1::{
 use s2_common::{
     basin::{BasinName, ListBasinsRequest as CommonListRequest},
     config::BasinConfig,
+    location::LocationName,
     resources::{PROVISION_RESULT_HEADER, RequestToken},
 };
 
@@ -27,14 +28,15 @@ use super::{
 use crate::engine::{BasinEntry, Provisioned};
 use crate::http::{AppState, auth::Caller};
 
-pub fn basin_info(entry: BasinEntry) -> Result<BasinInfo, ApiError> {
+/// A basin as S2 describes it; every basin is in the deployment's one location.
+pub fn basin_info(entry: BasinEntry, location: &LocationName) -> Result<BasinInfo, ApiError> {
     let name: BasinName = entry
         .name
         .parse()
         .map_err(|e: s2_common::ValidationError| ApiError::invalid(e.to_string()))?;
     Ok(BasinInfo {
         name,
-        location: None,
+        location: Some(location.clone()),
         created_at: entry.created_at,
         state: if entry.deleted_at.is_some() {
             BasinState::Deleting
@@ -46,6 +48,7 @@ pub fn basin_info(entry: BasinEntry) -> Result<BasinInfo, ApiError> {
 }
 
 fn provisioned_response(
+    state: &AppState,
     status: StatusCode,
     result: Provisioned<BasinEntry>,
 ) -> Result<Response, ApiError> {
@@ -57,9 +60,21 @@ fn provisioned_response(
     Ok((
         status,
         [(PROVISION_RESULT_HEADER.clone(), outcome)],
-        axum::Json(basin_info(entry)?),
+        axum::Json(basin_info(entry, &state.location)?),
     )
         .into_response())
+}
+
+/// A basin may be placed only in the deployment's one location (or in no named one).
+fn check_location(state: &AppState, location: Option<&LocationName>) -> Result<(), ApiError> {
+    match location {
+        Some(l) if *l != state.location => Err(ApiError::invalid(format!(
+            "no location {:?}: this deployment has one location, {:?}",
+            l.as_ref() as &str,
+            state.location.as_ref() as &str
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn config_from(config: Option<ApiBasinConfig>) -> Result<BasinConfig, ApiError> {
@@ -94,7 +109,7 @@ pub async fn list(
     Ok(axum::Json(ListBasinsResponse {
         basins: entries
             .into_iter()
-            .map(basin_info)
+            .map(|e| basin_info(e, &state.location))
             .collect::<Result<_, _>>()?,
         has_more,
     }))
@@ -108,12 +123,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.may_on_basin(Operation::CreateBasin, &request.basin)?;
     let token = optional_header::<RequestToken>(&headers)?.map(|t| t.to_string());
+    check_location(&state, request.location.as_ref())?;
     let config = config_from(request.config)?;
     let result = state
         .engine
         .create_basin(&request.basin, config, token)
         .await?;
-    provisioned_response(StatusCode::CREATED, result)
+    provisioned_response(&state, StatusCode::CREATED, result)
 }
 
 pub async fn get_config(
@@ -135,13 +151,15 @@ pub async fn ensure(
 ) -> Result<Response, ApiError> {
     caller.may_on_basin(Operation::CreateBasin, &basin)?;
     caller.may(Operation::ReconfigureBasin)?;
-    let config = config_from(request.and_then(|r| r.config))?;
+    let (location, config) = request.map_or((None, None), |r| (r.location, r.config));
+    check_location(&state, location.as_ref())?;
+    let config = config_from(config)?;
     let result = state.engine.ensure_basin(&basin, config).await?;
     let status = match result {
         Provisioned::Created(_) => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    provisioned_response(status, result)
+    provisioned_response(&state, status, result)
 }
 
 pub async fn reconfigure(

@@ -1,6 +1,7 @@
 //! Locations: a deployment has one, named after its storage (`local` for a directory, the
 //! bucket for S3); the SDK and plain HTTP list it, get it as the default, and may set the
-//! default only to it. Tokens need the locations' operations.
+//! default only to it; basins are in it and nowhere else. Tokens need the locations'
+//! operations.
 
 use s2_sdk::types::{AccessTokenScopeInput, IssueAccessTokenInput, LocationName, Operation};
 use serde_json::json;
