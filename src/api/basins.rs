@@ -28,15 +28,16 @@ use super::{
 use crate::engine::{BasinEntry, Provisioned};
 use crate::http::{AppState, auth::Caller};
 
-/// A basin as S2 describes it; every basin is in the deployment's one location.
-pub fn basin_info(entry: BasinEntry, location: &LocationName) -> Result<BasinInfo, ApiError> {
+/// A basin as S2 describes it. Every basin is in the deployment's one location, left
+/// unnamed as `s2 lite` leaves it, so clients print basins as they do for `s2 lite`.
+pub fn basin_info(entry: BasinEntry) -> Result<BasinInfo, ApiError> {
     let name: BasinName = entry
         .name
         .parse()
         .map_err(|e: s2_common::ValidationError| ApiError::invalid(e.to_string()))?;
     Ok(BasinInfo {
         name,
-        location: Some(location.clone()),
+        location: None,
         created_at: entry.created_at,
         state: if entry.deleted_at.is_some() {
             BasinState::Deleting
@@ -48,7 +49,6 @@ pub fn basin_info(entry: BasinEntry, location: &LocationName) -> Result<BasinInf
 }
 
 fn provisioned_response(
-    state: &AppState,
     status: StatusCode,
     result: Provisioned<BasinEntry>,
 ) -> Result<Response, ApiError> {
@@ -60,7 +60,7 @@ fn provisioned_response(
     Ok((
         status,
         [(PROVISION_RESULT_HEADER.clone(), outcome)],
-        axum::Json(basin_info(entry, &state.location)?),
+        axum::Json(basin_info(entry)?),
     )
         .into_response())
 }
@@ -109,7 +109,7 @@ pub async fn list(
     Ok(axum::Json(ListBasinsResponse {
         basins: entries
             .into_iter()
-            .map(|e| basin_info(e, &state.location))
+            .map(basin_info)
             .collect::<Result<_, _>>()?,
         has_more,
     }))
@@ -129,7 +129,7 @@ pub async fn create(
         .engine
         .create_basin(&request.basin, config, token)
         .await?;
-    provisioned_response(&state, StatusCode::CREATED, result)
+    provisioned_response(StatusCode::CREATED, result)
 }
 
 pub async fn get_config(
@@ -159,7 +159,7 @@ pub async fn ensure(
         Provisioned::Created(_) => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    provisioned_response(&state, status, result)
+    provisioned_response(status, result)
 }
 
 pub async fn reconfigure(

@@ -57,6 +57,29 @@ async fn the_one_location_is_listed_got_and_set(backend: Backend) {
     )
     .await
     .assert_error(400, "bad_json");
+
+    // Basins are in it: created there by default or by name, never elsewhere. Their
+    // `location` stays unnamed, as `s2 lite`'s, so the CLI prints them as for it.
+    let basin = crate::harness::basin_name();
+    let created = api
+        .post("/basins", json!({"basin": basin, "location": name}))
+        .await
+        .assert_status(201);
+    assert_eq!(created["location"], serde_json::Value::Null, "{created}");
+    let other = crate::harness::basin_name();
+    api.post("/basins", json!({"basin": other, "location": "elsewhere"}))
+        .await
+        .assert_error(422, "invalid");
+    api.json(
+        reqwest::Method::PUT,
+        &format!("/basins/{other}"),
+        json!({"location": "elsewhere"}),
+    )
+    .await
+    .assert_error(422, "invalid");
+    api.get(&format!("/basins/{other}"))
+        .await
+        .assert_error(404, "basin_not_found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
