@@ -71,3 +71,26 @@ pub fn bucket_location(bucket: &str) -> LocationName {
     LocationName::from_str(&name)
         .unwrap_or_else(|_| LocationName::from_str("s3").expect("a valid location name"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_location_is_a_valid_location_name() {
+        assert_eq!(
+            bucket_location("my-bucket.eu").as_ref() as &str,
+            "my-bucket.eu"
+        );
+        assert_eq!(
+            bucket_location("Legacy_Bucket").as_ref() as &str,
+            "Legacy-Bucket"
+        );
+        let long = "b".repeat(100);
+        assert_eq!(
+            bucket_location(&long).len(),
+            s2_common::caps::MAX_LOCATION_NAME_LEN
+        );
+        assert_eq!(bucket_location("").as_ref() as &str, "s3");
+    }
+}
