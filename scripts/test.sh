@@ -66,6 +66,10 @@ tests/metrics/run.sh
 step "the web dashboard in headless Chromium (tokens off, then on)"
 tests/browser/run.sh local
 
+# HTTPS (the s2 CLI, the Python SDK, curl over HTTP/1.1 and HTTP/2); TLS is the listener's,
+# the same on every backend.
+tests/tls/run.sh
+
 step "crash loop: 20 SIGKILLs under load, then sluice verify and a full read (local directory and ministack)"
 scripts/crash-loop.sh
 scripts/crash-loop.sh --ministack

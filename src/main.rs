@@ -153,7 +153,43 @@ struct ServeArgs {
     #[arg(long, default_value_t = 0, env = "SLUICE_REDIS_TIMEOUT")]
     redis_timeout: u64,
     #[command(flatten)]
+    tls: TlsArgs,
+    /// Send no CORS headers: browsers on other origins cannot call the node. By default
+    /// every origin may, as with `s2 lite` (the S2 console, browser SDK clients).
+    #[arg(long, env = "SLUICE_NO_CORS", value_parser = clap::builder::FalseyValueParser::new())]
+    no_cors: bool,
+    /// A JSON file of basins, streams (with their configs) and access tokens to make exist
+    /// at start, in `s2 apply`'s format (README, "Init file"). Applied idempotently: what
+    /// is missing is created, what differs is set to the file's config.
+    #[arg(long, env = "SLUICE_INIT_FILE")]
+    init_file: Option<PathBuf>,
+    #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// HTTPS for the HTTP listener (README, "TLS"); the RESP listener stays cleartext.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// Serve HTTPS with a self-signed certificate made at start, for `localhost`,
+    /// `127.0.0.1` and `::1` (clients must skip verification, e.g. `S2_SSL_NO_VERIFY=true`).
+    #[arg(long, env = "SLUICE_TLS_SELF", value_parser = clap::builder::FalseyValueParser::new(), conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn tls(&self) -> Result<Option<server::tls::Tls>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => server::tls::Tls::from_pem_files(cert, key).map(Some),
+            _ if self.tls_self => server::tls::Tls::self_signed().map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// What the node admits (README, "Limits"; `sluice::limits` documents each).
@@ -348,26 +384,49 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     config.engine.usage_flush_interval = args.metrics_flush_interval;
     config.root_token = args.root_token.clone().filter(|t| !t.is_empty());
     config.limits = args.limits.limits();
+    config.tls = args.tls.tls()?;
+    config.cors = !args.no_cors;
+    let init = args
+        .init_file
+        .as_deref()
+        .map(server::init::InitFile::load)
+        .transpose()?;
     let node = server::build_node(&config).map_err(|e| e.to_string())?;
     let engine = node.engine.clone();
     node.engine
         .health()
         .await
         .map_err(|e| format!("storage is not reachable: {e}"))?;
+    if let (Some(init), Some(path)) = (init, &args.init_file) {
+        init.apply(&node.engine)
+            .await
+            .map_err(|e| format!("--init-file {}: {e}", path.display()))?;
+    }
     let addr = SocketAddr::new(args.host, args.port);
     let listener = server::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     match &backend {
         Backend::Local(root) => {
-            info!(%addr, root = %root.display(), "serving from a local directory")
+            info!(%addr, scheme, root = %root.display(), "serving from a local directory")
         }
         Backend::S3 { settings, prefix } => {
-            info!(%addr, bucket = %settings.bucket, prefix = ?prefix, endpoint = ?settings.endpoint, "serving from S3")
+            info!(%addr, scheme, bucket = %settings.bucket, prefix = ?prefix, endpoint = ?settings.endpoint, "serving from S3")
         }
     }
     if config.root_token.is_none() {
         info!("no root token: requests need no access token");
+    }
+    if args.tls.tls_self {
+        info!(
+            "self-signed certificate for localhost, 127.0.0.1 and ::1: the s2 CLI needs \
+             S2_SSL_NO_VERIFY=true"
+        );
     }
     let resp = match args.redis_port {
         None => None,
@@ -402,6 +461,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
         config.shutdown_grace,
         node.draining,
         &config.limits,
+        config.tls.clone(),
     )
     .await;
     if let Some(resp) = resp {

@@ -1,9 +1,13 @@
 //! Process wiring: storage backend from flags and environment, the engine, the HTTP app
 //! (the S2 routes, the plate routes and the dashboard under the layers they share), and an
-//! HTTP listener that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port,
-//! within the node's connection limits ([`crate::limits`]; one connection's are in `conn`).
+//! HTTP listener that speaks HTTP/1.1 and HTTP/2 on one port (cleartext with prior
+//! knowledge, or TLS with ALPN: `tls`), within the node's connection limits
+//! ([`crate::limits`]; one connection's are in `conn`). `init` applies `--init-file` before
+//! the port opens.
 
 mod conn;
+pub mod init;
+pub mod tls;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -17,8 +21,8 @@ use hyper_util::{
     server::conn::auto,
 };
 use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    net::TcpListener,
+    sync::{Semaphore, watch},
 };
 use tower::ServiceExt;
 use tower_http::{
@@ -67,6 +71,10 @@ pub struct ServerConfig {
     pub root_token: Option<String>,
     /// What the node admits ([`crate::limits`]).
     pub limits: Limits,
+    /// Serve HTTPS instead of cleartext HTTP ([`tls`]).
+    pub tls: Option<tls::Tls>,
+    /// Answer browsers' cross-origin requests (CORS); `--no-cors` turns it off.
+    pub cors: bool,
 }
 
 impl ServerConfig {
@@ -90,6 +98,8 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             root_token: None,
             limits: Limits::default(),
+            tls: None,
+            cors: true,
         }
     }
 }
@@ -129,17 +139,24 @@ pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
 pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
     let engine = Engine::new(store.clone(), config.engine.clone());
     let draining = Draining::default();
+    let location = match &config.backend {
+        Backend::Local(_) => crate::http::state::LOCAL_LOCATION
+            .parse()
+            .expect("a valid location name"),
+        Backend::S3 { settings, .. } => crate::http::state::bucket_location(&settings.bucket),
+    };
     let state = AppState::new(
         engine.clone(),
         draining.clone(),
         config.root_token.as_deref(),
         &config.limits,
-    );
+    )
+    .with_location(location);
     let auth = state.auth.clone();
     Node {
         engine,
         store,
-        app: app(state),
+        app: app(state, config.cors),
         auth,
         draining,
     }
@@ -164,25 +181,30 @@ pub fn spawn_resp(
 }
 
 /// The node's HTTP app: the S2 surface, the plate surface and the dashboard side by side,
-/// under the layers they share (body limit, compression, decompression, CORS) and one fallback.
+/// under the layers they share (body limit, compression, decompression, and with `cors` a
+/// CORS layer that admits every origin, as `s2 lite`'s) and one fallback.
 /// Handlers read bodies within `--max-body-bytes` themselves ([`crate::http::body`]), each
 /// answering in its surface's envelope; the layer is the same limit for any extractor
 /// that reads a body on its own.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState, cors: bool) -> Router {
     let max_body = state.limits.max_body_bytes;
     let compress_when = SizeAbove::new(1024)
         .and(NotForContentType::SSE)
         .and(NotForContentType::const_new("s2s/proto"));
-    Router::new()
+    let router = Router::new()
         .merge(api::routes(state.clone()))
         .merge(redis::http::routes())
         .merge(dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CompressionLayer::new().compress_when(compress_when))
-        .layer(RequestDecompressionLayer::new())
-        .layer(CorsLayer::very_permissive())
-        .with_state(state)
+        .layer(RequestDecompressionLayer::new());
+    let router = if cors {
+        router.layer(CorsLayer::very_permissive())
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// A path no route takes: in the plate surface's envelope under `/{plate}/streams`, else
@@ -227,10 +249,11 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains connections for up
-/// to `grace`. At most `--max-connections` are open at once: at the limit the node stops
-/// accepting, so new connections wait in the kernel's listen backlog (their requests
-/// unanswered, no work done for them) until one closes, rather than being accepted only to
-/// be refused; idle and slow connections are closed by their timeouts, so slots free up.
+/// to `grace`; over TLS when `tls` is given ([`tls`]). At most `--max-connections` are
+/// open at once: at the limit the node stops accepting, so new connections wait in the
+/// kernel's listen backlog (their requests unanswered, no work done for them) until one
+/// closes, rather than being accepted only to be refused; idle and slow connections (a
+/// TLS handshake included) are closed by their timeouts, so slots free up.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
@@ -238,8 +261,9 @@ pub async fn serve(
     grace: Duration,
     draining: Draining,
     limits: &Limits,
+    tls: Option<tls::Tls>,
 ) {
-    let builder = http_builder(limits);
+    let builder = Arc::new(http_builder(limits));
     let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max_connections));
     let (stop, stopped) = watch::channel(false);
@@ -272,15 +296,36 @@ pub async fn serve(
                         continue;
                     }
                 };
-                tokio::spawn(connection(
-                    &builder,
-                    stream,
+                let _ = stream.set_nodelay(true);
+                let conn = Conn {
+                    builder: builder.clone(),
                     peer,
-                    app.clone(),
-                    limits,
-                    stopped.clone(),
-                    slot,
-                ));
+                    app: app.clone(),
+                    limits: limits.clone(),
+                    stopped: stopped.clone(),
+                };
+                let tls = tls.as_ref().map(|t| t.acceptor().clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match tls {
+                        None => conn.serve(stream).await,
+                        Some(acceptor) => {
+                            let handshake = acceptor.accept(stream);
+                            match tokio::time::timeout(conn.limits.header_read_timeout, handshake)
+                                .await
+                            {
+                                Ok(Ok(stream)) => conn.serve(stream).await,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                }
+                                Err(_) => tracing::debug!(
+                                    %peer,
+                                    "TLS handshake not finished within --header-read-timeout"
+                                ),
+                            }
+                        }
+                    }
+                });
             }
             () = &mut shutdown => break,
         }
@@ -296,38 +341,48 @@ pub async fn serve(
     }
 }
 
-/// Serves one connection until it ends: shut down gracefully when the node stops or when
-/// it has been idle (no request in progress) for `--idle-timeout`; its writes fail once
-/// stalled for `--slow-reader-timeout`. Holds its connection slot until it ends.
-fn connection(
-    builder: &auto::Builder<TokioExecutor>,
-    stream: TcpStream,
+/// What one accepted connection is served with.
+struct Conn {
+    builder: Arc<auto::Builder<TokioExecutor>>,
     peer: SocketAddr,
     app: axum::Router,
-    limits: &Limits,
-    mut stopped: watch::Receiver<bool>,
-    slot: OwnedSemaphorePermit,
-) -> impl Future<Output = ()> + Send + 'static {
-    let _ = stream.set_nodelay(true);
-    let activity = Activity::new();
-    let service = {
-        let activity = activity.clone();
-        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let open = activity.open();
-            let response = app.clone().oneshot(req.map(axum::body::Body::new));
-            async move {
-                let response = response.await?;
-                Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::body(b, open)))
-            }
-        })
-    };
-    let io = TokioIo::new(StallIo::new(stream, limits.slow_reader_timeout));
-    let conn = builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
-    let idle_timeout = limits.idle_timeout;
-    async move {
-        let _slot = slot;
+    limits: Limits,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Conn {
+    /// Serves one connection (cleartext, or after its TLS handshake) until it ends: shut
+    /// down gracefully when the node stops or when it has been idle (no request in
+    /// progress) for `--idle-timeout`; its writes fail once stalled for
+    /// `--slow-reader-timeout`.
+    async fn serve<I>(self, stream: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            builder,
+            peer,
+            app,
+            limits,
+            mut stopped,
+        } = self;
+        let activity = Activity::new();
+        let service = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let open = activity.open();
+                let response = app.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    let response = response.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::body(b, open)))
+                }
+            })
+        };
+        let io = TokioIo::new(StallIo::new(stream, limits.slow_reader_timeout));
+        let conn = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
+        let idle_timeout = limits.idle_timeout;
         tokio::pin!(conn);
         let mut closing = false;
         // Set once an idle connection is told to close: should the graceful close not

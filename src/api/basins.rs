@@ -15,6 +15,7 @@ use s2_api::v1::{
 use s2_common::{
     basin::{BasinName, ListBasinsRequest as CommonListRequest},
     config::BasinConfig,
+    location::LocationName,
     resources::{PROVISION_RESULT_HEADER, RequestToken},
 };
 
@@ -27,6 +28,8 @@ use super::{
 use crate::engine::{BasinEntry, Provisioned};
 use crate::http::{AppState, auth::Caller};
 
+/// A basin as S2 describes it. Every basin is in the deployment's one location, left
+/// unnamed as `s2 lite` leaves it, so clients print basins as they do for `s2 lite`.
 pub fn basin_info(entry: BasinEntry) -> Result<BasinInfo, ApiError> {
     let name: BasinName = entry
         .name
@@ -60,6 +63,18 @@ fn provisioned_response(
         axum::Json(basin_info(entry)?),
     )
         .into_response())
+}
+
+/// A basin may be placed only in the deployment's one location (or in no named one).
+fn check_location(state: &AppState, location: Option<&LocationName>) -> Result<(), ApiError> {
+    match location {
+        Some(l) if *l != state.location => Err(ApiError::invalid(format!(
+            "no location {:?}: this deployment has one location, {:?}",
+            l.as_ref() as &str,
+            state.location.as_ref() as &str
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn config_from(config: Option<ApiBasinConfig>) -> Result<BasinConfig, ApiError> {
@@ -108,6 +123,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.may_on_basin(Operation::CreateBasin, &request.basin)?;
     let token = optional_header::<RequestToken>(&headers)?.map(|t| t.to_string());
+    check_location(&state, request.location.as_ref())?;
     let config = config_from(request.config)?;
     let result = state
         .engine
@@ -135,7 +151,9 @@ pub async fn ensure(
 ) -> Result<Response, ApiError> {
     caller.may_on_basin(Operation::CreateBasin, &basin)?;
     caller.may(Operation::ReconfigureBasin)?;
-    let config = config_from(request.and_then(|r| r.config))?;
+    let (location, config) = request.map_or((None, None), |r| (r.location, r.config));
+    check_location(&state, location.as_ref())?;
+    let config = config_from(config)?;
     let result = state.engine.ensure_basin(&basin, config).await?;
     let status = match result {
         Provisioned::Created(_) => StatusCode::CREATED,

@@ -6,8 +6,8 @@
 //! - `basins`, `streams`, `access_tokens`: the control plane, one handler per operation;
 //!   `records`: append, read, check-tail, with `sse` and `s2s` sessions, whose shared
 //!   encodings are `wire`; `metrics`: S2's metrics API over the usage in the bucket,
-//!   whose control-plane operations `operations` counts; `prometheus`: the Prometheus
-//!   text of the node's counters.
+//!   whose control-plane operations `operations` counts; `locations`: the deployment's
+//!   one location; `prometheus`: the Prometheus text of the node's counters.
 //! - [`extract`]: request extraction with S2's codes, the S2 [`Caller`] extractor
 //!   included; [`error`]: [`ApiError`], S2's error bodies.
 
@@ -15,6 +15,7 @@ mod access_tokens;
 mod basins;
 pub(crate) mod error;
 pub(crate) mod extract;
+mod locations;
 mod metrics;
 mod operations;
 mod prometheus;
@@ -33,7 +34,7 @@ use axum::{
 use http::StatusCode;
 
 pub use self::error::ApiError;
-use crate::http::{AppState, auth::Caller};
+use crate::http::AppState;
 
 /// The S2 routes (`/v1/...`) and the node's own (`/health`, `/ping`, `/metrics`); the
 /// server adds the layers both surfaces share.
@@ -68,8 +69,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/metrics", get(metrics::account))
         .route("/metrics/{basin}", get(metrics::basin))
         .route("/metrics/{basin}/{stream}", get(metrics::stream))
-        .route("/locations", any(not_implemented))
-        .route("/locations/{*rest}", any(not_implemented))
+        .route("/locations", get(locations::list))
+        .route(
+            "/locations/default",
+            get(locations::get_default).put(locations::set_default),
+        )
         // Every other path under `/v1` is S2's, never a plate's (`/{plate}/streams/...`
         // would otherwise take `/v1/streams/{key}/command`).
         .route("/{*rest}", any(not_found))
@@ -83,11 +87,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/health", get(health))
         .route("/ping", get(health))
         .route("/metrics", get(prometheus::prometheus))
-}
-
-/// Authenticates first, so that a node with a root token answers no one without a token.
-async fn not_implemented(_caller: Caller) -> ApiError {
-    ApiError::not_implemented("not implemented by Sluice yet")
 }
 
 /// S2's answer to a path no route takes.

@@ -209,17 +209,27 @@ pub struct StreamCore {
     pub(super) heartbeat: std::ops::Range<Duration>,
 }
 
+/// Which stream a [`StreamCore`] is: its names and the cipher its records are sealed with.
+pub struct StreamIdentity {
+    pub basin: String,
+    pub name: String,
+    pub cipher: Option<EncryptionAlgorithm>,
+}
+
 impl StreamCore {
     pub fn new(
-        basin: String,
-        name: String,
-        cipher: Option<EncryptionAlgorithm>,
+        identity: StreamIdentity,
         node: NodeServices,
         usage: Arc<StreamUsage>,
         state: StreamState,
         poll_base: Option<Duration>,
         heartbeat: std::ops::Range<Duration>,
     ) -> Self {
+        let StreamIdentity {
+            basin,
+            name,
+            cipher,
+        } = identity;
         Self {
             basin,
             name,

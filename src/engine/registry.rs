@@ -9,7 +9,7 @@ use super::{
     AutoCreate, Engine, EngineError, EngineResult,
     appender::Appender,
     crypt::Encryption,
-    handle::{NodeServices, StorageClass, StreamCore, StreamState},
+    handle::{NodeServices, StorageClass, StreamCore, StreamIdentity, StreamState},
     layout,
     manifest::Manifest,
 };
@@ -133,10 +133,13 @@ impl Engine {
             clock: self.clock(),
             random: self.random().clone(),
         };
+        let identity = StreamIdentity {
+            basin: basin.to_owned(),
+            name: name.to_owned(),
+            cipher: entry.cipher,
+        };
         let core = StreamCore::new(
-            basin.to_owned(),
-            name.to_owned(),
-            entry.cipher,
+            identity,
             node,
             self.inner.usage.stream(basin, name),
             state,

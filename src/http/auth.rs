@@ -221,6 +221,23 @@ pub fn new_secret(id: &str) -> (String, String) {
     (secret, digest)
 }
 
+/// The digest the bucket keeps of a secret chosen outside the node (an init file's), which
+/// must have [`new_secret`]'s shape and name `id`: that is how a request's secret finds
+/// its entry.
+pub fn declared_secret_digest(id: &str, secret: &str) -> Result<String, String> {
+    let random_is_hex = secret
+        .split_once('.')
+        .is_some_and(|(_, random)| decode_hex(random).is_some());
+    if token_id(secret).as_deref() != Some(id) || !random_is_hex {
+        return Err(format!(
+            "the secret of access token {id:?} must be `<the id in hex>.<64 hex digits>`, \
+             i.e. `{}.` followed by 32 random bytes in hex",
+            encode_hex(id.as_bytes())
+        ));
+    }
+    Ok(encode_hex(&sha256(secret.as_bytes())))
+}
+
 /// The token id a secret names, if it has the shape [`new_secret`] gives.
 fn token_id(secret: &str) -> Option<String> {
     let (id, random) = secret.split_once('.')?;

@@ -290,6 +290,7 @@ impl TestServer {
                 config.shutdown_grace,
                 draining,
                 &config.limits,
+                config.tls.clone(),
             )
             .await;
         });

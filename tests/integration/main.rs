@@ -15,6 +15,8 @@ mod faults;
 mod limits;
 mod linearizability;
 mod linearizable_workload;
+mod listener;
+mod locations;
 mod metrics;
 mod multi_node;
 mod overload;
