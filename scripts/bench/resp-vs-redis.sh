@@ -108,7 +108,7 @@ for round in $(seq 1 "$rounds"); do
     done
     for consumers in 1 8 32; do
       printf 'round %s %-9s group consumers=%-2s %s\n' "$round" "$target" "$consumers" \
-        "$("$PY" scripts/bench/resp_groups.py --port "$ports" --consumers "$consumers" --entries $(( slow ? 3000 : 10000 )))"
+        "$("$PY" scripts/bench/resp_groups.py --port "$ports" --consumers "$consumers" --entries $(( slow ? 1000 : 10000 )))"
     done
     stop_all
   done
