@@ -148,6 +148,10 @@ struct ServeArgs {
     /// closes (Redis's `client-output-buffer-limit`).
     #[arg(long, default_value_t = 64 * 1024 * 1024, env = "SLUICE_REDIS_OUTPUT_BUFFER_LIMIT")]
     redis_output_buffer_limit: usize,
+    /// The most commands of one RESP connection under way at once: pipelined `XADD`s
+    /// with `*` share commits, each waiting for its own while the next are queued.
+    #[arg(long, default_value_t = 1024, value_parser = parse_positive, env = "SLUICE_REDIS_PIPELINE_DEPTH")]
+    redis_pipeline_depth: usize,
     /// Close a RESP connection idle this many seconds between commands; 0 never (Redis's
     /// `timeout`). A blocked read is not idle.
     #[arg(long, default_value_t = 0, env = "SLUICE_REDIS_TIMEOUT")]
@@ -443,6 +447,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
                 max_multibulk: args.redis_max_multibulk_len,
                 query_buffer_limit: args.redis_query_buffer_limit,
                 output_buffer_limit: args.redis_output_buffer_limit,
+                pipeline_depth: args.redis_pipeline_depth,
                 idle_timeout: (args.redis_timeout > 0)
                     .then(|| Duration::from_secs(args.redis_timeout)),
             };
@@ -489,5 +494,13 @@ mod anyhow_free {
         fn from(s: String) -> Self {
             Self(s)
         }
+    }
+}
+
+/// A count of at least one.
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number of at least 1")),
     }
 }

@@ -3,7 +3,8 @@
 //! stays bounded; a malformed request closes that connection only; the client limit;
 //! the idle timeout), authentication errors, the nil replies RESP2 and RESP3 tell apart,
 //! a blocked read woken by another connection, shutdown with a blocked read open, and
-//! encrypted streams refused.
+//! encrypted streams refused, and pipelined `XADD`s sharing commits with their replies and
+//! effects in request order.
 //! Replies are compared byte for byte with what Redis 7.0.15 sends.
 
 use std::{
@@ -407,6 +408,159 @@ async fn shutdown_closes_a_blocked_read_and_the_process_exits() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A RESP2 reply, as far as these tests read them.
+#[derive(Debug, PartialEq)]
+enum Value {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Nil,
+    Array(Vec<Value>),
+}
+
+/// One reply off the front of `buf` (with how many bytes it took), if complete.
+fn parse(buf: &[u8]) -> Option<(Value, usize)> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&buf[1..end]).unwrap();
+    let after = end + 2;
+    Some(match buf[0] {
+        b'+' => (Value::Simple(line.into()), after),
+        b'-' => (Value::Error(line.into()), after),
+        b':' => (Value::Int(line.parse().unwrap()), after),
+        b'$' if line == "-1" => (Value::Nil, after),
+        b'$' => {
+            let n: usize = line.parse().unwrap();
+            let data = buf.get(after..after + n)?.to_vec();
+            buf.get(after + n..after + n + 2)?;
+            (Value::Bulk(data), after + n + 2)
+        }
+        b'*' if line == "-1" => (Value::Nil, after),
+        b'*' => {
+            let mut at = after;
+            let mut items = Vec::new();
+            for _ in 0..line.parse::<usize>().unwrap() {
+                let (v, used) = parse(&buf[at..])?;
+                items.push(v);
+                at += used;
+            }
+            (Value::Array(items), at)
+        }
+        other => panic!("not a RESP2 reply: {:?}", other as char),
+    })
+}
+
+/// Reads `n` replies.
+async fn replies(conn: &mut TcpStream, n: usize) -> Vec<Value> {
+    let (mut buf, mut out) = (Vec::new(), Vec::new());
+    let mut chunk = vec![0u8; 64 * 1024];
+    while out.len() < n {
+        while out.len() < n
+            && let Some((v, used)) = parse(&buf)
+        {
+            out.push(v);
+            buf.drain(..used);
+        }
+        if out.len() == n {
+            break;
+        }
+        let read = timeout(Duration::from_secs(30), conn.read(&mut chunk))
+            .await
+            .expect("replies within 30 s")
+            .unwrap();
+        assert!(read > 0, "closed after {} replies", out.len());
+        buf.extend_from_slice(&chunk[..read]);
+    }
+    out
+}
+
+fn resp_command(words: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", words.len());
+    for w in words {
+        out += &format!("${}\r\n{w}\r\n", w.len());
+    }
+    out
+}
+
+/// A counter or a histogram's count from `/metrics`.
+async fn metric(server: &Server, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics")) as u64
+}
+
+/// 1,000 `XADD`s sent at once, an id not above the top in the middle, then reads: every
+/// reply in request order and as Redis gives it, the entries in request order, and the
+/// writes sharing commits (one commit per `XADD` when each waits for the one before).
+#[tokio::test]
+async fn pipelined_xadds_share_commits_and_replies_keep_request_order() {
+    let server = start(&[], None).await;
+    let mut conn = connect(&server).await;
+    let commits_before = metric(&server, "sluice_commit_bytes_count").await;
+    let mut request = String::new();
+    for i in 0..1000 {
+        request += &if i == 500 {
+            resp_command(&["XADD", "pipe", "1-1", "n", "bad"])
+        } else {
+            resp_command(&["XADD", "pipe", "*", "n", &i.to_string()])
+        };
+    }
+    request += &resp_command(&["XLEN", "pipe"]);
+    request += &resp_command(&["XRANGE", "pipe", "-", "+"]);
+    request += &resp_command(&["XADD", "pipe", "MAXLEN", "2", "*", "n", "last"]);
+    request += &resp_command(&["XLEN", "pipe"]);
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let got = replies(&mut conn, 1004).await;
+
+    let mut ids = Vec::new();
+    for (i, reply) in got[..1000].iter().enumerate() {
+        match reply {
+            Value::Error(e) if i == 500 => assert_eq!(
+                e,
+                "ERR The ID specified in XADD is equal or smaller than the target stream top item"
+            ),
+            Value::Bulk(id) if i != 500 => ids.push(String::from_utf8(id.clone()).unwrap()),
+            other => panic!("reply {i}: {other:?}"),
+        }
+    }
+    assert_eq!(got[1000], Value::Int(999));
+    let Value::Array(entries) = &got[1001] else {
+        panic!("XRANGE: {:?}", got[1001]);
+    };
+    let expected: Vec<Value> = (0..1000)
+        .filter(|&i| i != 500)
+        .zip(&ids)
+        .map(|(i, id)| {
+            Value::Array(vec![
+                Value::Bulk(id.clone().into_bytes()),
+                Value::Array(vec![
+                    Value::Bulk(b"n".to_vec()),
+                    Value::Bulk(i.to_string().into_bytes()),
+                ]),
+            ])
+        })
+        .collect();
+    assert_eq!(
+        entries, &expected,
+        "entries in request order, ids as replied"
+    );
+    assert!(matches!(&got[1002], Value::Bulk(_)), "{:?}", got[1002]);
+    assert_eq!(got[1003], Value::Int(2));
+
+    let commits = metric(&server, "sluice_commit_bytes_count").await - commits_before;
+    println!("1,000 pipelined XADDs and a trimming one: {commits} commits");
+    assert!(
+        commits <= 250,
+        "{commits} commits for 1,000 pipelined XADDs: they do not share commits"
+    );
 }
 
 unsafe extern "C" {

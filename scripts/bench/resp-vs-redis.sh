@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Sluice over RESP side by side with a durable redis-server (appendonly yes, appendfsync
-# always), both on this machine's local disk, in interleaved rounds (the servers' order
-# alternating), each round on fresh data:
+# always), one command for every figure of issue 20, in interleaved rounds (Redis and
+# Sluice-on-a-local-directory alternating which goes first), each round on fresh data:
 #
-#   scripts/bench/resp-vs-redis.sh [rounds=2]       (SLUICE_BIN: default target/release/sluice)
+#   scripts/bench/resp-vs-redis.sh [rounds=2]
+#
+#   SLUICE_BIN             default target/release/sluice (cargo build --release --bin sluice)
+#   RESP_BENCH_TARGETS     default "redis local ministack cluster":
+#                            redis      redis-server on this machine's disk
+#                            local      one Sluice node on a local directory
+#                            ministack  one Sluice node on ministack (scripts/ministack.sh)
+#                            cluster    three Sluice nodes on one ministack bucket; clients
+#                                       take the nodes' RESP ports in turn (no balancer
+#                                       in front: nginx here proxies HTTP only)
 #
 # XADD with redis-benchmark at 1, 16 and 64 connections, unpipelined and pipelined 16
-# deep; then one group drained by 1, 8 and 32 consumers (scripts/bench/resp_groups.py,
-# XREADGROUP COUNT 10 + XACK). Loopback only.
+# deep (on the cluster, one redis-benchmark per node with a third of the connections,
+# all on the same key; ops/s summed, the worst p50/p99 shown); XLEN then checks every
+# XADD landed. Then one group drained by 1, 8 and 32 consumers (scripts/bench/
+# resp_groups.py, XREADGROUP COUNT 10 + XACK), which also counts error replies. Prints
+# the load average before each target. Loopback only.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/../.."
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-bench} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-bench}
@@ -15,48 +27,89 @@ export AWS_REGION=${AWS_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
 BIN="${SLUICE_BIN:-target/release/sluice}"
 PY="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}/redis-diff-venv/bin/python"
 rounds="${1:-2}"
+read -r -a targets <<<"${RESP_BENCH_TARGETS:-redis local ministack cluster}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/resp-bench.XXXXXX")"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+pids=() ministack_dir=
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+  if [[ -n "$ministack_dir" ]]; then scripts/ministack.sh stop "$ministack_dir" >/dev/null 2>&1 || true; fi
+  ministack_dir=
+}
+trap 'stop_all; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+wait_port() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 
-# Each sets $port (its RESP port) and appends its pid to $pids.
+# Each sets $ports (its RESP ports, comma-separated) and appends its pids to $pids.
 start_redis() {
-  local dir="$work/redis-$1"; mkdir -p "$dir"; port=$(free_port)
+  local dir="$work/redis-$1" port; mkdir -p "$dir"; port=$(free_port)
   redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --appendonly yes \
     --appendfsync always --save '' --daemonize no >"$dir/log" 2>&1 &
-  pids+=($!); wait_port "$port"
+  pids+=($!); wait_port "$port"; ports=$port
 }
-start_sluice() {
-  local dir="$work/sluice-$1" http; mkdir -p "$dir"; port=$(free_port); http=$(free_port)
-  "$BIN" serve --host 127.0.0.1 --port "$http" --local-root "$dir/data" --redis-port "$port" \
-    --redis-plate resp-bench >"$dir/log" 2>&1 &
+# sluice_node <dir> <serve args...>: one node; appends its RESP port to $ports.
+sluice_node() {
+  local dir="$1" port http; shift; mkdir -p "$dir"; port=$(free_port); http=$(free_port)
+  "$BIN" serve --host 127.0.0.1 --port "$http" --redis-port "$port" --redis-plate resp-bench \
+    "$@" >"$dir/log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/health" >/dev/null && break; sleep 0.1; done
-  curl -sf -X POST "http://127.0.0.1:$http/v1/basins" -H 'content-type: application/json' \
-    -d '{"basin":"resp-bench"}' >/dev/null
-  wait_port "$port"
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$http/health" >/dev/null && break; sleep 0.1; done
+  # The plate exists once: other nodes see it (409) on the same bucket.
+  curl -s -o /dev/null -X POST "http://127.0.0.1:$http/v1/basins" \
+    -H 'content-type: application/json' -d '{"basin":"resp-bench"}'
+  wait_port "$port"; ports="${ports:+$ports,}$port"
 }
-bench_xadd() { # port clients pipeline requests
-  redis-benchmark -p "$1" -c "$2" -P "$3" -n "$4" --csv XADD "k-$2-$3" '*' f vvvvvvvvvvvvvvvvvvvvvvvvvvvvvv \
-    2>/dev/null | tail -1 | awk -F'","' '{printf "%s ops/s, p50 %s ms, p99 %s ms", $2, $5, $7}'
+start_local() { ports=; sluice_node "$work/local-$1" --local-root "$work/local-$1/data"; }
+start_s3() { # round nodes
+  ministack_dir="$work/ministack-$1"
+  eval "$(scripts/ministack.sh start "$ministack_dir" resp-bench)"
+  ports=
+  for i in $(seq 1 "$2"); do
+    AWS_ENDPOINT_URL_S3="$MINISTACK_ENDPOINT" AWS_ENDPOINT_URL="$MINISTACK_ENDPOINT" \
+      sluice_node "$work/s3-$1-$i" --bucket resp-bench --path "round-$1"
+  done
 }
+start_ministack() { start_s3 "$1" 1; }
+start_cluster() { start_s3 "$1" 3; }
+
+# bench_xadd <ports> <clients> <pipeline> <requests>: one redis-benchmark per port, the
+# connections and requests shared out; ops/s summed, the largest p50 and p99.
+bench_xadd() {
+  local -a ps; IFS=, read -r -a ps <<<"$1"
+  local c="$2" p="$3" n="$4" k=$(( $2 < ${#ps[@]} ? $2 : ${#ps[@]} )) i key="k-$2-$3-$RANDOM" out=()
+  for ((i = 0; i < k; i++)); do
+    out+=("$work/xadd.$i")
+    redis-benchmark -p "${ps[i]}" -c $(( c / k + (i < c % k) )) -P "$p" -n $(( n / k + (i < n % k) )) \
+      --csv XADD "$key" '*' f vvvvvvvvvvvvvvvvvvvvvvvvvvvvvv >"${out[i]}" 2>/dev/null &
+  done
+  wait # (this runs in $(...): its only children are these)
+  local len; len=$(redis-cli -p "${ps[0]}" XLEN "$key")
+  for f in "${out[@]}"; do tail -1 "$f"; done | awk -F'","' -v n="$n" -v len="$len" '
+    { ops += $2; if ($5 + 0 > p50) p50 = $5 + 0; if ($7 + 0 > p99) p99 = $7 + 0 }
+    END { printf "%.0f ops/s, p50 %.3f ms, p99 %.3f ms%s", ops, p50, p99, (len >= n ? "" : sprintf(", only %s of %s landed", len, n)) }'
+}
+
 for round in $(seq 1 "$rounds"); do
-  if (( round % 2 )); then order=(redis sluice); else order=(sluice redis); fi
-  for server in "${order[@]}"; do
-    "start_$server" "$round"
+  order=("${targets[@]}")
+  # The pair whose ratio the issue asks for swaps places every other round.
+  if (( round % 2 == 0 )) && [[ "${order[0]}" == redis && "${order[1]:-}" == local ]]; then
+    order[0]=local order[1]=redis
+  fi
+  for target in "${order[@]}"; do
+    "start_$target" "$round"
+    printf 'round %s %-9s load average %s\n' "$round" "$target" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    slow=$([[ "$target" == ministack || "$target" == cluster ]] && echo 1 || echo 0)
     for c in 1 16 64; do
       for p in 1 16; do
-        n=$(( c == 1 && p == 1 ? 2000 : 20000 ))
-        printf 'round %s %-6s XADD  c=%-2s P=%-2s %s\n' "$round" "$server" "$c" "$p" "$(bench_xadd "$port" "$c" "$p" "$n")"
+        if (( c == 1 && p == 1 )); then n=$(( slow ? 300 : 2000 )); else n=$(( slow ? 5000 : 20000 )); fi
+        printf 'round %s %-9s XADD  c=%-2s P=%-2s %s\n' "$round" "$target" "$c" "$p" "$(bench_xadd "$ports" "$c" "$p" "$n")"
       done
     done
     for consumers in 1 8 32; do
-      printf 'round %s %-6s group consumers=%-2s %s\n' "$round" "$server" "$consumers" \
-        "$("$PY" scripts/bench/resp_groups.py --port "$port" --consumers "$consumers" --entries 10000)"
+      printf 'round %s %-9s group consumers=%-2s %s\n' "$round" "$target" "$consumers" \
+        "$("$PY" scripts/bench/resp_groups.py --port "$ports" --consumers "$consumers" --entries $(( slow ? 1000 : 10000 )))"
     done
-    kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+    stop_all
   done
 done

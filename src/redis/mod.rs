@@ -29,6 +29,7 @@ mod streams;
 
 pub use error::{RedisError, RedisResult};
 pub use reply::Reply;
+pub use streams::Started;
 
 use std::time::Duration;
 
@@ -65,6 +66,18 @@ pub async fn execute(ctx: &Context, argv: &[Bytes]) -> RedisResult<Reply> {
         C::Xclaim(c) => groups::xclaim(ctx, &c).await,
         C::Xautoclaim(c) => groups::xautoclaim(ctx, &c).await,
         C::Xinfo(c) => xinfo(ctx, &c).await,
+    }
+}
+
+/// Begins a command that a connection may overlap with the ones after it, because its
+/// effect is fixed once begun (see [`streams::xadd_start`]); a later command that reads
+/// must still wait for its reply. `None`, before anything is done, for a command that
+/// must run alone through [`execute`].
+pub async fn start(ctx: &Context, argv: &[Bytes]) -> Option<RedisResult<Started>> {
+    match cmd::parse(argv) {
+        Ok(cmd::Command::Xadd(c)) => streams::xadd_start(ctx, &c).await,
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
     }
 }
 

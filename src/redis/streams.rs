@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use s2_common::access::Operation;
 
 use super::{
@@ -33,30 +34,92 @@ fn too_small() -> RedisError {
 }
 
 pub async fn xadd(ctx: &Context, c: &Xadd) -> RedisResult<Reply> {
-    let key = if c.nomkstream {
-        match ctx.open(&c.key, Operation::Append).await? {
-            Some(k) => k,
-            None => return Ok(Reply::Nil),
-        }
-    } else {
-        ctx.open_or_create(&c.key, Operation::Append).await?
+    if let Some(started) = xadd_start(ctx, c).await {
+        return match started? {
+            Started::Now(reply) => Ok(reply),
+            Started::Later(ack) => ack.await,
+        };
+    }
+    let Some(key) = open_for_add(ctx, c).await? else {
+        return Ok(Reply::Nil);
     };
-    let fields: Vec<(&[u8], &[u8])> = c.fields.iter().map(|(f, v)| (&f[..], &v[..])).collect();
+    let fields = field_refs(c);
     let id = match c.id {
-        AddId::Auto => match append(ctx, &key, None, &fields, None).await {
-            Ok(ack) => EntryId::new(ack.start.timestamp, ack.start.seq_num),
-            // The appender refuses a derived id only past the largest id there is.
-            Err(AppendError::Failed(RedisError::Reply(m))) if m.contains(ID_NOT_ABOVE) => {
-                return Err(exhausted());
-            }
-            Err(e) => return Err(e.into()),
-        },
+        AddId::Auto => auto_id(append(ctx, &key, None, &fields, None).await)?,
         AddId::AutoSeq(_) | AddId::Exact(_) => add_explicit(ctx, &key, c.id, &fields).await?,
     };
     if let Some(spec) = c.trim {
         trim(ctx, &key, spec).await?;
     }
     Ok(Reply::text(id))
+}
+
+/// An `XADD` begun: its reply now, or the wait for its acknowledgement.
+pub enum Started {
+    Now(Reply),
+    Later(BoxFuture<'static, RedisResult<Reply>>),
+}
+
+/// Begins an `XADD` whose effect is fixed once its entry is queued at the key's
+/// appender — an id of `*` and no trimming — and returns without waiting for the
+/// commit: the appender applies entries in the order they are queued, so entries
+/// begun one after another get increasing ids whatever commits they land in. `None`
+/// for any other `XADD` (its id or its trimming depends on the entries before it),
+/// before anything is done.
+pub async fn xadd_start(ctx: &Context, c: &Xadd) -> Option<RedisResult<Started>> {
+    if c.id != AddId::Auto || c.trim.is_some() {
+        return None;
+    }
+    Some(
+        async {
+            let Some(key) = open_for_add(ctx, c).await? else {
+                return Ok(Started::Now(Reply::Nil));
+            };
+            let input = append_input(None, &field_refs(c), None)?;
+            let ack = ctx
+                .engine
+                .submit(&key.handle, input, None)
+                .await
+                .map_err(RedisError::from)?;
+            Ok(Started::Later(Box::pin(async move {
+                let acked = ack.await.unwrap_or_else(|_| {
+                    Err(EngineError::Storage(
+                        "appender stopped before answering".into(),
+                    ))
+                });
+                auto_id(acked_or(acked)).map(Reply::text)
+            })))
+        }
+        .await,
+    )
+}
+
+/// The id the appender gave an entry added with `*`.
+fn auto_id(acked: Result<Ack, AppendError>) -> RedisResult<EntryId> {
+    match acked {
+        Ok(ack) => Ok(EntryId::new(ack.start.timestamp, ack.start.seq_num)),
+        // The appender refuses a derived id only past the largest id there is.
+        Err(AppendError::Failed(RedisError::Reply(m))) if m.contains(ID_NOT_ABOVE) => {
+            Err(exhausted())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The key an `XADD` adds to, created unless `NOMKSTREAM`; `None` when it does not
+/// exist and may not be created.
+async fn open_for_add(ctx: &Context, c: &Xadd) -> RedisResult<Option<Key>> {
+    if c.nomkstream {
+        ctx.open(&c.key, Operation::Append).await
+    } else {
+        ctx.open_or_create(&c.key, Operation::Append)
+            .await
+            .map(Some)
+    }
+}
+
+fn field_refs(c: &Xadd) -> Vec<(&[u8], &[u8])> {
+    c.fields.iter().map(|(f, v)| (&f[..], &v[..])).collect()
 }
 
 /// Adds an entry whose id depends on the key's last one, conditional on no other append
@@ -113,17 +176,31 @@ async fn append(
     fields: &[(&[u8], &[u8])],
     match_seq_num: Option<u64>,
 ) -> Result<Ack, AppendError> {
+    let input = append_input(id, fields, match_seq_num).map_err(AppendError::Failed)?;
+    acked_or(ctx.engine.append(&key.handle, input, None).await)
+}
+
+/// One entry as the batch the appender takes.
+fn append_input(
+    id: Option<EntryId>,
+    fields: &[(&[u8], &[u8])],
+    match_seq_num: Option<u64>,
+) -> RedisResult<AppendInput> {
     let mut builder = RecordBatchBuilder::with_capacity(1, 0);
-    let built = builder
+    let batch = builder
         .push_entry(id, fields)
         .and_then(|()| builder.finish())
-        .map_err(|e| AppendError::Failed(RedisError::err(format!("{e:?}"))))?;
-    let input = AppendInput {
-        batch: built,
+        .map_err(|e| RedisError::err(format!("{e:?}")))?;
+    Ok(AppendInput {
+        batch,
         match_seq_num,
         fencing_token: None,
-    };
-    match ctx.engine.append(&key.handle, input, None).await {
+    })
+}
+
+/// The appender's answer, its refusals in Redis's terms.
+fn acked_or(acked: Result<Ack, EngineError>) -> Result<Ack, AppendError> {
+    match acked {
         Ok(ack) => Ok(ack),
         Err(EngineError::ConditionFailed(ConditionFailed::SeqNumMismatch(_))) => {
             Err(AppendError::Moved)

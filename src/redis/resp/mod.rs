@@ -10,8 +10,14 @@
 //! | `table.rs` | the commands served, for `COMMAND` and the checks before `NOAUTH` |
 //! | `info.rs` | `INFO` |
 //!
-//! One connection is one task reading and running commands in order, and one writer task
-//! sending their replies, so that a client may pipeline. Bounds, each from a flag:
+//! One connection is one task reading and running commands, and one writer task sending
+//! their replies in request order, so that a client may pipeline. Pipelined `XADD`s with
+//! `*` and no trimming overlap: each is queued at its key's appender as it is read (the
+//! appender applies entries in the order queued, in whatever commits) and its reply
+//! awaited while the next ones are queued, so they share commits; any other command
+//! first waits until everything before it is answered, and so sees their effects, as
+//! in Redis. Bounds, each from a flag: commands under way on one connection
+//! ([`RespConfig::pipeline_depth`]),
 //! connections ([`RespConfig::max_clients`]: the one past it gets `-ERR max number of
 //! clients reached` and is closed), a request's arguments and argument length (beyond
 //! them, `-ERR Protocol error: …` and that connection is closed), the bytes of a request
@@ -33,6 +39,7 @@ mod session;
 mod table;
 
 use std::{
+    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -41,6 +48,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesOrdered};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
@@ -54,8 +62,8 @@ use crate::{
     http::{Draining, auth::Authenticator},
     redis::cmd::is,
 };
-use codec::{Decoder, FrameLimits, encode, encode_error};
-use session::Session;
+use codec::{Decoder, FrameLimits, Protocol, encode, encode_error};
+use session::{Session, Step};
 
 /// The Redis version the listener presents itself as (`HELLO`, `INFO`): the one whose
 /// commands and replies it follows. Clients gate features on it.
@@ -76,6 +84,10 @@ pub struct RespConfig {
     pub query_buffer_limit: usize,
     /// The most bytes of replies not yet written (Redis's `client-output-buffer-limit`).
     pub output_buffer_limit: usize,
+    /// The most commands of one connection under way at once: `XADD`s with `*` begun
+    /// while earlier ones wait for their commits (their arguments also count against
+    /// [`RespConfig::query_buffer_limit`]).
+    pub pipeline_depth: usize,
     /// Close a connection idle this long between commands (Redis's `timeout`); `None`
     /// never.
     pub idle_timeout: Option<Duration>,
@@ -90,6 +102,7 @@ impl Default for RespConfig {
             max_multibulk: 1024 * 1024,
             query_buffer_limit: 32 * 1024 * 1024,
             output_buffer_limit: 64 * 1024 * 1024,
+            pipeline_depth: 1024,
             idle_timeout: None,
         }
     }
@@ -211,6 +224,9 @@ async fn connection(
         input: BytesMut::with_capacity(16 * 1024),
         decoder: Decoder::default(),
         eof: false,
+        inflight: FuturesOrdered::new(),
+        inflight_sizes: VecDeque::new(),
+        inflight_bytes: 0,
     };
     let end = conn.run(&mut session, &mut rd, draining).await;
     debug!(?peer, id, ?end, "RESP connection ends");
@@ -237,6 +253,12 @@ struct Conn<'a> {
     decoder: Decoder,
     /// The client has sent its last byte (or the read failed).
     eof: bool,
+    /// Commands begun and not yet answered, in request order; their answers are
+    /// encoded in that order.
+    inflight: FuturesOrdered<BoxFuture<'static, session::Answer>>,
+    /// The argument bytes of each of them, and their sum.
+    inflight_sizes: VecDeque<usize>,
+    inflight_bytes: usize,
 }
 
 impl Conn<'_> {
@@ -263,12 +285,25 @@ impl Conn<'_> {
                         Ok(None) => break,
                         Err(e) => {
                             debug!(error = %e.0, "RESP protocol error");
+                            if let Err(end) = self.settle_all(session.protocol).await {
+                                return end;
+                            }
                             encode_error(&e.reply_text(), &mut self.out);
                             return self.flush().map_or(End::Drop, |()| End::Flush);
                         }
                     };
                 if argv.is_empty() {
                     continue;
+                }
+                if is(&argv[0], "xadd") {
+                    match self.start(session, &argv, rd).await {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(end) => return end,
+                    }
+                }
+                if let Err(end) = self.settle(session.protocol, rd).await {
+                    return end;
                 }
                 let blocking = is(&argv[0], "xread") || is(&argv[0], "xreadgroup");
                 if blocking && self.flush().is_err() {
@@ -295,7 +330,7 @@ impl Conn<'_> {
                 return End::Drop;
             }
             if self.eof {
-                return End::Flush;
+                return self.finish(session.protocol).await;
             }
             let idle = async {
                 match config.idle_timeout {
@@ -303,6 +338,7 @@ impl Conn<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let waiting = !self.inflight.is_empty();
             tokio::select! {
                 read = rd.read_buf(&mut self.input) => {
                     if !matches!(read, Ok(n) if n > 0) {
@@ -312,11 +348,123 @@ impl Conn<'_> {
                         return End::Drop;
                     }
                 }
-                () = idle => return End::Flush,
-                () = draining.started() => return End::Flush,
+                Some(answer) = self.inflight.next(), if waiting => {
+                    if let Err(end) = self.answered(answer, session.protocol) {
+                        return end;
+                    }
+                    // Whatever else is answered already goes out in the same write.
+                    while let Some(Some(answer)) = self.inflight.next().now_or_never() {
+                        if let Err(end) = self.answered(answer, session.protocol) {
+                            return end;
+                        }
+                    }
+                }
+                () = idle, if !waiting => return End::Flush,
+                () = draining.started() => return self.finish(session.protocol).await,
                 () = self.tx.closed() => return End::Drop,
             }
         }
+    }
+
+    /// Begins an `XADD` that may overlap the commands after it, once what is in flight
+    /// is within its bounds; `Ok(false)` when it must run alone instead (nothing done).
+    async fn start(
+        &mut self,
+        session: &mut Session,
+        argv: &[Bytes],
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+    ) -> Result<bool, End> {
+        let config = &self.shared.config;
+        let size: usize = argv.iter().map(Bytes::len).sum();
+        while !self.inflight.is_empty()
+            && (self.inflight.len() >= config.pipeline_depth
+                || self.inflight_bytes + size > config.query_buffer_limit)
+        {
+            self.settle_next(session.protocol, rd).await?;
+        }
+        match session.start(self.shared, argv).await {
+            Step::Alone => return Ok(false),
+            Step::Done(answer) if self.inflight.is_empty() => {
+                self.answered(answer, session.protocol)?;
+            }
+            Step::Done(answer) => self.push(Box::pin(std::future::ready(answer)), size),
+            Step::Later(answer) => self.push(answer, size),
+        }
+        Ok(true)
+    }
+
+    fn push(&mut self, answer: BoxFuture<'static, session::Answer>, size: usize) {
+        self.inflight.push_back(answer);
+        self.inflight_sizes.push_back(size);
+        self.inflight_bytes += size;
+    }
+
+    /// Encodes the answer of the oldest command in flight (pipelined answers never
+    /// close the connection).
+    fn answered(&mut self, answer: session::Answer, protocol: Protocol) -> Result<(), End> {
+        if let Some(size) = self.inflight_sizes.pop_front() {
+            self.inflight_bytes -= size;
+        }
+        match answer.reply {
+            Some(Ok(reply)) => encode(&reply, protocol, &mut self.out),
+            Some(Err(text)) => encode_error(&text, &mut self.out),
+            None => {}
+        }
+        if self.out.len() >= FLUSH_AT && self.flush().is_err() {
+            return Err(End::Drop);
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest command in flight, reading meanwhile as [`Conn::run_one`] does.
+    async fn settle_next(
+        &mut self,
+        protocol: Protocol,
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+    ) -> Result<(), End> {
+        loop {
+            tokio::select! {
+                Some(answer) = self.inflight.next() => return self.answered(answer, protocol),
+                read = rd.read_buf(&mut self.input), if !self.eof => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.eof = true;
+                    }
+                    if self.query_too_big() {
+                        return Err(End::Drop);
+                    }
+                }
+                () = self.tx.closed() => return Err(End::Drop),
+            }
+        }
+    }
+
+    /// Waits until every command in flight is answered, so that the next one sees their
+    /// effects.
+    async fn settle(
+        &mut self,
+        protocol: Protocol,
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+    ) -> Result<(), End> {
+        while !self.inflight.is_empty() {
+            self.settle_next(protocol, rd).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers what is in flight without reading further: the connection is ending.
+    async fn settle_all(&mut self, protocol: Protocol) -> Result<(), End> {
+        while let Some(answer) = self.inflight.next().await {
+            self.answered(answer, protocol)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the connection after answering what is in flight.
+    async fn finish(&mut self, protocol: Protocol) -> End {
+        if let Err(end) = self.settle_all(protocol).await {
+            return end;
+        }
+        self.flush().map_or(End::Drop, |()| End::Flush)
     }
 
     /// Runs one command. While it runs the connection keeps reading (pipelined requests

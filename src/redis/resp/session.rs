@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 
 use super::{
@@ -27,7 +28,7 @@ use crate::{
         AuthError,
         auth::{Caller, Scheme, TOKEN_CACHE_TTL},
     },
-    redis::{Context, RedisError, Reply, cmd::is, execute},
+    redis::{Context, RedisError, Reply, Started, cmd::is, execute, start},
 };
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -63,6 +64,18 @@ impl Answer {
             close: true,
         }
     }
+}
+
+/// A command begun by [`Session::start`].
+pub enum Step {
+    /// Answered already.
+    Done(Answer),
+    /// Under way; the answer needs nothing more from the connection, and the commands
+    /// after it may begin meanwhile.
+    Later(BoxFuture<'static, Answer>),
+    /// Must run through [`Session::run`] once every command before it has been answered;
+    /// nothing was done.
+    Alone,
 }
 
 /// Who a connection is logged in as.
@@ -144,6 +157,40 @@ impl Session {
                 Answer::reply(Reply::Simple("RESET"))
             }
             _ => self.stream_command(shared, argv).await,
+        }
+    }
+
+    /// Begins a command that may overlap the ones after it ([`crate::redis::start`]):
+    /// only when the connection is logged in with a token that needs no re-check, so
+    /// that every other path (`NOAUTH`, a revoked token, unknown commands) stays in
+    /// [`Session::run`].
+    pub async fn start(&mut self, shared: &Shared, argv: &[Bytes]) -> Step {
+        let Some(login) = &self.login else {
+            return Step::Alone;
+        };
+        if login.checked.elapsed() >= TOKEN_CACHE_TTL || table::lookup(argv).is_err() {
+            return Step::Alone;
+        }
+        let ctx = Context {
+            engine: shared.engine.clone(),
+            caller: login.caller.clone(),
+            plate: login.plate.clone(),
+            max_block: None,
+        };
+        match start(&ctx, argv).await {
+            None => Step::Alone,
+            Some(Ok(Started::Now(reply))) => Step::Done(Answer::reply(reply)),
+            Some(Ok(Started::Later(reply))) => {
+                // Only the name matters to an error's text once the command parsed.
+                let argv = argv[..1].to_vec();
+                Step::Later(Box::pin(async move {
+                    match reply.await {
+                        Ok(reply) => Answer::reply(reply),
+                        Err(e) => Answer::error(error_text(e, &argv)),
+                    }
+                }))
+            }
+            Some(Err(e)) => Step::Done(Answer::error(error_text(e, argv))),
         }
     }
 
