@@ -142,6 +142,12 @@ class ApiError extends Error {
 
 const isAbort = (e) => e && e.name === 'AbortError';
 
+// Leaving a view aborts its requests, so an event handler of that view still awaiting one
+// (a delete's reload, say) ends in an AbortError: that is no error.
+window.addEventListener('unhandledrejection', (ev) => {
+  if (isAbort(ev.reason)) ev.preventDefault();
+});
+
 function headersFor({ basin, json, accept } = {}) {
   const headers = {};
   if (app.token) headers.authorization = `Bearer ${app.token}`;
