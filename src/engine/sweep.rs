@@ -16,7 +16,9 @@
 //! index segments come from the cache), so it runs with the catalog-wide upkeep pass,
 //! every tenth round, not with every round.
 //!
-//! Never deleted: manifests and groups of live streams, keys Sluice does not write, and
+//! Never deleted: manifests and group roots of live streams, the log records and
+//! checkpoints their roots reach (read after the listing, as the manifest is: positions
+//! only grow, so what a root no longer reaches it never will), keys Sluice does not write, and
 //! anything in a stream whose manifest cannot be read or decoded (a problem for
 //! `sluice verify` to report, not for upkeep to act on), and the packs this node is
 //! writing out. Any node may run a pass at any time; deletions are idempotent.
@@ -239,7 +241,15 @@ impl Engine {
                 }
             }
         }
-        let referenced = reach::referenced_keys(&manifest, segments.iter().map(|s| &**s));
+        let mut referenced = reach::referenced_keys(&manifest, segments.iter().map(|s| &**s));
+        let listed = || objects.iter().map(|o| o.key.as_str());
+        match self.group_log_roots(id, listed()).await {
+            Ok(roots) => referenced.extend(reach::reached_group_logs(listed(), &roots)),
+            Err(e) => {
+                debug!(stream_id = %id, error = %e, "not sweeping a stream whose groups are unreadable");
+                return 0;
+            }
+        }
         let writing = self.packs_being_written(id);
         let now = self.clock().now_ms();
         let manifest_key = layout::manifest_key(id);
