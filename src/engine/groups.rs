@@ -51,6 +51,22 @@ pub struct LoadedGroup {
 const LOAD_TRIES: usize = 8;
 /// Log records read at once.
 const READ_AHEAD: usize = 16;
+/// Tries of each read of a group's objects: a load makes several, so one that failed
+/// (and may be repeated freely) is tried again rather than failing the whole load.
+const READ_TRIES: usize = 4;
+
+/// Runs the read `read` until it succeeds or has failed [`READ_TRIES`] times.
+async fn retrying<T, F: std::future::Future<Output = crate::storage::StorageResult<T>>>(
+    read: impl Fn() -> F,
+) -> crate::storage::StorageResult<T> {
+    let mut tries = 1;
+    loop {
+        match read().await {
+            Err(crate::storage::StorageError::Unavailable(_)) if tries < READ_TRIES => tries += 1,
+            other => return other,
+        }
+    }
+}
 
 impl Engine {
     fn root_key(stream: &StreamHandle, name: &str) -> String {
@@ -83,7 +99,7 @@ impl Engine {
     ) -> EngineResult<Option<Option<LoadedGroup>>> {
         let store = &self.inner.store;
         let root_key = Self::root_key(stream, name);
-        let Some(root) = store.get(&root_key).await? else {
+        let Some(root) = retrying(|| store.get(&root_key)).await? else {
             return Ok(Some(None));
         };
         let form = RootForm::parse(&root.bytes).map_err(EngineError::Corrupt)?;
@@ -93,7 +109,7 @@ impl Engine {
             RootForm::Log(r) => {
                 let key =
                     layout::group_checkpoint_key(&stream.core.id, name, incarnation, r.checkpoint);
-                let Some(bytes) = store.get_bytes(&key).await? else {
+                let Some(bytes) = retrying(|| store.get_bytes(&key)).await? else {
                     return Ok(None);
                 };
                 let g: GroupState = serde_json::from_slice(&bytes)
@@ -118,7 +134,7 @@ impl Engine {
         let mut keys = Vec::new();
         let mut start = after;
         loop {
-            let page = store.list(&dir, Some(&start), 1000).await?;
+            let page = retrying(|| store.list(&dir, Some(&start), 1000)).await?;
             keys.extend(
                 page.keys
                     .iter()
@@ -142,7 +158,7 @@ impl Engine {
             }
         }
         let records: Vec<Option<Bytes>> = futures::stream::iter(keys)
-            .map(|key| async move { store.get_bytes(&key).await })
+            .map(|key| async move { retrying(|| store.get_bytes(&key)).await })
             .buffered(READ_AHEAD)
             .try_collect()
             .await?;
@@ -179,7 +195,8 @@ impl Engine {
         position: u64,
     ) -> EngineResult<bool> {
         let key = Self::root_key(stream, name);
-        match self.inner.store.revalidate(&key, &log.root_etag).await? {
+        let store = &self.inner.store;
+        match retrying(|| store.revalidate(&key, &log.root_etag)).await? {
             Revalidated::Unchanged => Ok(true),
             Revalidated::Missing => Ok(false),
             Revalidated::Changed(object) => {
@@ -280,7 +297,8 @@ impl Engine {
         let name = &group.state.name;
         let next = group.state.version + 1;
         let key = layout::group_record_key(&stream.core.id, name, group.log.incarnation, next);
-        if self.inner.store.get_bytes(&key).await?.is_some() {
+        let store = &self.inner.store;
+        if retrying(|| store.get_bytes(&key)).await?.is_some() {
             return Ok(false);
         }
         let name = name.clone();
