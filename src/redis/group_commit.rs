@@ -16,7 +16,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        Arc, LazyLock, Weak,
+        Arc, LazyLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -95,18 +95,28 @@ struct Shared {
     checkpointing: AtomicBool,
 }
 
+/// How many groups a process keeps between commands; past it, the ones no command is
+/// using are let go (and read again from the store when next used).
+const GROUPS_KEPT: usize = 1024;
+
 /// The shared state of a group on this node (the engine `instance`), by stream id and
-/// group name.
+/// group name. Kept between commands (up to [`GROUPS_KEPT`] groups), not only while one
+/// is running: reading a group is a root, a checkpoint, a listing and every record since,
+/// so a node that dropped it whenever its commands took turns would read all that for
+/// every command. What is kept is checked against the store by every batch's write (or,
+/// for a batch that changed nothing, by [`Engine::group_is_current`]), so keeping it
+/// longer changes no answer: a lost race re-reads.
 fn shared(instance: u64, stream_id: &str, group: &str) -> Arc<Shared> {
-    type Groups = HashMap<(u64, String, String), Weak<Shared>>;
+    type Groups = HashMap<(u64, String, String), Arc<Shared>>;
     static GROUPS: LazyLock<parking_lot::Mutex<Groups>> = LazyLock::new(Default::default);
     let mut groups = GROUPS.lock();
-    if groups.len() >= 1024 {
-        groups.retain(|_, g| g.strong_count() > 0);
-    }
     let name = (instance, stream_id.to_owned(), group.to_owned());
-    if let Some(g) = groups.get(&name).and_then(Weak::upgrade) {
-        return g;
+    if let Some(g) = groups.get(&name) {
+        return g.clone();
+    }
+    if groups.len() >= GROUPS_KEPT {
+        // Only the map holds these: no command is on them, no write under way.
+        groups.retain(|_, g| Arc::strong_count(g) > 1);
     }
     let g = Arc::new(Shared {
         cache: Mutex::new(Cache {
@@ -119,7 +129,7 @@ fn shared(instance: u64, stream_id: &str, group: &str) -> Arc<Shared> {
         notify: Notify::new(),
         checkpointing: AtomicBool::new(false),
     });
-    groups.insert(name, Arc::downgrade(&g));
+    groups.insert(name, g.clone());
     g
 }
 
@@ -517,6 +527,56 @@ mod tests {
                 "{large} bytes with 10,000 pending, {small} with 10"
             );
         }
+    }
+
+    /// A consumer reading 10 entries and acknowledging them, command after command, on a
+    /// group no other node touches: the node keeps the group between its commands, so an
+    /// XACK is one record written and the root revalidated, and neither command lists or
+    /// re-reads the group's log (which grows with every record since the checkpoint).
+    #[tokio::test]
+    async fn commands_taking_turns_keep_the_group_between_them() {
+        let ctx = plate(storage::memory(), 256).await;
+        run(&ctx, &["XGROUP", "CREATE", "k", "g", "0", "MKSTREAM"]).await;
+        for i in 0..400 {
+            run(&ctx, &["XADD", "k", &format!("{}-1", i + 1), "n", "v"]).await;
+        }
+        let snap = || ctx.engine.store_counters().snapshot();
+        let mut reads = Vec::new();
+        for round in 0..40 {
+            let before = snap();
+            let words = [
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "a",
+                "COUNT",
+                "10",
+                "STREAMS",
+                "k",
+                ">",
+            ];
+            let Reply::PairMap(read) = run(&ctx, &words).await else {
+                panic!("entries are delivered")
+            };
+            let mid = snap();
+            let ids: Vec<String> = (1..=10).map(|j| format!("{}-1", round * 10 + j)).collect();
+            let text = format!("{read:?}");
+            assert!(ids.iter().all(|id| text.contains(id)), "{text}");
+            let mut words = vec!["XACK", "k", "g"];
+            words.extend(ids.iter().map(String::as_str));
+            assert_eq!(run(&ctx, &words).await, Reply::Int(10));
+            let after = snap();
+            if round > 0 {
+                assert_eq!(mid.lists + after.lists, 2 * before.lists, "round {round}");
+                let ack = (after.gets - mid.gets, after.puts - mid.puts);
+                assert_eq!(ack, (1, 1), "XACK in round {round}: (gets, puts)");
+                reads.push(mid.gets - before.gets);
+            }
+        }
+        // What XREADGROUP reads does not grow with the group's log (its stream reads
+        // vary a little with where the entries fall in the stream's chunks).
+        let (least, most) = (reads.iter().min().unwrap(), reads.iter().max().unwrap());
+        assert!(most - least <= 2, "gets per XREADGROUP: {reads:?}");
     }
 
     /// The group as stored before its log (one object holding all of it) still reads,
