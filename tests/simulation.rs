@@ -177,6 +177,9 @@ fn world(seed: u64) -> World {
         config.engine.clock = Clock::simulated(1_767_225_600_000);
         config.engine.random = Random::seeded(seed * 131 + i);
         config.engine.deletion_grace = Duration::from_millis(100);
+        // Checkpoints (and the collection of what they supersede) every few group
+        // writes, so nodes holding an older group meet them.
+        config.engine.group_checkpoint_records = 3;
         nodes.push(server::build_node_on(store.clone(), &config).app);
         stores.push(store);
     }

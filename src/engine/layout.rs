@@ -10,7 +10,9 @@
 //! | (inside the manifest) | entry bookkeeping of the Redis surface: the last entry id, command records counted, entries deleted one by one (`XDEL`) as `[start, end)` seq_num ranges, the largest deleted id, where nodes of 100 entries begin (see below) | the appender (ids), `XDEL`/`XTRIM` through [`Engine::modify_entries`](super::Engine::modify_entries) | with the manifest | [`entries::EntryState`](super::entries::EntryState), manifest field 14 |
 //! | `data/<stream-id>/chunks/<first-seq>-<commit>` | records of one commit | the stream's appender | immutable, key never reused | [`chunk`](super::chunk) format 1 |
 //! | `data/<stream-id>/chunks/<first-seq>-<pack-id>` | a pack: consecutive small commits' chunks, back to back, written out of the manifest that carried them (after their acks, before a manifest drops their bytes); `<first-seq>` is the newest member's | the stream's appender | immutable, key never reused | chunks in [`chunk`](super::chunk) format 1, located by [`manifest::PackLoc`](super::manifest::PackLoc) |
-//! | `data/<stream-id>/groups/<encoded name>` | a consumer group: its last delivered id, entries read, pending entries with their consumer, delivery time and count, consumers and when they were seen | the Redis-Streams surface (group commands) | replaced with `If-Match`, created with `If-None-Match`, deleted with the group or the stream | JSON [`group_state::GroupState`](super::group_state::GroupState) |
+//! | `data/<stream-id>/groups/<encoded name>` | a consumer group's root: its log's incarnation, newest checkpoint and the one before (or, as Sluice wrote it before the log, the whole group) | `XGROUP CREATE`, checkpoints | created with `If-None-Match`, replaced with `If-Match` by checkpoints, deleted with the group or the stream | JSON [`group_log::GroupRoot`](super::group_log::GroupRoot) (older: [`group_state::GroupState`](super::group_state::GroupState)) |
+//! | `data/<stream-id>/group-logs/<encoded name>/<incarnation>/r-<position>` | a consumer group's log record: what one write of the group changed | the group commands (one write per batch, [`groups`](super::groups)) | created with `If-None-Match` at the next position, never changed; deleted once two checkpoints are above it, with the group or the stream | JSON [`group_log::LogRecord`](super::group_log::LogRecord) |
+//! | `data/<stream-id>/group-logs/<encoded name>/<incarnation>/c-<position>` | a consumer group's checkpoint: the whole group as of a log position | whichever node's writes made one due, off the commands' path | immutable; deleted once it is neither the root's checkpoint nor the one before | JSON [`group_state::GroupState`](super::group_state::GroupState) |
 //! | `data/<stream-id>/index/<first-seq>-<commit>` | chunk references folded out of the manifest | the stream's appender | immutable | [`manifest`](super::manifest) index segment |
 //! | `usage/minutes/<hour>/<node>` | one node's usage in one hour, by minute: appends and reads per stream, control-plane operations per basin and for the account, stored-bytes samples | that node's usage flush ([`usage`](super::usage)) | rewritten whole by its one writer at each flush while the hour is current, then left alone | JSON [`usage::object`](super::usage) format 1 |
 //! | `usage/hours/<day>/<node>` | the same, one day by hour | as above | as above | as above |
@@ -40,7 +42,8 @@
 //! so that usage keys sort by time; `<node>` is the writing process's random id.
 //!
 //! `<first-seq>` is zero-padded to 20 digits and `<commit>` is 16 hex digits, so chunk and
-//! segment keys sort by sequence number.
+//! segment keys sort by sequence number; so are a group log's `<position>` and
+//! `<incarnation>`, so its records sort by position.
 //!
 //! Objects nothing references (orphans: a failed commit attempt's chunk, a pack or segment
 //! whose manifest write lost, objects written after their stream's deletion began) are
@@ -165,6 +168,36 @@ pub fn group_key(stream_id: &str, group: &str) -> String {
     format!("{DATA}{stream_id}/groups/{}", encode_name(group))
 }
 
+/// Every object of every incarnation of a group's log.
+pub fn group_log_dir(stream_id: &str, group: &str) -> String {
+    format!("{DATA}{stream_id}/group-logs/{}/", encode_name(group))
+}
+
+/// The objects of one incarnation of a group's log.
+pub fn group_incarnation_dir(stream_id: &str, group: &str, incarnation: u64) -> String {
+    format!("{}{incarnation:016x}/", group_log_dir(stream_id, group))
+}
+
+/// A group's log record at `position`.
+pub fn group_record_key(stream_id: &str, group: &str, incarnation: u64, position: u64) -> String {
+    let dir = group_incarnation_dir(stream_id, group, incarnation);
+    format!("{dir}{GROUP_RECORD}{position:020}")
+}
+
+/// A group's checkpoint at `position`.
+pub fn group_checkpoint_key(
+    stream_id: &str,
+    group: &str,
+    incarnation: u64,
+    position: u64,
+) -> String {
+    let dir = group_incarnation_dir(stream_id, group, incarnation);
+    format!("{dir}{GROUP_CHECKPOINT}{position:020}")
+}
+
+const GROUP_RECORD: &str = "r-";
+const GROUP_CHECKPOINT: &str = "c-";
+
 pub fn segment_key(stream_id: &str, first_seq: u64, commit: u64) -> String {
     format!("{DATA}{stream_id}/index/{first_seq:020}-{commit:016x}")
 }
@@ -217,12 +250,52 @@ pub enum DataObject {
         first_seq: u64,
         commit: u64,
     },
-    /// A consumer group, by its decoded name.
+    /// A consumer group's root, by its decoded name.
     Group {
         name: String,
     },
+    /// A record or checkpoint of a consumer group's log.
+    GroupLog {
+        name: String,
+        incarnation: u64,
+        entry: GroupLogEntry,
+    },
     /// Under a stream's directory but no key Sluice writes.
     Unknown,
+}
+
+/// What an object of a group's log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupLogEntry {
+    Record(u64),
+    Checkpoint(u64),
+}
+
+/// `<encoded name><incarnation>/<r-|c-><position>` under `group-logs/`.
+fn parse_group_log(rest: &str) -> Option<DataObject> {
+    let mut parts = rest.rsplitn(3, '/');
+    let (leaf, incarnation, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let position = |digits: &str| {
+        (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+    };
+    let entry = if let Some(p) = leaf.strip_prefix(GROUP_RECORD) {
+        GroupLogEntry::Record(position(p)?)
+    } else {
+        GroupLogEntry::Checkpoint(position(leaf.strip_prefix(GROUP_CHECKPOINT)?)?)
+    };
+    let hex = incarnation.len() == 16
+        && incarnation
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    Some(DataObject::GroupLog {
+        name: decode_name(name)?,
+        incarnation: hex
+            .then(|| u64::from_str_radix(incarnation, 16).ok())
+            .flatten()?,
+        entry,
+    })
 }
 
 /// The stream id and object a key under `data/` names; `None` if the key is not under
@@ -257,6 +330,8 @@ pub fn parse_data_key(key: &str) -> Option<(&str, DataObject)> {
         })
     } else if let Some(name) = rest.strip_prefix("groups/") {
         decode_name(name).map_or(DataObject::Unknown, |name| DataObject::Group { name })
+    } else if let Some(rest) = rest.strip_prefix("group-logs/") {
+        parse_group_log(rest).unwrap_or(DataObject::Unknown)
     } else {
         DataObject::Unknown
     };

@@ -17,7 +17,7 @@
 //! | `handle.rs` | [`StreamCore`](handle::StreamCore)/[`StreamState`](handle::StreamState): a stream's latest manifest on this node, its refresh and its conditional changes | appender, reader, upkeep |
 //! | `maintenance.rs` | background work: retention, `delete_on_empty`, garbage collection | [`Engine::new`] |
 //! | `entries.rs`, `entry_ops.rs` | Redis entry ids and deletions kept in the manifest | appender, the Redis commands |
-//! | `group_state.rs`, `groups.rs` | consumer groups: the state machine and its objects | the Redis commands |
+//! | `group_state.rs`, `group_log.rs`, `groups.rs` | consumer groups: the state machine, the formats of its root, checkpoints and log, and their reads and writes | the Redis commands |
 //! | `catalog.rs` | catalog objects (basins, streams, tokens), conditional writes | control plane files |
 //! | `manifest.rs` | the per-stream manifest and index segments, with their invariants | appender, reader, upkeep |
 //! | `chunk.rs`, `record.rs` | the chunk format; append batches as received | appender, reader, surfaces |
@@ -48,6 +48,7 @@ mod deletion;
 pub(crate) mod entries;
 mod entry_ops;
 mod error;
+mod group_log;
 mod group_state;
 mod groups;
 mod handle;
@@ -80,7 +81,9 @@ pub use self::{
     entries::{EntryId, EntryState, NODE_ENTRIES},
     entry_ops::EntryView,
     error::{ConditionFailed, EngineError, EngineResult, Position},
+    group_log::GroupDelta,
     group_state::{ClaimOptions, ClaimTime, GroupState, StreamFacts},
+    groups::{GroupLog, LoadedGroup},
     random::Random,
     reader::{ReadBatch, ReadOutput, ReadSession, read_unary},
     record::{
@@ -139,6 +142,11 @@ pub struct EngineConfig {
     pub max_deleted_ranges: usize,
     /// How often the node writes its usage counts to the bucket ([`usage`]).
     pub usage_flush_interval: Duration,
+    /// A consumer group gets a checkpoint once this many log records, or this many bytes
+    /// of them, are past its last one ([`groups`]): fewer records make reading a group
+    /// cheaper, more make its writes cheaper.
+    pub group_checkpoint_records: u64,
+    pub group_checkpoint_bytes: u64,
     /// Where every stored time comes from.
     pub clock: Clock,
     /// Where every random choice comes from.
@@ -158,6 +166,8 @@ impl Default for EngineConfig {
             orphan_grace: maintenance::DEFAULT_ORPHAN_GRACE,
             max_deleted_ranges: 10_000,
             usage_flush_interval: usage::DEFAULT_FLUSH_INTERVAL,
+            group_checkpoint_records: 256,
+            group_checkpoint_bytes: 1024 * 1024,
             clock: Clock::System,
             random: Random::os(),
         }

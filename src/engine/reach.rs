@@ -9,8 +9,13 @@
 //! - a live stream's manifest reaches its index segments, and through the manifest's and
 //!   the segments' chunk references the objects holding chunks: a chunk's own object or
 //!   the pack it was written out in (an inline chunk lives in the manifest and has none);
-//! - a live stream reaches every consumer group object under it (a group's key is its
-//!   only reference).
+//! - a live stream reaches every consumer group's root under it (a group's key is its
+//!   only reference), and a root reaches the checkpoints and records of its log it still
+//!   needs ([`GroupLogRoots`]): those of its incarnation, records above its floor,
+//!   checkpoints at its newest position and the one before. A checkpoint above the
+//!   root's newest may be one whose root write is still under way, so only an old one is
+//!   an orphan; the others were superseded and are never read again, since positions only
+//!   grow and incarnations are never reused.
 //!
 //! An unreferenced chunk or segment object whose key seq_num is at or above the index
 //! start was never referenced by any manifest (references only ever leave the index at
@@ -93,6 +98,44 @@ pub fn referenced_keys<'a>(
     keys
 }
 
+/// The roots of a live stream's consumer groups, read after the listing, by group name:
+/// `(incarnation, newest checkpoint, floor)` ([`super::group_log::GroupRoot`]).
+pub type GroupLogRoots = std::collections::HashMap<String, (u64, u64, u64)>;
+
+/// The keys among `listed` that a group's root reaches: for [`judge`]'s `referenced`.
+/// A checkpoint above the root's newest is not reached (yet); judged a young
+/// never-referenced orphan, it is left alone for the orphan grace.
+pub fn reached_group_logs<'a>(
+    listed: impl IntoIterator<Item = &'a str>,
+    roots: &GroupLogRoots,
+) -> HashSet<String> {
+    listed
+        .into_iter()
+        .filter(|key| {
+            let Some((
+                _,
+                DataObject::GroupLog {
+                    name,
+                    incarnation,
+                    entry,
+                },
+            )) = layout::parse_data_key(key)
+            else {
+                return false;
+            };
+            let Some(&(live, checkpoint, floor)) = roots.get(&name) else {
+                return false;
+            };
+            incarnation == live
+                && match entry {
+                    layout::GroupLogEntry::Record(p) => p > floor,
+                    layout::GroupLogEntry::Checkpoint(p) => p == checkpoint || p == floor,
+                }
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Who owns a stream directory, as the catalog (and the manifest) say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -128,6 +171,9 @@ pub enum Orphan {
     NeverReferenced,
     /// A chunk or segment below the index start: trimmed or expired, not yet collected.
     Dropped,
+    /// A consumer group's log record or checkpoint its group no longer needs (superseded
+    /// by a checkpoint, or of a group destroyed since).
+    Superseded,
     /// In a directory no stream owns.
     Homeless,
     /// A key Sluice does not write.
@@ -157,6 +203,16 @@ pub fn judge(
         (_, DataObject::Unknown) => Reach::Orphan(Orphan::Unrecognised),
         (Owner::Homeless, _) => Reach::Orphan(Orphan::Homeless),
         (Owner::Live, DataObject::Manifest | DataObject::Group { .. }) => Reach::Reachable,
+        (Owner::Live, DataObject::GroupLog { entry, .. }) => {
+            if referenced.contains(key) {
+                Reach::Reachable
+            } else if matches!(entry, layout::GroupLogEntry::Checkpoint(_)) {
+                // Maybe one whose root write is under way.
+                Reach::Orphan(Orphan::NeverReferenced)
+            } else {
+                Reach::Orphan(Orphan::Superseded)
+            }
+        }
         (
             Owner::Live,
             DataObject::Chunk { first_seq, .. } | DataObject::Segment { first_seq, .. },
@@ -212,7 +268,9 @@ impl Orphan {
         let old = |a: Option<Duration>, grace| a.is_some_and(|a| a >= grace);
         match self {
             Orphan::Unrecognised => false,
-            Orphan::NeverReferenced | Orphan::Homeless => old(age, graces.orphan),
+            Orphan::NeverReferenced | Orphan::Homeless | Orphan::Superseded => {
+                old(age, graces.orphan)
+            }
             Orphan::Dropped => {
                 old(age, graces.orphan) && old(manifest_unchanged_for, graces.unreachable)
             }

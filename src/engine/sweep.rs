@@ -16,7 +16,9 @@
 //! index segments come from the cache), so it runs with the catalog-wide upkeep pass,
 //! every tenth round, not with every round.
 //!
-//! Never deleted: manifests and groups of live streams, keys Sluice does not write, and
+//! Never deleted: manifests and group roots of live streams, the log records and
+//! checkpoints their roots reach (read after the listing, as the manifest is: positions
+//! only grow, so what a root no longer reaches it never will), keys Sluice does not write, and
 //! anything in a stream whose manifest cannot be read or decoded (a problem for
 //! `sluice verify` to report, not for upkeep to act on), and the packs this node is
 //! writing out. Any node may run a pass at any time; deletions are idempotent.
@@ -239,7 +241,15 @@ impl Engine {
                 }
             }
         }
-        let referenced = reach::referenced_keys(&manifest, segments.iter().map(|s| &**s));
+        let mut referenced = reach::referenced_keys(&manifest, segments.iter().map(|s| &**s));
+        let listed = || objects.iter().map(|o| o.key.as_str());
+        match self.group_log_roots(id, listed()).await {
+            Ok(roots) => referenced.extend(reach::reached_group_logs(listed(), &roots)),
+            Err(e) => {
+                debug!(stream_id = %id, error = %e, "not sweeping a stream whose groups are unreadable");
+                return 0;
+            }
+        }
         let writing = self.packs_being_written(id);
         let now = self.clock().now_ms();
         let manifest_key = layout::manifest_key(id);
@@ -446,6 +456,73 @@ mod tests {
                 .problems
                 .is_empty()
         );
+    }
+
+    /// A group written to and checkpointed several times: what its checkpoints
+    /// superseded, a record written into a collected slot and another incarnation's
+    /// objects go; its root, its two checkpoints and the records above its floor stay,
+    /// and the group reads the same from another node.
+    #[tokio::test]
+    async fn a_groups_superseded_log_goes_and_what_its_root_reaches_stays() {
+        use crate::engine::{
+            entries::EntryId, group_log::GroupDelta, group_log::RootForm, group_state::GroupState,
+        };
+
+        let store = storage::memory();
+        let engine = engine(store.clone(), Duration::ZERO);
+        let h = workload(&engine).await;
+        let g0 = GroupState::new("q", EntryId::ZERO, Some(0));
+        engine.create_group(&h, &g0).await.unwrap();
+        for i in 0..10u64 {
+            let mut g = engine.group(&h, "q").await.unwrap().unwrap();
+            let mut next = g.state.clone();
+            next.touch_consumer(&format!("c{i}"), i);
+            let delta = GroupDelta::between(&g.state, &next);
+            assert!(engine.append_group(&h, &mut g, &delta).await.unwrap());
+            if i % 3 == 2 {
+                engine.checkpoint_group(&h, &g).await.unwrap();
+            }
+        }
+        let id = &h.core.id;
+        let root = store.get_bytes(&layout::group_key(id, "q")).await.unwrap();
+        let RootForm::Log(root) = RootForm::parse(&root.unwrap()).unwrap() else {
+            panic!("checkpointed into the current form")
+        };
+        assert_eq!((root.checkpoint, root.previous), (10, Some(7)));
+        let live = root.incarnation;
+        let planted = [
+            layout::group_record_key(id, "q", live, 3),
+            layout::group_record_key(id, "q", live ^ 1, 12),
+            layout::group_checkpoint_key(id, "q", live ^ 1, 1),
+        ];
+        for key in &planted {
+            store.put(key, Bytes::from_static(b"{}")).await.unwrap();
+        }
+        let before = run(&store, Duration::ZERO, Duration::ZERO).await;
+        for key in &planted {
+            assert!(orphan_keys(&before).contains(&key.as_str()), "{before}");
+        }
+
+        engine.sweep_orphans().await.unwrap();
+        let mut left: Vec<String> = store
+            .list(&layout::group_log_dir(id, "q"), None, 100)
+            .await
+            .unwrap()
+            .keys;
+        left.sort();
+        let mut reached = vec![
+            layout::group_checkpoint_key(id, "q", live, 7),
+            layout::group_checkpoint_key(id, "q", live, 10),
+        ];
+        reached.extend((8..=11).map(|p| layout::group_record_key(id, "q", live, p)));
+        reached.sort();
+        assert_eq!(left, reached);
+        let after = run(&store, Duration::ZERO, Duration::ZERO).await;
+        assert!(after.problems.is_empty(), "{after}");
+        let other = crate::engine::verify::tests::engine(store.clone(), Duration::ZERO);
+        let on_other = other.open("b", "s", AutoCreate::No).await.unwrap();
+        let g = other.group(&on_other, "q").await.unwrap().unwrap();
+        assert_eq!((g.state.version, g.state.consumers.len()), (11, 10));
     }
 
     #[tokio::test]

@@ -426,7 +426,7 @@ pub async fn xpending(ctx: &Context, c: &Xpending) -> RedisResult<Reply> {
     let Some(read) = ctx.engine.group(&key.handle, &group_name).await? else {
         return Err(missing());
     };
-    let g = read.entry;
+    let g = read.state;
     let Some(range) = &c.range else {
         let s = g.pending_summary();
         return Ok(match s.range {
@@ -623,7 +623,7 @@ pub async fn xinfo_consumers(
         return Err(no_such_group_for_key(name, group));
     };
     Ok(Reply::Array(
-        read.entry
+        read.state
             .consumers_info(ctx.engine.clock().now_ms())
             .iter()
             .map(|c| {

@@ -17,8 +17,10 @@
 //!   referenced seq_nums, size, timestamps and metered bytes, that timestamps never
 //!   decrease from record to record across the whole stream, and that entry ids (the
 //!   Redis surface's) strictly increase and stay within the manifest's last id;
-//! - every consumer group: parses, is named by its key, every pending entry belongs to
-//!   one of its consumers, and it belongs to a stream;
+//! - every consumer group: its root parses and is named by its key, the checkpoint it
+//!   names is there, the log records after it are contiguous and parse, every pending
+//!   entry of the group they replay to belongs to one of its consumers, and it belongs to
+//!   a stream;
 //! - orphans: every object nothing reaches ([`super::reach`]), with its age. Those older
 //!   than the grace are failures, younger ones may belong to writes in flight.
 //!
@@ -33,6 +35,7 @@
 //! manifest references is never taken for an orphan.
 
 mod catalog;
+mod groups;
 mod report;
 mod stream;
 

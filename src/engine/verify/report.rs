@@ -22,6 +22,8 @@ pub enum Kind {
     /// A chunk carried in its manifest.
     InlineChunk,
     Group,
+    /// A consumer group's log record or checkpoint.
+    GroupLog,
     /// A key Sluice does not write.
     Other,
 }
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Pack => "packs",
             Kind::InlineChunk => "inline chunks",
             Kind::Group => "consumer groups",
+            Kind::GroupLog => "consumer group log objects",
             Kind::Other => "other objects",
         }
     }
@@ -55,6 +58,7 @@ impl fmt::Display for Kind {
             Kind::Pack => "pack",
             Kind::InlineChunk => "inline chunk",
             Kind::Group => "consumer group",
+            Kind::GroupLog => "consumer group log object",
             Kind::Other => "object",
         })
     }
@@ -261,6 +265,7 @@ impl fmt::Display for Report {
             let why = match o.why {
                 reach::Orphan::NeverReferenced => "never referenced",
                 reach::Orphan::Dropped => "trimmed or expired, not yet collected",
+                reach::Orphan::Superseded => "a consumer group's log no longer needs it",
                 reach::Orphan::Homeless => "no stream owns its directory",
                 reach::Orphan::Unrecognised => "not a key Sluice writes",
             };

@@ -17,7 +17,6 @@ use crate::{
         EngineResult, StreamEntry,
         chunk::Chunk,
         entries::{self, EntryId, EntryState},
-        group_state::GroupState,
         handle::parse_config,
         layout::{self, DataObject},
         manifest::{ChunkRef, IndexSegment, Manifest, SegmentRef},
@@ -32,6 +31,7 @@ fn kind_of(object: &DataObject) -> Kind {
         DataObject::Chunk { .. } => Kind::Chunk,
         DataObject::Segment { .. } => Kind::Segment,
         DataObject::Group { .. } => Kind::Group,
+        DataObject::GroupLog { .. } => Kind::GroupLog,
         DataObject::Unknown => Kind::Other,
     }
 }
@@ -157,7 +157,17 @@ async fn check_live(
     refs.extend(m.chunks.iter().map(|c| (c.clone(), mkey.clone())));
     missing |= check_chunks(ctx, &mut f, id, &m, &refs).await?;
 
-    let referenced = reach::referenced_keys(&m, &decoded);
+    let mut referenced = reach::referenced_keys(&m, &decoded);
+    let mut roots = reach::GroupLogRoots::new();
+    for o in objects {
+        if let Some((_, DataObject::Group { name })) = layout::parse_data_key(&o.key) {
+            super::groups::check_group(ctx, &mut f, objects, &o.key, &name, &mut roots).await?;
+        }
+    }
+    referenced.extend(reach::reached_group_logs(
+        objects.iter().map(|o| o.key.as_str()),
+        &roots,
+    ));
     let manifest_unchanged_for = objects
         .iter()
         .find(|o| o.key == mkey)
@@ -174,8 +184,8 @@ async fn check_live(
                 manifest_unchanged_for,
             ),
             Reach::Reachable | Reach::BeingDeleted => {
-                if let DataObject::Group { name } = &object {
-                    check_group(ctx, &mut f, &o.key, name).await?;
+                if matches!(object, DataObject::GroupLog { .. }) {
+                    f.counts.add(Kind::GroupLog, 1);
                 }
             }
         }
@@ -498,27 +508,4 @@ fn check_chunk(
     for p in problems.into_iter().take(3) {
         f.problem(key, kind, format!("{what}: {p}"));
     }
-}
-
-async fn check_group(ctx: &Ctx<'_>, f: &mut Findings, key: &str, name: &str) -> EngineResult<()> {
-    let Some(bytes) = ctx.get(key).await? else {
-        return Ok(()); // deleted since the listing
-    };
-    f.counts.add(Kind::Group, 1);
-    match serde_json::from_slice::<GroupState>(&bytes) {
-        Ok(g) => {
-            if g.name != name {
-                f.problem(
-                    key,
-                    Kind::Group,
-                    format!("names group {:?}, its key {name:?}", g.name),
-                );
-            }
-            if let Err(e) = g.check() {
-                f.problem(key, Kind::Group, e);
-            }
-        }
-        Err(e) => f.problem(key, Kind::Group, format!("does not parse: {e}")),
-    }
-    Ok(())
 }
