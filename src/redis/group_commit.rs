@@ -358,28 +358,7 @@ mod tests {
             },
         ));
         let store: DynStore = Arc::new(CountingStore::new(slow, counters.clone()));
-        let engine = Engine::new(
-            store,
-            EngineConfig {
-                poll: None,
-                maintenance_interval: Duration::from_secs(3600),
-                ..EngineConfig::default()
-            },
-        );
-        engine
-            .create_basin("test-plate", BasinConfig::default(), None)
-            .await
-            .unwrap();
-        let caller = Authenticator::new(engine.clone(), None)
-            .authenticate(&http::HeaderMap::new(), Scheme::BearerOrBare)
-            .await
-            .unwrap();
-        let ctx = Context {
-            engine,
-            caller,
-            plate: "test-plate".into(),
-            max_block: None,
-        };
+        let ctx = plate(store, EngineConfig::default().group_checkpoint_records).await;
         execute(
             &ctx,
             &argv(&["XGROUP", "CREATE", "k", "g", "0", "MKSTREAM"]),

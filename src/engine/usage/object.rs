@@ -69,6 +69,19 @@ pub struct Sample {
     pub bytes: u64,
 }
 
+#[cfg(test)]
+impl Sample {
+    /// A sample of a stream created at 0 (tests).
+    pub fn of_first_stream(at: u32, version: u64, bytes: u64) -> Self {
+        Self {
+            at,
+            created_ms: 0,
+            version,
+            bytes,
+        }
+    }
+}
+
 /// The version of a deleted stream's samples.
 pub const DELETED: u64 = u64::MAX;
 
@@ -201,12 +214,7 @@ mod tests {
     #[test]
     fn samples_keep_only_changes() {
         let mut o = UsageObject::new("n", 0, 60);
-        let at = |at, version, bytes| Sample {
-            at,
-            created_ms: 0,
-            version,
-            bytes,
-        };
+        let at = Sample::of_first_stream;
         o.add_sample("b", "s", at(0, 1, 5));
         o.add_sample("b", "s", at(60, 1, 5));
         o.add_sample("b", "s", at(120, 2, 9));

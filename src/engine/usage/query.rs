@@ -266,12 +266,7 @@ mod tests {
     fn storage_takes_the_newest_version_from_any_node_and_carries_it_forward() {
         let mut a = object("a", 0, 60);
         let mut b = object("b", 0, 60);
-        let s = |at, version, bytes| Sample {
-            at,
-            created_ms: 0,
-            version,
-            bytes,
-        };
+        let s = Sample::of_first_stream;
         a.add_sample("bs", "s1", s(10, 3, 300));
         // `b` saw an older manifest later: the version decides, not the time.
         b.add_sample("bs", "s1", s(70, 2, 200));
@@ -296,12 +291,7 @@ mod tests {
     #[test]
     fn active_basins_had_a_live_stream_in_the_window() {
         let mut o = object("a", 0, 3600);
-        let s = |at, version, bytes| Sample {
-            at,
-            created_ms: 0,
-            version,
-            bytes,
-        };
+        let s = Sample::of_first_stream;
         o.add_sample("kept", "s", s(10, 1, 0));
         o.add_sample("gone", "s", s(10, 1, 5));
         o.add_sample("gone", "s", s(20, DELETED, 0));
