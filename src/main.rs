@@ -119,12 +119,8 @@ struct ServeArgs {
     )]
     redis_group_checkpoint_records: u64,
     /// ... or once this many bytes of log records are.
-    #[arg(
-        long,
-        default_value_t = 1024 * 1024,
-        env = "SLUICE_REDIS_GROUP_CHECKPOINT_BYTES"
-    )]
-    redis_group_checkpoint_bytes: u64,
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes, env = "SLUICE_REDIS_GROUP_CHECKPOINT_BYTES")]
+    redis_group_checkpoint_bytes: usize,
     /// How old an object nothing references must be before upkeep's orphan sweep deletes
     /// it; keep it well above a manifest write's longest round trip (README, "Checking a
     /// bucket").
@@ -395,7 +391,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     }
     config.engine.max_deleted_ranges = args.redis_max_deleted_ranges;
     config.engine.group_checkpoint_records = args.redis_group_checkpoint_records;
-    config.engine.group_checkpoint_bytes = args.redis_group_checkpoint_bytes;
+    config.engine.group_checkpoint_bytes = args.redis_group_checkpoint_bytes as u64;
     config.engine.orphan_grace = args.orphan_grace;
     if args.metrics_flush_interval.is_zero() {
         return Err("--metrics-flush-interval must be above zero"
