@@ -88,12 +88,38 @@ impl Engine {
 
     /// Starts a read. `unary` reads are capped at one batch and 60 s of waiting. The
     /// session counts as one read operation when unary, else one per minute it serves.
+    /// The read sees every commit acked before it was called, on any node: it starts from
+    /// a revalidation of the manifest.
     pub async fn read(
+        &self,
+        handle: &StreamHandle,
+        start: ReadStart,
+        end: ReadEnd,
+        unary: bool,
+    ) -> EngineResult<ReadSession> {
+        self.start_read(handle, start, end, unary, true).await
+    }
+
+    /// A unary read of what this node already knows of the stream, without revalidating
+    /// the manifest: for a caller that revalidated it itself and reads below the tail it
+    /// saw then (the Redis surface's snapshots), so that one command costs one
+    /// revalidation however many reads it makes.
+    pub async fn read_known(
+        &self,
+        handle: &StreamHandle,
+        start: ReadStart,
+        end: ReadEnd,
+    ) -> EngineResult<ReadSession> {
+        self.start_read(handle, start, end, true, false).await
+    }
+
+    async fn start_read(
         &self,
         handle: &StreamHandle,
         start: ReadStart,
         mut end: ReadEnd,
         unary: bool,
+        revalidate: bool,
     ) -> EngineResult<ReadSession> {
         if unary {
             end.limit = ReadLimit::CountOrBytes(end.limit.into_allowance(CountOrBytes {
@@ -113,7 +139,10 @@ impl Engine {
         if matches!(end.limit.remaining(0, 0), EvaluatedReadLimit::Exhausted) {
             return Ok(ReadSession::empty(core).metered(unary));
         }
-        let state = core.refresh().await?;
+        let state = match revalidate {
+            true => core.refresh().await?,
+            false => core.current(),
+        };
         if state.manifest.is_deleted() {
             return Err(EngineError::StreamDeletionPending(core.name.clone()));
         }

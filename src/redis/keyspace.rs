@@ -16,7 +16,7 @@ use s2_common::{
     stream::{ReadEnd, ReadFrom, ReadStart},
 };
 
-use super::{Context, RedisError, RedisResult, Reply, ids::EntryId};
+use super::{Context, RedisError, RedisResult, Reply, ids::EntryId, seek_hints};
 use crate::engine::{
     AutoCreate, Engine, EngineError, EntryState, EntryView, StreamHandle, entries, read_unary,
 };
@@ -122,7 +122,9 @@ fn encrypted(cipher: EncryptionAlgorithm) -> RedisError {
     ))
 }
 
-/// Up to `max` records from `from` on (clamped to what is readable), commands included.
+/// Up to `max` records from `from` on (clamped to what is readable), commands included,
+/// of what this node knows of the stream: callers read below the tail of a [`Snapshot`],
+/// which revalidated the manifest when it was taken.
 pub async fn records(engine: &Engine, key: &Key, from: u64, max: usize) -> RedisResult<Vec<Rec>> {
     let end = ReadEnd {
         limit: ReadLimit::Count(max),
@@ -133,7 +135,7 @@ pub async fn records(engine: &Engine, key: &Key, from: u64, max: usize) -> Redis
         from: ReadFrom::SeqNum(from),
         clamp: true,
     };
-    let batch = match engine.read(&key.handle, start, end, true).await {
+    let batch = match engine.read_known(&key.handle, start, end).await {
         Ok(session) => read_unary(session).await?,
         Err(EngineError::Unwritten(_)) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
@@ -177,6 +179,9 @@ pub async fn records(engine: &Engine, key: &Key, from: u64, max: usize) -> Redis
 
 /// Records read per call while scanning.
 const SCAN_BATCH: usize = 256;
+/// Fewest records a forward read asks for, so that a few holes (deleted entries, command
+/// records) do not each cost a read.
+const FORWARD_MIN: usize = 16;
 /// Most records a backward scan holds at once.
 const WINDOW_MAX: usize = 4096;
 
@@ -257,13 +262,14 @@ impl Snapshot {
         let mut out = Vec::new();
         let mut at = from.max(self.first());
         while out.len() < max && at < self.next_seq() {
-            let recs = records(engine, key, at, SCAN_BATCH.max(max - out.len())).await?;
+            let want = (max - out.len()).clamp(FORWARD_MIN, SCAN_BATCH);
+            let recs = records(engine, key, at, want).await?;
             let Some(last) = recs.last() else { break };
             at = last.seq + 1;
             for r in recs {
                 let Some(id) = r.id else { continue };
                 if r.seq >= self.next_seq() || id > end {
-                    return Ok(out);
+                    return Ok(self.learnt(engine, key, out));
                 }
                 if self.is_hole(r.seq) {
                     continue;
@@ -278,7 +284,15 @@ impl Snapshot {
                 }
             }
         }
-        Ok(out)
+        Ok(self.learnt(engine, key, out))
+    }
+
+    /// `entries`, after noting where the last of them sits for later seeks.
+    fn learnt(&self, engine: &Engine, key: &Key, entries: Vec<Entry>) -> Vec<Entry> {
+        if let Some(last) = entries.last() {
+            seek_hints::learn(engine.instance(), &key.handle.core.id, last.seq, last.id);
+        }
+        entries
     }
 
     /// Entries below seq_num `before` with ids down to `start`, newest first, at most `max`.
@@ -353,7 +367,17 @@ impl Snapshot {
         if id > self.last_id() {
             return Ok(self.next_seq());
         }
-        let (mut lo, mut hi) = (self.first(), self.next_seq());
+        let stream = &key.handle.core.id;
+        let (mut lo, mut hi) =
+            seek_hints::bounds(engine.instance(), stream, id, self.first(), self.next_seq());
+        // Readers mostly ask for what follows a hint: try the low end before halving.
+        if lo < hi {
+            match self.id_from(engine, key, lo).await? {
+                None => return Ok(lo),
+                Some((_, found)) if found >= id => return Ok(lo),
+                Some((seq, _)) => lo = seq + 1,
+            }
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.id_from(engine, key, mid).await? {

@@ -9,8 +9,10 @@
 //! | `cmd/` | one file per command: its typed form and its parser (Redis 7.0's options and error texts) | [`execute`] |
 //! | `ids.rs` | the id forms commands accept (`*`, `<ms>-*`, `(` bounds …) | `cmd/` |
 //! | `streams.rs` | applying `XADD`, `XLEN`, `XRANGE`, `XREAD`, `XTRIM`, `XDEL`, `XINFO STREAM`; blocking | [`execute`] |
-//! | `groups.rs` | applying the group commands: read-modify-write of a group's object around [`crate::engine::group_state`] | [`execute`] |
+//! | `groups.rs` | applying the group commands around [`crate::engine::group_state`], through `group_commit.rs` | [`execute`] |
+//! | `group_commit.rs` | a node's concurrent changes to one group as one log record write | `groups.rs` |
 //! | `keyspace.rs` | keys as Redis sees them: opening with access checks, snapshots, entries by id (binary search over seq_nums) | `streams.rs`, `groups.rs` |
+//! | `seek_hints.rs` | where recently read entries sit, bounding the binary search of later seeks | `keyspace.rs` |
 //! | `reply.rs` | typed replies and their JSON form | everything above, front doors |
 //! | `error.rs` | Redis's error replies and the service's errors | everything above, front doors |
 //! | `http/` | the plate HTTP surface (`/{plate}/streams/…`): bodies to argument lists, the envelope | `server.rs` |
@@ -25,6 +27,7 @@ pub(crate) mod ids;
 mod keyspace;
 pub(crate) mod reply;
 pub mod resp;
+mod seek_hints;
 mod streams;
 
 pub use error::{RedisError, RedisResult};
