@@ -95,7 +95,7 @@ async fn update<P, R, F>(
     key: &Key,
     group: &str,
     missing: impl Fn() -> RedisError,
-    prepare: impl Fn(GroupState) -> F,
+    prepare: impl Fn(&GroupState) -> F,
     change: impl FnMut(&mut GroupState, &P) -> (R, bool),
 ) -> RedisResult<R>
 where
@@ -317,26 +317,31 @@ async fn deliver_new(
     noack: bool,
 ) -> RedisResult<(Vec<Reply>, u64)> {
     let now = ctx.engine.clock().now_ms();
-    update(
+    // Read before the group is locked, so that concurrent commands share the manifest's
+    // revalidation: the snapshot is taken after the command began, so it holds every
+    // entry added before that, which is all a read may be required to see.
+    let snap = Snapshot::take(&ctx.engine, key).await?;
+    let facts = facts(ctx, key, &snap).await?;
+    let snap = &snap;
+    let replies = update(
         ctx,
         key,
         group_name,
         || no_group(name, group, " in XREADGROUP with GROUP option"),
-        move |g: GroupState| async move {
-            let snap = Snapshot::take(&ctx.engine, key).await?;
-            let entries = super::streams::after(ctx, key, &snap, g.last_id, max).await?;
-            let facts = facts(ctx, key, &snap).await?;
-            Ok((entries, facts, snap.next_seq()))
+        move |g: &GroupState| {
+            let last_id = g.last_id;
+            async move { super::streams::after(ctx, key, snap, last_id, max).await }
         },
-        |g, (entries, facts, tail)| {
+        |g, entries| {
             let ids: Vec<EntryId> = entries.iter().map(|e| e.id).collect();
-            g.deliver_new(consumer, &ids, now, noack, facts);
+            g.deliver_new(consumer, &ids, now, noack, &facts);
             let replies: Vec<Reply> = entries.iter().map(Entry::reply).collect();
             let changed = !ids.is_empty();
-            ((replies, *tail), changed)
+            (replies, changed)
         },
     )
-    .await
+    .await?;
+    Ok((replies, snap.next_seq()))
 }
 
 /// A consumer's pending entries above `after`; gone ones as `[id, nil]`.
@@ -353,13 +358,14 @@ async fn history(
 ) -> RedisResult<Vec<Reply>> {
     let now = ctx.engine.clock().now_ms();
     let count = if max == usize::MAX { 0 } else { max };
+    // Taken outside the group's lock, as in `deliver_new`.
+    let snap = &Snapshot::take(&ctx.engine, key).await?;
     update(
         ctx,
         key,
         group_name,
         || no_group(name, group, " in XREADGROUP with GROUP option"),
-        move |g: GroupState| async move {
-            let snap = Snapshot::take(&ctx.engine, key).await?;
+        move |g: &GroupState| {
             let start = after.next().unwrap_or(EntryId::MAX);
             let candidates: Vec<EntryId> = g
                 .pending
@@ -368,7 +374,7 @@ async fn history(
                 .map(|(id, _)| *id)
                 .take(max)
                 .collect();
-            existing(ctx, key, &snap, candidates).await
+            async move { existing(ctx, key, snap, candidates).await }
         },
         |g, entries| {
             let walked = g.read_history(consumer, after, count, now, exists_in(entries));
@@ -510,15 +516,14 @@ pub async fn xclaim(ctx: &Context, c: &Xclaim) -> RedisResult<Reply> {
     };
     let min_idle = i64::try_from(c.min_idle_ms).unwrap_or(i64::MAX);
     let now = ctx.engine.clock().now_ms();
+    // Taken outside the group's lock, as in `deliver_new`.
+    let snap = &Snapshot::take(&ctx.engine, key).await?;
     update(
         ctx,
         key,
         &group_name,
         missing,
-        move |_| async move {
-            let snap = Snapshot::take(&ctx.engine, key).await?;
-            existing(ctx, key, &snap, c.ids.iter().copied()).await
-        },
+        move |_: &GroupState| async move { existing(ctx, key, snap, c.ids.iter().copied()).await },
         |g, entries| {
             let before = g.clone();
             let result = g.claim(
@@ -547,20 +552,21 @@ pub async fn xautoclaim(ctx: &Context, c: &Xautoclaim) -> RedisResult<Reply> {
     let min_idle = i64::try_from(c.min_idle_ms).unwrap_or(i64::MAX);
     let count = usize::try_from(c.count).unwrap_or(usize::MAX);
     let now = ctx.engine.clock().now_ms();
+    // Taken outside the group's lock, as in `deliver_new`.
+    let snap = &Snapshot::take(&ctx.engine, key).await?;
     update(
         ctx,
         key,
         &group_name,
         missing,
-        move |g: GroupState| async move {
-            let snap = Snapshot::take(&ctx.engine, key).await?;
+        move |g: &GroupState| {
             let candidates: Vec<EntryId> = g
                 .pending
                 .range(c.start..)
                 .map(|(id, _)| *id)
                 .take(count.saturating_mul(10))
                 .collect();
-            existing(ctx, key, &snap, candidates).await
+            async move { existing(ctx, key, snap, candidates).await }
         },
         |g, entries| {
             let before = g.clone();
