@@ -6,6 +6,8 @@
 #   scripts/bench/resp-vs-redis.sh [rounds=2]
 #
 #   SLUICE_BIN             default target/release/sluice (cargo build --release --bin sluice)
+#   RESP_GROUPS_BIN        default target/release/examples/resp_groups
+#                            (cargo build --release --example resp_groups)
 #   RESP_BENCH_TARGETS     default "redis local ministack cluster":
 #                            redis      redis-server on this machine's disk
 #                            local      one Sluice node on a local directory
@@ -17,15 +19,16 @@
 # XADD with redis-benchmark at 1, 16 and 64 connections, unpipelined and pipelined 16
 # deep (on the cluster, one redis-benchmark per node with a third of the connections,
 # all on the same key; ops/s summed, the worst p50/p99 shown); XLEN then checks every
-# XADD landed. Then one group drained by 1, 8 and 32 consumers (scripts/bench/
-# resp_groups.py, XREADGROUP COUNT 10 + XACK), which also counts error replies. Prints
-# the load average before each target. Loopback only.
+# XADD landed. Then one group drained by 1, 8 and 32 consumers (examples/resp_groups.rs,
+# XREADGROUP COUNT 10 + XACK on one connection per consumer, a Rust client so that the
+# client is not what bounds the figure), which also counts error replies. Prints the load
+# average before each target. Loopback only.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/../.."
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-bench} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-bench}
 export AWS_REGION=${AWS_REGION:-us-east-1} AWS_EC2_METADATA_DISABLED=true
 BIN="${SLUICE_BIN:-target/release/sluice}"
-PY="${SLUICE_TOOLS_DIR:-$HOME/.cache/sluice-tools}/redis-diff-venv/bin/python"
+GROUPS_BIN="${RESP_GROUPS_BIN:-target/release/examples/resp_groups}"
 rounds="${1:-2}"
 read -r -a targets <<<"${RESP_BENCH_TARGETS:-redis local ministack cluster}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/resp-bench.XXXXXX")"
@@ -108,7 +111,7 @@ for round in $(seq 1 "$rounds"); do
     done
     for consumers in 1 8 32; do
       printf 'round %s %-9s group consumers=%-2s %s\n' "$round" "$target" "$consumers" \
-        "$("$PY" scripts/bench/resp_groups.py --port "$ports" --consumers "$consumers" --entries $(( slow ? 1000 : 10000 )))"
+        "$("$GROUPS_BIN" --port "$ports" --consumers "$consumers" --entries $(( slow ? 10000 : 50000 )))"
     done
     stop_all
   done
