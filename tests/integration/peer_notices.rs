@@ -83,8 +83,8 @@ async fn until_record(
     }
 }
 
-/// B polls once an hour, so the record reaches B's follower only as A's answer to B's
-/// watch: B adopts A's state, and reads nothing for it.
+/// B polls (and runs upkeep) once an hour, so the record reaches B's follower only as A's
+/// answer to B's watch: B adopts A's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_sees_another_nodes_commit_through_its_notice() {
     let a = TestServer::start(Backend::Ministack).await;
@@ -96,6 +96,8 @@ async fn a_follower_sees_another_nodes_commit_through_its_notice() {
                 express: NEVER,
                 standard: NEVER,
             });
+            // Upkeep re-reads open streams' manifests too.
+            c.engine.maintenance_interval = NEVER;
         })
         .await;
     let basin = basin_name();
@@ -125,7 +127,10 @@ async fn with_the_peer_down_polling_still_delivers() {
         l.local_addr().unwrap().to_string()
     };
     let b = a
-        .start_peer_with(|c| c.peers.peers = vec![PeerAddr(closed)])
+        .start_peer_with(|c| {
+            c.peers.peers = vec![PeerAddr(closed)];
+            c.engine.maintenance_interval = NEVER;
+        })
         .await;
     let basin = basin_name();
     Api::new(&a).create_basin(&basin, json!({})).await;
