@@ -37,6 +37,9 @@
 #   SLUICE_LB_PORT          pin the balancer's h2c port (default: a free one)
 #   SLUICE_LB_HTTP1_PORT    pin the balancer's HTTP/1.1 port (default: a free one)
 #   SLUICE_NODE_ARGS        extra arguments for every `sluice serve` (word-split)
+#   SLUICE_CLUSTER_PEERS    1 (default): every node gets `--peers` naming the others, so
+#                           followers hear of other nodes' commits at once; 0: none (the
+#                           nodes learn of each other's commits only by polling)
 #   NGINX_BIN               nginx binary (default: nginx on PATH or /usr/sbin/nginx; Debian's
 #                           package is installed with apt-get if missing and running as root)
 #   RUST_LOG                passed to the nodes
@@ -225,6 +228,14 @@ start_node() {
   # shellcheck disable=SC2206  # word splitting is the point of this knob
   [[ -n "${SLUICE_NODE_ARGS:-}" ]] && extra=(${SLUICE_NODE_ARGS})
   [[ -s "$dir/port" ]] && fixed=1
+  if [[ "${PEERS:-1}" == 1 ]]; then
+    local j peers=""
+    for ((j = 1; j <= NODES; j++)); do
+      ((j == i)) && continue
+      peers+="${peers:+,}http://127.0.0.1:$(read_file "$STATE/node$j/port")"
+    done
+    if [[ -n "$peers" ]]; then extra+=(--peers "$peers"); fi
+  fi
   for attempt in 1 2 3; do
     if ((fixed)); then port="$(cat "$dir/port")"; else port="$(free_port)"; fi
     # setsid: the node outlives `up` and ignores Ctrl+C aimed at the caller's terminal.
@@ -325,9 +336,16 @@ cmd_up() {
     printf 'PREFIX=%q\n' "$PREFIX"
     printf 'S3_ENDPOINT=%q\n' "$S3_ENDPOINT"
     printf 'NGINX=%q\n' "$NGINX"
+    printf 'PEERS=%q\n' "${SLUICE_CLUSTER_PEERS:-1}"
   } >"$STATE/cluster.conf"
+  PEERS="${SLUICE_CLUSTER_PEERS:-1}"
 
   local i
+  # Every node's port is chosen before any starts: each names the others in --peers.
+  for ((i = 1; i <= NODES; i++)); do
+    mkdir -p "$STATE/node$i"
+    free_port >"$STATE/node$i/port"
+  done
   for ((i = 1; i <= NODES; i++)); do start_node "$i"; done
   start_lb
   trap - EXIT

@@ -7,6 +7,7 @@
 //! - [`redis`]: the Redis stream commands over the engine, and their plate HTTP surface
 //!   ([`redis::http`], replies as JSON);
 //! - [`dashboard`]: the web dashboard's embedded page, a browser client of the S2 surface;
+//! - [`peers`]: nodes telling each other of commits (an internal route and a client);
 //! - [`http`]: plumbing both HTTP surfaces share (app state, access-token auth, draining);
 //! - [`engine`]: the log (catalog, appenders, readers, manifests, chunks, caches);
 //! - [`storage`]: object storage behind one small trait.
@@ -22,6 +23,7 @@ mod fuzzing;
 pub mod http;
 pub mod limits;
 pub(crate) mod metrics;
+pub mod peers;
 pub(crate) mod redis;
 pub mod server;
 pub mod storage;

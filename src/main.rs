@@ -1,9 +1,10 @@
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
 use sluice::{
     engine::{PollIntervals, verify},
     limits::{Limits, MIN_HEADER_BYTES, parse_bytes, parse_duration},
+    peers::{PeerAddr, PeerSecret, PeerSettings},
     server::{self, Backend, RespConfig, ServerConfig},
     storage::S3Settings,
 };
@@ -167,6 +168,21 @@ struct ServeArgs {
     /// `timeout`). A blocked read is not idle.
     #[arg(long, default_value_t = 0, env = "SLUICE_REDIS_TIMEOUT")]
     redis_timeout: u64,
+    /// The other nodes on the same bucket and prefix, as `http://host:port` of their HTTP
+    /// listeners, comma-separated: this node watches each for commits of the streams
+    /// followed here (followers then see them at once and poll only as a fallback) and
+    /// serves them the same watch. Off unless set; peers serving TLS cannot be watched.
+    #[arg(long, env = "SLUICE_PEERS", value_parser = parse_peers, default_value = "")]
+    peers: PeerList,
+    /// What peers present to watch each other (`Authorization: Bearer`); every node of
+    /// the cluster needs the same. Without it the root token serves, and without either
+    /// any caller may watch, as any caller may read.
+    #[arg(long, env = "SLUICE_PEER_SECRET", hide_env_values = true)]
+    peer_secret: Option<String>,
+    /// How long a peer holds this node's watch before answering that nothing is new;
+    /// also the longest this node holds its peers' watches.
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration, env = "SLUICE_PEER_WATCH_HOLD")]
+    peer_watch_hold: Duration,
     #[command(flatten)]
     tls: TlsArgs,
     /// Send no CORS headers: browsers on other origins cannot call the node. By default
@@ -403,6 +419,22 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     config.limits = args.limits.limits();
     config.tls = args.tls.tls()?;
     config.cors = !args.no_cors;
+    config.peers = PeerSettings {
+        peers: args.peers.0.clone(),
+        secret: match args.peer_secret.as_deref().filter(|s| !s.is_empty()) {
+            Some(secret) => {
+                PeerSecret::check(secret).map_err(|e| format!("--peer-secret: {e}"))?;
+                Some(Arc::new(PeerSecret::new(secret)))
+            }
+            None => None,
+        },
+        hold: args.peer_watch_hold,
+    };
+    if let (false, Backend::Local(_)) = (config.peers.peers.is_empty(), &backend) {
+        return Err("--peers needs a bucket: a local directory has one node"
+            .to_owned()
+            .into());
+    }
     let init = args
         .init_file
         .as_deref()
@@ -507,6 +539,21 @@ mod anyhow_free {
         fn from(s: String) -> Self {
             Self(s)
         }
+    }
+}
+
+/// `--peers`: the parsed list (clap takes a value parser's output as the argument's type).
+#[derive(Clone, Debug)]
+struct PeerList(Vec<PeerAddr>);
+
+fn parse_peers(s: &str) -> Result<PeerList, String> {
+    PeerAddr::parse_list(s).map(PeerList)
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be above zero".to_owned()),
+        d => Ok(d),
     }
 }
 

@@ -40,6 +40,7 @@ use crate::{
     api, dashboard,
     engine::{AppenderSettings, Engine, EngineConfig, PollIntervals},
     limits::{Limits, MIN_HEADER_BYTES},
+    peers::{self, PeerSecret, PeerSettings},
     storage::{DynStore, LocalStore, RemoteStore, S3Settings, StorageError},
 };
 use crate::{
@@ -75,6 +76,9 @@ pub struct ServerConfig {
     pub tls: Option<tls::Tls>,
     /// Answer browsers' cross-origin requests (CORS); `--no-cors` turns it off.
     pub cors: bool,
+    /// The other nodes on the bucket, told of this node's commits and telling it of
+    /// theirs ([`crate::peers`]).
+    pub peers: PeerSettings,
 }
 
 impl ServerConfig {
@@ -100,6 +104,7 @@ impl ServerConfig {
             limits: Limits::default(),
             tls: None,
             cors: true,
+            peers: PeerSettings::default(),
         }
     }
 }
@@ -153,10 +158,24 @@ pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
     )
     .with_location(location);
     let auth = state.auth.clone();
+    // With a root token and no peer secret of their own, peers present the root token.
+    let peer_secret = config.peers.secret.clone().or_else(|| {
+        config
+            .root_token
+            .as_deref()
+            .map(|t| Arc::new(PeerSecret::new(t)))
+    });
+    peers::spawn_watches(&engine, &config.peers, peer_secret.clone(), &draining);
+    let peer_routes = peers::routes(
+        engine.clone(),
+        draining.clone(),
+        peer_secret,
+        config.peers.hold,
+    );
     Node {
         engine,
         store,
-        app: app(state, config.cors),
+        app: app(state, config.cors).merge(peer_routes),
         auth,
         draining,
     }

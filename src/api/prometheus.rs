@@ -76,6 +76,23 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
             ("source=\"store\"", from_store),
         ],
     );
+    let notices = state.engine.notices().counts();
+    e.counter(
+        "sluice_peer_notices_total",
+        "Peers' states of followed streams this node took as newer, and ones it had already.",
+        &[
+            ("outcome=\"adopted\"", notices.adopted),
+            ("outcome=\"not_newer\"", notices.not_newer),
+        ],
+    );
+    e.counter(
+        "sluice_peer_watches_total",
+        "Watches of peers that failed, and peers' watches this node answered with a newer state.",
+        &[
+            ("result=\"failed\"", notices.watch_errors),
+            ("result=\"answered\"", notices.watches_answered),
+        ],
+    );
     e.gauge(
         "sluice_cache_chunk_bytes",
         "Bytes of chunks held in this node's cache.",

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -20,6 +20,7 @@ use super::{
     layout,
     manifest::{ChunkRef, Manifest, StoredManifest},
     metrics::EngineMetrics,
+    notices::Notices,
     random::Random,
     retry::Races,
     usage::StreamUsage,
@@ -173,6 +174,7 @@ pub struct NodeServices {
     pub metrics: Arc<EngineMetrics>,
     pub clock: Clock,
     pub random: Random,
+    pub notices: Arc<Notices>,
 }
 
 /// Shared by everything on this node that works with one stream.
@@ -189,7 +191,12 @@ pub struct StreamCore {
     pub(super) usage: Arc<StreamUsage>,
     pub(super) clock: Clock,
     pub(super) random: Random,
+    /// Peers' notices of commits: told of this node's commits, consulted for polling.
+    notices: Arc<Notices>,
     state: watch::Sender<Arc<StreamState>>,
+    /// Read sessions waiting at the tail ([`TailFollower`]): what this node asks its
+    /// peers to tell it of.
+    tail_followers: AtomicUsize,
     /// When the manifest was last read from storage; serializes refreshes so that any
     /// number of followers cause at most one read per poll interval.
     last_refresh: tokio::sync::Mutex<LastRefresh>,
@@ -241,7 +248,9 @@ impl StreamCore {
             usage,
             clock: node.clock,
             random: node.random,
+            notices: node.notices,
             state: watch::Sender::new(Arc::new(state)),
+            tail_followers: AtomicUsize::new(0),
             last_refresh: tokio::sync::Mutex::new(LastRefresh {
                 at: Instant::now(),
                 number: 0,
@@ -258,11 +267,29 @@ impl StreamCore {
     /// while others committed recently, then a quarter of the time since anyone else last
     /// did, up to [`POLL_BACKOFF_LIMIT`] times the base. A stream only this node writes,
     /// or nobody writes, thus costs a tenth of the reads, and a commit after a quiet spell
-    /// is seen within a quarter of that spell.
+    /// is seen within a quarter of that spell. While every peer watches the stream for
+    /// this node ([`Notices::covers`]) their commits arrive as notices, and polling is only
+    /// the fallback, at the quiet-stream rate.
     pub fn poll_interval(&self) -> Option<Duration> {
         let base = self.poll_base?;
+        if self.notices.covers(&self.id) {
+            return Some(base * POLL_BACKOFF_LIMIT);
+        }
         let quiet = self.last_outside_change.lock().elapsed();
         Some((quiet / 4).clamp(base, base * POLL_BACKOFF_LIMIT))
+    }
+
+    /// Counts a read session as waiting at the tail until the returned guard drops.
+    pub fn tail_follower(self: &Arc<Self>) -> TailFollower {
+        if self.tail_followers.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.notices.follows_changed();
+        }
+        TailFollower(self.clone())
+    }
+
+    /// Read sessions waiting at the tail of the stream on this node.
+    pub fn tail_followers(&self) -> usize {
+        self.tail_followers.load(Ordering::Relaxed)
     }
 
     pub fn current(&self) -> Arc<StreamState> {
@@ -330,8 +357,17 @@ impl StreamCore {
         }
     }
 
-    /// Makes `state` current unless a newer version is already known; wakes followers.
+    /// Makes `state`, which this node wrote, current unless a newer version is already
+    /// known; wakes followers, and the watches of peers this node serves.
     pub fn publish(&self, state: Arc<StreamState>) {
+        if self.take(state) {
+            self.notices.committed();
+        }
+    }
+
+    /// Makes `state`, read from the store or handed over by a peer, current unless a
+    /// newer version is already known; wakes followers. Whether it became current.
+    fn take(&self, state: Arc<StreamState>) -> bool {
         if state.manifest.is_deleted() {
             self.mark_stale();
         }
@@ -342,7 +378,36 @@ impl StreamCore {
             } else {
                 false
             }
+        })
+    }
+
+    /// [`take`](Self::take) for a state just read from the store: one of the same version
+    /// as this node's, but another etag, replaces it without waking anyone. Versions
+    /// identify a manifest (each write is conditional on its predecessor), so the two are
+    /// the same state; the store's etag is the one its conditions compare with, should a
+    /// peer have handed over its state with the etag spelled otherwise.
+    fn take_read(&self, state: Arc<StreamState>) {
+        if self.take(state.clone()) {
+            return;
+        }
+        self.state.send_if_modified(|current| {
+            if state.manifest.version == current.manifest.version && state.etag != current.etag {
+                *current = state;
+            }
+            false
         });
+    }
+
+    /// Takes a state a peer wrote or read ([`super::notices`]) if it is newer than this
+    /// node's; whether it was.
+    pub(super) fn adopt(&self, manifest: Manifest, etag: ETag) -> EngineResult<bool> {
+        let known = self.current();
+        if manifest.version <= known.manifest.version {
+            return Ok(false);
+        }
+        let state = StreamState::reusing(manifest, etag, known.known_inline())?;
+        *self.last_outside_change.lock() = Instant::now();
+        Ok(self.take(Arc::new(state)))
     }
 
     /// The latest state as of a read of the manifest that began after this call: callers
@@ -386,7 +451,7 @@ impl StreamCore {
                 let manifest = Manifest::decode_object(&obj.bytes)
                     .map_err(|e| EngineError::Corrupt(e.to_string()))?;
                 let state = StreamState::reusing(manifest, obj.etag, known.known_inline())?;
-                self.publish(Arc::new(state));
+                self.take_read(Arc::new(state));
                 self.current()
             }
             Revalidated::Missing => {
@@ -399,6 +464,17 @@ impl StreamCore {
             number,
         };
         Ok(state)
+    }
+}
+
+/// A read session waiting at a stream's tail, counted while this lives.
+pub struct TailFollower(Arc<StreamCore>);
+
+impl Drop for TailFollower {
+    fn drop(&mut self) {
+        if self.0.tail_followers.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.notices.follows_changed();
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 //! | `manifest.rs` | the per-stream manifest and index segments, with their invariants | appender, reader, upkeep |
 //! | `chunk.rs`, `record.rs` | the chunk format; append batches as received | appender, reader, surfaces |
 //! | `crypt.rs` | encrypted streams: records sealed on the way in, opened on the way out | the surfaces, `data.rs`, `reader.rs` |
+//! | `notices.rs` | peers' notices of commits: the states a peer asks for, adopting a peer's state, which streams peers watch | [`crate::peers`], `handle.rs` |
 //! | `cache.rs` | decoded chunks and segments, shared by every stream on the node | reader, appender |
 //! | `layout.rs` | every object's key, in one place | everything that names an object |
 //! | `retry.rs` | the read-modify-write primitive and back-off | catalog, manifest and group changes |
@@ -56,6 +57,7 @@ pub(crate) mod layout;
 mod maintenance;
 pub(crate) mod manifest;
 mod metrics;
+pub mod notices;
 mod random;
 mod reach;
 pub(crate) mod reader;
@@ -216,6 +218,7 @@ struct Inner {
     gc_marks: maintenance::GcMarks,
     metrics: Arc<EngineMetrics>,
     usage: usage::Usage,
+    notices: Arc<notices::Notices>,
 }
 
 /// The engine; cheap to clone.
@@ -244,6 +247,7 @@ impl Engine {
                 gc_marks: maintenance::GcMarks::default(),
                 metrics: Arc::default(),
                 usage,
+                notices: Arc::default(),
             }),
         };
         engine.spawn_background();

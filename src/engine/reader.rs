@@ -3,8 +3,9 @@
 //! A [`ReadSession`] is pulled by its consumer (an HTTP body), so a slow reader simply
 //! stops pulling and holds nothing but its position: there is no buffer to grow. Batches
 //! are slices of cached chunks, so serving protobuf copies record bytes once at most.
-//! Followers wake on this node's commits through the stream's watch channel, and, when
-//! other nodes may write, re-read the manifest at most once per poll interval per stream.
+//! Followers wake on this node's commits through the stream's watch channel, which also
+//! carries states peers hand over ([`super::notices`]), and, when other nodes may write,
+//! re-read the manifest at most once per poll interval per stream.
 
 use std::{ops::Range, sync::Arc, time::Duration};
 
@@ -17,7 +18,7 @@ use super::{
     clock::sleep_until_opt,
     crypt::{self, Encryption},
     error::{EngineError, EngineResult, Position},
-    handle::{StreamCore, StreamState},
+    handle::{StreamCore, StreamState, TailFollower},
     manifest::{ChunkRef, Located},
 };
 
@@ -164,7 +165,8 @@ pub struct ReadSession {
     wait: Option<Duration>,
     may_follow: bool,
     wait_deadline: Option<Instant>,
-    following: bool,
+    /// Set once the session reached the tail: from then on it counts as following.
+    following: Option<TailFollower>,
     next_heartbeat: Instant,
     done: bool,
     /// Opens an encrypted stream's records ([`Self::decrypting`]); without it such a
@@ -189,7 +191,7 @@ impl ReadSession {
             wait: plan.wait,
             may_follow: plan.may_follow(),
             wait_deadline: None,
-            following: false,
+            following: None,
             next_heartbeat: Instant::now(),
             done: false,
             encryption: None,
@@ -314,8 +316,8 @@ impl ReadSession {
             if !self.may_follow {
                 return Ok(None);
             }
-            if !self.following {
-                self.following = true;
+            if self.following.is_none() {
+                self.following = Some(self.core.tail_follower());
                 if self.wait_deadline.is_none() {
                     self.wait_deadline = self.wait.map(|w| Instant::now() + w);
                 }

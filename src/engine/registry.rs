@@ -132,6 +132,7 @@ impl Engine {
             metrics: self.inner.metrics.clone(),
             clock: self.clock(),
             random: self.random().clone(),
+            notices: self.inner.notices.clone(),
         };
         let identity = StreamIdentity {
             basin: basin.to_owned(),

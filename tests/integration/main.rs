@@ -20,6 +20,7 @@ mod locations;
 mod metrics;
 mod multi_node;
 mod overload;
+mod peer_notices;
 mod plate_api;
 mod plate_groups;
 mod plate_ranges;
