@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sluice over RESP side by side with a durable redis-server (appendonly yes, appendfsync
-# always), one command for every figure of issue 20, in interleaved rounds (Redis and
-# Sluice-on-a-local-directory alternating which goes first), each round on fresh data:
+# always), one command for every figure of issue 20, in interleaved rounds (the targets'
+# order rotating every round), each round on fresh data:
 #
 #   scripts/bench/resp-vs-redis.sh [rounds=2]
 #
@@ -15,6 +15,11 @@
 #                            cluster    three Sluice nodes on one ministack bucket; clients
 #                                       take the nodes' RESP ports in turn (no balancer
 #                                       in front: nginx here proxies HTTP only)
+#                          A Sluice target may name its own binary, <target>@<path>
+#                          ("local@/tmp/old/sluice"): two builds side by side.
+#   RESP_BENCH_PARTS       default "xadd groups": which parts run
+#   RESP_BENCH_XADD        default "1:1 1:16 16:1 16:16 64:1 64:16": the XADD runs, each
+#                          connections:pipeline depth
 #
 # XADD with redis-benchmark at 1, 16 and 64 connections, unpipelined and pipelined 16
 # deep (on the cluster, one redis-benchmark per node with a third of the connections,
@@ -31,6 +36,8 @@ BIN="${SLUICE_BIN:-target/release/sluice}"
 GROUPS_BIN="${RESP_GROUPS_BIN:-target/release/examples/resp_groups}"
 rounds="${1:-2}"
 read -r -a targets <<<"${RESP_BENCH_TARGETS:-redis local ministack cluster}"
+parts=" ${RESP_BENCH_PARTS:-xadd groups} "
+read -r -a xadd_runs <<<"${RESP_BENCH_XADD:-1:1 1:16 16:1 16:16 64:1 64:16}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/resp-bench.XXXXXX")"
 pids=() ministack_dir=
 stop_all() {
@@ -54,7 +61,7 @@ start_redis() {
 # sluice_node <dir> <serve args...>: one node; appends its RESP port to $ports.
 sluice_node() {
   local dir="$1" port http; shift; mkdir -p "$dir"; port=$(free_port); http=$(free_port)
-  "$BIN" serve --host 127.0.0.1 --port "$http" --redis-port "$port" --redis-plate resp-bench \
+  "$bin" serve --host 127.0.0.1 --port "$http" --redis-port "$port" --redis-plate resp-bench \
     "$@" >"$dir/log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$http/health" >/dev/null && break; sleep 0.1; done
@@ -93,23 +100,25 @@ bench_xadd() {
     END { printf "%.0f ops/s, p50 %.3f ms, p99 %.3f ms%s", ops, p50, p99, (len >= n ? "" : sprintf(", only %s of %s landed", len, n)) }'
 }
 
+started=0
 for round in $(seq 1 "$rounds"); do
-  order=("${targets[@]}")
-  # The pair whose ratio the issue asks for swaps places every other round.
-  if (( round % 2 == 0 )) && [[ "${order[0]}" == redis && "${order[1]:-}" == local ]]; then
-    order[0]=local order[1]=redis
-  fi
+  # The order rotates every round, so each target goes first in turn.
+  shift_by=$(( (round - 1) % ${#targets[@]} ))
+  order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
   for target in "${order[@]}"; do
-    "start_$target" "$round"
+    bin=$BIN
+    [[ "$target" == *@* ]] && bin=${target#*@}
+    "start_${target%%@*}" "$round-$(( ++started ))" # fresh data for each target and round
     printf 'round %s %-9s load average %s\n' "$round" "$target" "$(cut -d' ' -f1-3 /proc/loadavg)"
-    slow=$([[ "$target" == ministack || "$target" == cluster ]] && echo 1 || echo 0)
-    for c in 1 16 64; do
-      for p in 1 16; do
-        if (( c == 1 && p == 1 )); then n=$(( slow ? 300 : 2000 )); else n=$(( slow ? 5000 : 20000 )); fi
-        printf 'round %s %-9s XADD  c=%-2s P=%-2s %s\n' "$round" "$target" "$c" "$p" "$(bench_xadd "$ports" "$c" "$p" "$n")"
-      done
+    slow=$([[ "${target%%@*}" == ministack || "${target%%@*}" == cluster ]] && echo 1 || echo 0)
+    for run in "${xadd_runs[@]}"; do
+      [[ "$parts" == *" xadd "* ]] || break
+      c=${run%:*} p=${run#*:}
+      if (( c == 1 && p == 1 )); then n=$(( slow ? 300 : 2000 )); else n=$(( slow ? 5000 : 20000 )); fi
+      printf 'round %s %-9s XADD  c=%-2s P=%-2s %s\n' "$round" "$target" "$c" "$p" "$(bench_xadd "$ports" "$c" "$p" "$n")"
     done
     for consumers in 1 8 32; do
+      [[ "$parts" == *" groups "* ]] || break
       printf 'round %s %-9s group consumers=%-2s %s\n' "$round" "$target" "$consumers" \
         "$("$GROUPS_BIN" --port "$ports" --consumers "$consumers" --entries $(( slow ? 10000 : 50000 )))"
     done

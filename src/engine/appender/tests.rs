@@ -355,3 +355,82 @@ async fn packs_are_taken_in_only_while_fresh() {
     tokio::time::advance(REFERENCE_WINDOW + Duration::from_millis(1)).await;
     assert!(within_reference_window(plan.oldest_write).is_err());
 }
+
+/// Writers that each wait for their ack before appending again share one commit per
+/// round once the pipeline empties, even when one of them started late: the commit
+/// after a landing waits for the writers it acked instead of leaving with the late one
+/// alone, which would make the two groups' commits alternate.
+#[tokio::test(start_paused = true)]
+async fn writers_acked_together_are_regrouped_with_the_late_one() {
+    use crate::{
+        engine::EngineConfig,
+        storage::faulty::{Faults, FaultyStore},
+    };
+    let slow = FaultyStore::new(
+        storage::memory(),
+        7,
+        Faults {
+            delay: 1.0,
+            max_delay: Duration::from_millis(20),
+            ..Faults::default()
+        },
+    );
+    let engine = Engine::new(
+        Arc::new(slow),
+        EngineConfig {
+            poll: None,
+            maintenance_interval: Duration::from_secs(3600),
+            appender: AppenderSettings {
+                standard_linger: Duration::ZERO,
+                ..AppenderSettings::default()
+            },
+            ..EngineConfig::default()
+        },
+    );
+    engine
+        .create_basin("test-basin", BasinConfig::default(), None)
+        .await
+        .unwrap();
+    engine
+        .create_stream("test-basin", "s", OptionalStreamConfig::default(), None)
+        .await
+        .unwrap();
+    let handle = engine
+        .open("test-basin", "s", AutoCreate::No)
+        .await
+        .unwrap();
+    const WRITERS: u64 = 8;
+    const ROUNDS: u64 = 12;
+    let writers = (0..WRITERS).map(|w| {
+        let (engine, handle) = (engine.clone(), handle.clone());
+        tokio::spawn(async move {
+            if w == 0 {
+                // Arrives while the others' first commit is in flight.
+                tokio::time::sleep(Duration::from_micros(1)).await;
+            }
+            let mut tails = Vec::new();
+            for r in 0..ROUNDS {
+                let ack = engine
+                    .append(&handle, batch(&[&(w * ROUNDS + r).to_be_bytes()]), None)
+                    .await
+                    .unwrap();
+                tails.push(ack.tail.seq_num);
+            }
+            tails
+        })
+    });
+    let mut commits = std::collections::BTreeSet::new();
+    for tails in future::join_all(writers).await {
+        commits.extend(tails.unwrap());
+    }
+    assert_eq!(
+        read_all(&engine, &handle).await.len(),
+        (WRITERS * ROUNDS) as usize
+    );
+    // Alternating, the late writer's commits and the others' would be 2 per round.
+    assert!(
+        commits.len() as u64 <= ROUNDS + 3,
+        "{} commits for {ROUNDS} rounds of {WRITERS} writers",
+        commits.len()
+    );
+}

@@ -10,8 +10,11 @@
 //! | `table.rs` | the commands served, for `COMMAND` and the checks before `NOAUTH` |
 //! | `info.rs` | `INFO` |
 //!
-//! One connection is one task reading and running commands, and one writer task sending
-//! their replies in request order, so that a client may pipeline. Pipelined `XADD`s with
+//! One connection is one task reading requests, running commands and writing their
+//! replies in request order, so that a client may pipeline. Replies go straight to the
+//! socket as far as it takes them without waiting; what it does not take yet stays
+//! owed and goes out whenever the socket is writable again, while the connection waits
+//! for anything else (input, a commit, a blocked read). Pipelined `XADD`s with
 //! `*` and no trimming overlap: each is queued at its key's appender as it is read (the
 //! appender applies entries in the order queued, in whatever commits) and its reply
 //! awaited while the next ones are queued, so they share commits; any other command
@@ -40,6 +43,7 @@ mod table;
 
 use std::{
     collections::VecDeque,
+    io::ErrorKind,
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -47,12 +51,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesOrdered};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
-    sync::{Semaphore, mpsc},
+    sync::Semaphore,
     task::JoinSet,
 };
 use tracing::{debug, info, warn};
@@ -120,8 +124,8 @@ pub struct Shared {
     port: u16,
 }
 
-/// Replies are handed to the writer once this much has gathered (or when no complete
-/// request is left to run).
+/// Replies are written once this much has gathered (or when no complete request is left
+/// to run).
 const FLUSH_AT: usize = 64 * 1024;
 
 /// Serves RESP on `listener` until the node drains, then closes connections, waiting up
@@ -198,11 +202,11 @@ enum End {
     /// draining, the idle timeout.
     Flush,
     /// At once, its pending replies dropped: the output buffer passed its bound, the
-    /// query buffer passed its, or the writer failed (the client is gone).
+    /// query buffer passed its, or a write failed (the client is gone).
     Drop,
 }
 
-/// One connection: reads requests, runs them in order, hands replies to the writer.
+/// One connection: reads requests, runs them in order, writes their replies.
 async fn connection(
     shared: &Shared,
     stream: TcpStream,
@@ -212,15 +216,12 @@ async fn connection(
 ) {
     let peer = stream.peer_addr().ok();
     let (mut rd, wr) = stream.into_split();
-    let pending = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-    let mut writer = tokio::spawn(write_loop(wr, rx, pending.clone()));
     let mut session = Session::new(shared, id).await;
     let mut conn = Conn {
         shared,
-        tx,
-        pending,
-        out: BytesMut::new(),
+        wr,
+        out: BytesMut::with_capacity(16 * 1024),
+        owed: 0,
         input: BytesMut::with_capacity(16 * 1024),
         decoder: Decoder::default(),
         eof: false,
@@ -230,25 +231,27 @@ async fn connection(
     };
     let end = conn.run(&mut session, &mut rd, draining).await;
     debug!(?peer, id, ?end, "RESP connection ends");
-    let Conn { tx, .. } = conn;
-    drop(tx);
-    match end {
-        End::Flush => {
-            if tokio::time::timeout(grace, &mut writer).await.is_err() {
-                writer.abort();
-            }
-        }
-        End::Drop => writer.abort(),
+    if let End::Flush = end {
+        let Conn {
+            mut wr, out, owed, ..
+        } = conn;
+        let rest = async {
+            wr.write_all(&out[..owed]).await?;
+            wr.shutdown().await
+        };
+        let _ = tokio::time::timeout(grace, rest).await;
     }
 }
 
 struct Conn<'a> {
     shared: &'a Shared,
-    tx: mpsc::UnboundedSender<Bytes>,
-    /// Bytes handed to the writer and not yet written.
-    pending: Arc<AtomicUsize>,
-    /// Replies not yet handed to the writer.
+    wr: OwnedWriteHalf,
+    /// Replies encoded and not yet written, in request order. The first
+    /// [`Conn::owed`] bytes of it are flushed: they go out as the socket takes them.
     out: BytesMut,
+    /// Bytes at the front of [`Conn::out`] flushed and not yet written; never more
+    /// than [`RespConfig::output_buffer_limit`].
+    owed: usize,
     input: BytesMut,
     decoder: Decoder,
     /// The client has sent its last byte (or the read failed).
@@ -322,7 +325,7 @@ impl Conn<'_> {
                 if answer.close {
                     return self.flush().map_or(End::Drop, |()| End::Flush);
                 }
-                if self.out.len() >= FLUSH_AT && self.flush().is_err() {
+                if self.gathered() >= FLUSH_AT && self.flush().is_err() {
                     return End::Drop;
                 }
             }
@@ -361,7 +364,11 @@ impl Conn<'_> {
                 }
                 () = idle, if !waiting => return End::Flush,
                 () = draining.started() => return self.finish(session.protocol).await,
-                () = self.tx.closed() => return End::Drop,
+                writable = self.wr.writable(), if self.owed > 0 => {
+                    if writable.is_err() || self.write_owed().is_err() {
+                        return End::Drop;
+                    }
+                }
             }
         }
     }
@@ -410,7 +417,7 @@ impl Conn<'_> {
             Some(Err(text)) => encode_error(&text, &mut self.out),
             None => {}
         }
-        if self.out.len() >= FLUSH_AT && self.flush().is_err() {
+        if self.gathered() >= FLUSH_AT && self.flush().is_err() {
             return Err(End::Drop);
         }
         Ok(())
@@ -433,7 +440,11 @@ impl Conn<'_> {
                         return Err(End::Drop);
                     }
                 }
-                () = self.tx.closed() => return Err(End::Drop),
+                writable = self.wr.writable(), if self.owed > 0 => {
+                    if writable.is_err() || self.write_owed().is_err() {
+                        return Err(End::Drop);
+                    }
+                }
             }
         }
     }
@@ -496,7 +507,11 @@ impl Conn<'_> {
                     }
                 }
                 () = draining.started(), if blocking => return Err(End::Flush),
-                () = self.tx.closed(), if blocking => return Err(End::Drop),
+                writable = self.wr.writable(), if self.owed > 0 => {
+                    if writable.is_err() || self.write_owed().is_err() {
+                        return Err(End::Drop);
+                    }
+                }
             }
         }
     }
@@ -515,36 +530,43 @@ impl Conn<'_> {
         too_big
     }
 
-    /// Hands the gathered replies to the writer; `Err` when the writer is gone or the
-    /// replies not yet written pass the output buffer's bound.
+    /// Bytes of replies encoded and not yet flushed.
+    fn gathered(&self) -> usize {
+        self.out.len() - self.owed
+    }
+
+    /// Writes the gathered replies as far as the socket takes them now; the rest stays
+    /// owed. `Err` when a write fails or the replies not yet written pass the output
+    /// buffer's bound.
     fn flush(&mut self) -> Result<(), ()> {
-        if self.out.is_empty() {
+        if self.out.len() == self.owed {
             return Ok(());
         }
-        let chunk = self.out.split().freeze();
-        let owed = self.pending.fetch_add(chunk.len(), Ordering::AcqRel) + chunk.len();
-        if owed > self.shared.config.output_buffer_limit {
+        self.owed = self.out.len();
+        if self.owed > self.shared.config.output_buffer_limit {
             warn!(
-                bytes = owed,
+                bytes = self.owed,
                 "closing a RESP client whose unread replies passed the output buffer limit"
             );
             return Err(());
         }
-        self.tx.send(chunk).map_err(|_| ())
+        self.write_owed()
     }
-}
 
-/// Writes replies in order; ends when the connection is done with it or a write fails.
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-    pending: Arc<AtomicUsize>,
-) {
-    while let Some(chunk) = rx.recv().await {
-        if wr.write_all(&chunk).await.is_err() {
-            return;
+    /// Writes owed bytes until the socket would block; `Err` when a write fails.
+    fn write_owed(&mut self) -> Result<(), ()> {
+        while self.owed > 0 {
+            match self.wr.try_write(&self.out[..self.owed]) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    self.out.advance(n);
+                    self.owed -= n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(()),
+            }
         }
-        pending.fetch_sub(chunk.len(), Ordering::AcqRel);
+        Ok(())
     }
-    let _ = wr.shutdown().await;
 }
