@@ -14,7 +14,7 @@ reads around it:
   (direction=written), the objects' logical bytes.
 
 Runs alternate between the servers within a round and the order flips from round to round
-(Sluice first in odd rounds). Prints a table per run and the medians; --out keeps the raw
+(the --servers order in odd rounds). Prints a table per run and the medians; --out keeps the raw
 results as JSON.
 
     scripts/bench/cpu_per_gib.py --backends local,ministack --rounds 3 --rate 40
@@ -68,7 +68,9 @@ def proxy_written(log_path, start, end):
     return phase["request_bytes"], phase["requests"]
 
 
-def one_run(kind, backend, args, work):
+def one_run(label, backend, args, work):
+    kind, _, binary = label.partition("=")
+    run.SLUICE = binary or os.environ.get("SLUICE_BIN", str(run.REPO / "target/release/sluice"))
     s3 = run.Ministack(work) if backend == "ministack" else None
     server = run.Server(kind, backend, work, s3)
     basin = f"cpu-{kind}"
@@ -88,7 +90,7 @@ def one_run(kind, backend, args, work):
         client1 = children_cpu()
         gib = r["written_bytes"] / GIB if r["written_bytes"] else None
         r.update({
-            "backend": backend, "server": kind, "load_avg_1m": load,
+            "backend": backend, "server": label, "load_avg_1m": load,
             "server_user_s": user1 - user0, "server_kernel_s": sys1 - sys0,
             "client_cpu_s": client1 - client0, "io_write_bytes": io1 - io0,
         })
@@ -127,7 +129,9 @@ def row(r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", default="local,ministack")
-    ap.add_argument("--servers", default="sluice,lite")
+    ap.add_argument("--servers", default="sluice,lite",
+                    help="comma-separated: lite, sluice (SLUICE_BIN), or sluice=<binary> "
+                         "to compare builds")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size", type=int, default=8192, help="record bytes (8192)")
     ap.add_argument("--storage-class", default="express")
