@@ -167,27 +167,29 @@ impl LocalStore {
     }
 
     /// Writes `bytes` at `key` durably (see [`replace_durably`] and [`create_durably`]);
-    /// the caller holds the key's lock. `Ok(None)`: `create_new` and the object exists.
-    async fn write(
-        &self,
-        key: &str,
-        bytes: Bytes,
-        create_new: bool,
-    ) -> StorageResult<Option<ETag>> {
+    /// the caller holds the key's lock. `Ok(None)`: [`Write::CreateNew`] and the object
+    /// exists.
+    async fn write(&self, key: &str, bytes: Bytes, how: Write) -> StorageResult<Option<ETag>> {
         let etag = content_etag(&bytes);
         let target = self.file_path(key)?;
-        let written = tokio::task::spawn_blocking(move || {
-            if create_new {
-                create_durably(&target, &bytes)
-            } else {
-                replace_durably(&target, &bytes).map(|()| true)
-            }
+        let written = tokio::task::spawn_blocking(move || match how {
+            Write::CreateNew => create_durably(&target, &bytes),
+            Write::Replace(expect) => replace_durably(&target, &bytes, expect).map(|()| true),
         })
         .await
         .map_err(|e| StorageError::Unavailable(format!("write task: {e}")))?
         .map_err(|e| StorageError::Unavailable(format!("writing {key}: {e}")))?;
         Ok(written.then_some(etag))
     }
+}
+
+/// How [`LocalStore::write`] treats an existing object.
+#[derive(Clone, Copy, Debug)]
+enum Write {
+    /// Write only if there is none.
+    CreateNew,
+    /// Replace it, if any.
+    Replace(Expect),
 }
 
 /// `target` with `suffix` appended to its file name, in the same directory.
@@ -197,20 +199,30 @@ fn sibling(target: &FsPath, suffix: &str) -> PathBuf {
     target.with_file_name(name)
 }
 
+/// Opens `path` with `options`, creating its directory first only if it is missing: a
+/// directory exists for every write but the first under it, or the first after deleting
+/// its last object removed it.
+fn open_creating_dir(options: &OpenOptions, path: &FsPath) -> std::io::Result<File> {
+    match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path.parent().expect("keys have a parent directory"))?;
+            options.open(path)
+        }
+        result => result,
+    }
+}
+
 /// Writes `bytes` to a new file, synced, that becomes `target` only if `target` does not
 /// exist (a hard link cannot replace), then syncs the directory. `Ok(false)`: it exists.
 fn create_durably(target: &FsPath, bytes: &[u8]) -> std::io::Result<bool> {
     use std::io::Write;
     let dir = target.parent().expect("keys have a parent directory");
-    std::fs::create_dir_all(dir)?;
     let staging = sibling(target, &format!("#{}", rand::random::<u64>()));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&staging)?;
+        let mut file =
+            open_creating_dir(OpenOptions::new().write(true).create_new(true), &staging)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        file.sync_data()?;
         match std::fs::hard_link(&staging, target) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
@@ -223,35 +235,61 @@ fn create_durably(target: &FsPath, bytes: &[u8]) -> std::io::Result<bool> {
     result
 }
 
-/// Writes `bytes` into `target`'s spare file (created on first use, truncated after),
-/// syncs it, swaps it with `target` (or moves it there if `target` does not exist yet),
-/// then syncs the directory. A crash leaves `target` whole, old or new; the spare's
-/// content never matters.
-fn replace_durably(target: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+/// Whether the key being written is expected to exist already, which decides the move
+/// tried first (each is one system call when it guesses right, two otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// A fresh key (`put`: chunks, packs, segments are written once).
+    Fresh,
+    /// A replaced key (`put_if_match`: manifests and other state).
+    Existing,
+}
+
+/// Writes `bytes` into `target`'s spare file (created on first use, written over in place
+/// after), syncs its data, swaps it with `target` (or moves it there if `target` does not
+/// exist yet), then syncs the directory. A crash leaves `target` whole, old or new; the
+/// spare's content never matters.
+///
+/// The spare is written over rather than truncated first and cut only where the new
+/// content is shorter, and synced with `fdatasync`: the blocks it already has are reused,
+/// so a write no longer than the last one changes no metadata a read needs, and the sync
+/// writes the data alone. `fdatasync` still writes a changed size or new blocks, so the
+/// spare's content is durable either way before it is moved into place.
+fn replace_durably(target: &FsPath, bytes: &[u8], expect: Expect) -> std::io::Result<()> {
     use std::io::Write;
     let dir = target.parent().expect("keys have a parent directory");
-    std::fs::create_dir_all(dir)?;
     let spare = sibling(target, SPARE_SUFFIX);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&spare)?;
+    let mut file = open_creating_dir(OpenOptions::new().write(true).create(true), &spare)?;
+    let old_len = file.metadata()?.len();
     file.write_all(bytes)?;
-    file.sync_all()?;
-    swap_into_place(&spare, target)?;
+    if old_len > bytes.len() as u64 {
+        file.set_len(bytes.len() as u64)?;
+    }
+    file.sync_data()?;
+    drop(file);
+    move_into_place(&spare, target, expect)?;
     File::open(dir)?.sync_all()
 }
 
-/// Atomically exchanges `spare` and `target`, so `spare` keeps the replaced file; where
-/// the exchange is not possible (no `target` yet, or a file system or OS without it),
-/// renames `spare` over `target` instead.
+/// Moves `spare` to `target`. Where `target` exists, the two are exchanged atomically, so
+/// `spare` keeps the replaced file; where it does not (or the exchange is not possible on
+/// this file system or OS), `spare` is renamed to `target`.
 #[cfg(target_os = "linux")]
-fn swap_into_place(spare: &FsPath, target: &FsPath) -> std::io::Result<()> {
+fn move_into_place(spare: &FsPath, target: &FsPath, expect: Expect) -> std::io::Result<()> {
     use rustix::{
         fs::{CWD, RenameFlags, renameat_with},
         io::Errno,
     };
+    if expect == Expect::Fresh {
+        match renameat_with(CWD, spare, CWD, target, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EXIST) => {}
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                return std::fs::rename(spare, target);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     match renameat_with(CWD, spare, CWD, target, RenameFlags::EXCHANGE) {
         Ok(()) => Ok(()),
         Err(Errno::NOENT | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
@@ -262,7 +300,7 @@ fn swap_into_place(spare: &FsPath, target: &FsPath) -> std::io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn swap_into_place(spare: &FsPath, target: &FsPath) -> std::io::Result<()> {
+fn move_into_place(spare: &FsPath, target: &FsPath, _: Expect) -> std::io::Result<()> {
     std::fs::rename(spare, target)
 }
 
@@ -291,14 +329,14 @@ impl Store for LocalStore {
         let _guard = self.lock_key(key).await;
         self.versions.lock().remove(key);
         Ok(self
-            .write(key, bytes, false)
+            .write(key, bytes, Write::Replace(Expect::Fresh))
             .await?
             .expect("overwrites always write"))
     }
 
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> StorageResult<PutOutcome> {
         let _guard = self.lock_key(key).await;
-        Ok(match self.write(key, bytes, true).await? {
+        Ok(match self.write(key, bytes, Write::CreateNew).await? {
             Some(etag) => {
                 self.versions.lock().insert(key.to_owned(), etag.clone());
                 PutOutcome::Written(etag)
@@ -322,7 +360,10 @@ impl Store for LocalStore {
         if current.as_ref() != Some(etag) {
             return Ok(PutOutcome::PreconditionFailed);
         }
-        let written = match self.write(key, bytes, false).await {
+        let written = match self
+            .write(key, bytes, Write::Replace(Expect::Existing))
+            .await
+        {
             Ok(w) => w.expect("overwrites always write"),
             Err(e) => {
                 // The file may or may not have been replaced: read it next time.
@@ -441,6 +482,54 @@ mod tests {
         }
         let listed = store.list("s/", None, 10).await.unwrap().keys;
         assert_eq!(listed, ["s/manifest"]);
+    }
+
+    #[tokio::test]
+    async fn a_shorter_replace_leaves_nothing_of_the_longer_content_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut etag = match store
+            .put_if_absent("s/m", Bytes::from_static(b"0"))
+            .await
+            .unwrap()
+        {
+            PutOutcome::Written(etag) => etag,
+            other => panic!("create: {other:?}"),
+        };
+        for body in ["a long first version", "short", "a longer third one!", "x"] {
+            let body = Bytes::from(body);
+            etag = match store.put_if_match("s/m", body.clone(), &etag).await {
+                Ok(PutOutcome::Written(etag)) => etag,
+                other => panic!("replace with {body:?}: {other:?}"),
+            };
+            assert_eq!(store.get("s/m").await.unwrap().unwrap().bytes, body);
+        }
+        for body in ["unconditional, long", "short"] {
+            store.put("s/m", Bytes::from(body)).await.unwrap();
+            assert_eq!(
+                &store.get("s/m").await.unwrap().unwrap().bytes[..],
+                body.as_bytes()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_recreates_the_directory_its_last_object_took_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        for round in 0..2 {
+            store.put("d/e/k", Bytes::from_static(b"x")).await.unwrap();
+            store.delete("d/e/k").await.unwrap();
+            assert!(!dir.path().join("d/e").exists(), "round {round}");
+        }
+        assert!(matches!(
+            store
+                .put_if_absent("d/e/k", Bytes::from_static(b"y"))
+                .await
+                .unwrap(),
+            PutOutcome::Written(_)
+        ));
+        assert_eq!(&store.get("d/e/k").await.unwrap().unwrap().bytes[..], b"y");
     }
 
     #[tokio::test]
