@@ -19,6 +19,7 @@
 //! | `entries.rs`, `entry_ops.rs` | Redis entry ids and deletions kept in the manifest | appender, the Redis commands |
 //! | `group_state.rs`, `group_log.rs`, `groups.rs` | consumer groups: the state machine, the formats of its root, checkpoints and log, and their reads and writes | the Redis commands |
 //! | `catalog.rs` | catalog objects (basins, streams, tokens), conditional writes | control plane files |
+//! | `listing.rs` | stream listings from LIST alone: the entries' listing markers | `streams.rs`, `maintenance.rs`, `deletion.rs` |
 //! | `manifest.rs` | the per-stream manifest and index segments, with their invariants | appender, reader, upkeep |
 //! | `chunk.rs`, `record.rs` | the chunk format; append batches as received | appender, reader, surfaces |
 //! | `crypt.rs` | encrypted streams: records sealed on the way in, opened on the way out | the surfaces, `data.rs`, `reader.rs` |
@@ -53,6 +54,7 @@ mod group_state;
 mod groups;
 mod handle;
 pub(crate) mod layout;
+mod listing;
 mod maintenance;
 pub(crate) mod manifest;
 mod metrics;
@@ -84,6 +86,7 @@ pub use self::{
     group_log::GroupDelta,
     group_state::{ClaimOptions, ClaimTime, GroupState, StreamFacts},
     groups::{GroupLog, LoadedGroup},
+    listing::ListedStream,
     random::Random,
     reader::{ReadBatch, ReadOutput, ReadSession, read_unary},
     record::{
@@ -131,6 +134,9 @@ pub struct EngineConfig {
     /// How often open streams get their upkeep (retention, trimming, `delete_on_empty`,
     /// garbage); every stream in the catalog gets it every tenth time.
     pub maintenance_interval: Duration,
+    /// How long a stream nothing on this node uses stays open here before it is released
+    /// (`registry.rs`); checked every quarter of it (between 250 ms and 15 s).
+    pub stream_idle_release: Duration,
     /// How long an object must have been unreachable before upkeep deletes it.
     pub gc_grace: Duration,
     /// How old an object nothing references must be before upkeep's orphan sweep deletes
@@ -162,6 +168,7 @@ impl Default for EngineConfig {
             deletion_grace: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5)..Duration::from_secs(15),
             maintenance_interval: Duration::from_secs(60),
+            stream_idle_release: Duration::from_secs(60),
             gc_grace: maintenance::DEFAULT_GC_GRACE,
             orphan_grace: maintenance::DEFAULT_ORPHAN_GRACE,
             max_deleted_ranges: 10_000,
@@ -247,6 +254,7 @@ impl Engine {
             }),
         };
         engine.spawn_background();
+        engine.spawn_idle_release();
         engine.spawn_usage_flush(flush_every);
         engine
     }

@@ -9,6 +9,7 @@ use super::{
     catalog::{StreamEntry, Written},
     handle::{StorageClass, config_json, parse_config},
     layout,
+    listing::ListedStream,
     manifest::Manifest,
     retry::Races,
 };
@@ -61,13 +62,16 @@ impl StreamEntry {
 }
 
 impl Engine {
+    /// Streams of `basin` whose names start with `prefix` and sort after `start_after`, in
+    /// name order, at most `limit`, and whether more match; from LIST requests alone
+    /// where every entry has its listing marker ([`super::listing`]).
     pub async fn list_streams(
         &self,
         basin: &str,
         prefix: &str,
         start_after: &str,
         limit: usize,
-    ) -> EngineResult<(Vec<StreamEntry>, bool)> {
+    ) -> EngineResult<(Vec<ListedStream>, bool)> {
         self.basin(basin).await?;
         self.inner
             .catalog
