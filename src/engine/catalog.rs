@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 
 use super::{
     error::{EngineError, EngineResult},
-    layout, listing,
+    layout,
+    markers::{self, ListedStream},
 };
 use crate::storage::{DynStore, ETag, PutOutcome};
 
@@ -50,6 +51,17 @@ pub struct StreamEntry {
     /// created, never changed after.
     #[serde(default)]
     pub cipher: Option<s2_common::encryption::EncryptionAlgorithm>,
+}
+
+impl From<&StreamEntry> for ListedStream {
+    fn from(e: &StreamEntry) -> Self {
+        Self {
+            name: e.name.clone(),
+            created_at: e.created_at,
+            deleted_at: e.deleted_at,
+            cipher: e.cipher,
+        }
+    }
 }
 
 /// An issued access token. The secret itself is never stored: whoever presents it is
@@ -177,7 +189,7 @@ impl Catalog {
             .create(&layout::stream_key(basin, &entry.name), entry)
             .await?;
         if let Written::Done(v) = &written {
-            listing::write_marker(&self.store, basin, &v.entry, &v.etag).await;
+            markers::write_marker(&self.store, basin, &ListedStream::from(&v.entry), &v.etag).await;
         }
         Ok(written)
     }
@@ -194,8 +206,8 @@ impl Catalog {
             .replace(&layout::stream_key(basin, &entry.name), entry, etag)
             .await?;
         if let Written::Done(v) = &written {
-            listing::write_marker(&self.store, basin, &v.entry, &v.etag).await;
-            listing::delete_markers(&self.store, basin, &entry.name, etag).await;
+            markers::write_marker(&self.store, basin, &ListedStream::from(&v.entry), &v.etag).await;
+            markers::delete_markers(&self.store, basin, &entry.name, etag).await;
         }
         Ok(written)
     }
@@ -203,7 +215,7 @@ impl Catalog {
     /// Removes the stream's entry, read at version `etag`, then that version's markers.
     pub async fn remove_stream(&self, basin: &str, name: &str, etag: &ETag) -> EngineResult<()> {
         self.store.delete(&layout::stream_key(basin, name)).await?;
-        listing::delete_markers(&self.store, basin, name, etag).await;
+        markers::delete_markers(&self.store, basin, name, etag).await;
         Ok(())
     }
 
@@ -378,8 +390,7 @@ mod tests {
                 Written::Done(_)
             ));
         }
-        let names_of =
-            |v: Vec<listing::ListedStream>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        let names_of = |v: Vec<ListedStream>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
         let mut sorted = names.to_vec();
         sorted.sort();
         let (all, more) = catalog.list_streams("basin", "", "", 100).await.unwrap();

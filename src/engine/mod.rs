@@ -19,7 +19,7 @@
 //! | `entries.rs`, `entry_ops.rs` | Redis entry ids and deletions kept in the manifest | appender, the Redis commands |
 //! | `group_state.rs`, `group_log.rs`, `groups.rs` | consumer groups: the state machine, the formats of its root, checkpoints and log, and their reads and writes | the Redis commands |
 //! | `catalog.rs` | catalog objects (basins, streams, tokens), conditional writes | control plane files |
-//! | `listing.rs` | stream listings from LIST alone: the entries' listing markers | `streams.rs`, `maintenance.rs`, `deletion.rs` |
+//! | `listing.rs`, `markers.rs` | stream listings from LIST alone; the entries' listing markers | `streams.rs`, `maintenance.rs`, `deletion.rs`; `catalog.rs` |
 //! | `manifest.rs` | the per-stream manifest and index segments, with their invariants | appender, reader, upkeep |
 //! | `chunk.rs`, `record.rs` | the chunk format; append batches as received | appender, reader, surfaces |
 //! | `crypt.rs` | encrypted streams: records sealed on the way in, opened on the way out | the surfaces, `data.rs`, `reader.rs` |
@@ -57,6 +57,7 @@ pub(crate) mod layout;
 mod listing;
 mod maintenance;
 pub(crate) mod manifest;
+mod markers;
 mod metrics;
 mod random;
 mod reach;
@@ -86,7 +87,7 @@ pub use self::{
     group_log::GroupDelta,
     group_state::{ClaimOptions, ClaimTime, GroupState, StreamFacts},
     groups::{GroupLog, LoadedGroup},
-    listing::ListedStream,
+    markers::ListedStream,
     random::Random,
     reader::{ReadBatch, ReadOutput, ReadSession, read_unary},
     record::{

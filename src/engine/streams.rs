@@ -9,8 +9,8 @@ use super::{
     catalog::{StreamEntry, Written},
     handle::{StorageClass, config_json, parse_config},
     layout,
-    listing::ListedStream,
     manifest::Manifest,
+    markers::ListedStream,
     retry::Races,
 };
 use crate::storage::PutOutcome;
