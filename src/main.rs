@@ -127,6 +127,11 @@ struct ServeArgs {
     /// bucket").
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "SLUICE_ORPHAN_GRACE")]
     orphan_grace: Duration,
+    /// How long a stream nothing on this node uses (no append, read, follower or request
+    /// for this long) stays open here before it is released; it is opened again, from
+    /// its manifest, by the next request for it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "SLUICE_STREAM_IDLE_RELEASE")]
+    stream_idle_release: Duration,
     /// How often the node writes its usage counts (the metrics API's figures) to the
     /// bucket: one to four writes each time, however busy the node is; figures lag by up
     /// to this much. Also written on graceful shutdown.
@@ -409,6 +414,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     config.engine.group_checkpoint_records = args.redis_group_checkpoint_records;
     config.engine.group_checkpoint_bytes = args.redis_group_checkpoint_bytes as u64;
     config.engine.orphan_grace = args.orphan_grace;
+    config.engine.stream_idle_release = args.stream_idle_release;
     if args.metrics_flush_interval.is_zero() {
         return Err("--metrics-flush-interval must be above zero"
             .to_owned()

@@ -21,14 +21,14 @@ use super::{
     error::ApiError,
     extract::{BasinHeader, JsonBody, OptionalJsonBody, QueryOf, StreamPath, optional_header},
 };
-use crate::engine::{Provisioned, StreamEntry};
+use crate::engine::{ListedStream, Provisioned, StreamEntry};
 use crate::http::{
     AppState,
     auth::{Caller, Grant},
 };
 
 /// A stream as the caller sees it: without its token's auto-prefix.
-fn stream_info(entry: StreamEntry, caller: &Grant) -> Result<StreamInfo, ApiError> {
+fn stream_info(entry: ListedStream, caller: &Grant) -> Result<StreamInfo, ApiError> {
     let name: StreamName = caller
         .shown_stream_name(&entry.name)
         .parse()
@@ -61,7 +61,7 @@ fn provisioned_response(
     Ok((
         status,
         [(PROVISION_RESULT_HEADER.clone(), outcome)],
-        axum::Json(stream_info(entry, caller)?),
+        axum::Json(stream_info(ListedStream::from(&entry), caller)?),
     )
         .into_response())
 }

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use super::{
     error::{EngineError, EngineResult},
     layout,
+    markers::{self, ListedStream},
 };
 use crate::storage::{DynStore, ETag, PutOutcome};
 
@@ -50,6 +51,17 @@ pub struct StreamEntry {
     /// created, never changed after.
     #[serde(default)]
     pub cipher: Option<s2_common::encryption::EncryptionAlgorithm>,
+}
+
+impl From<&StreamEntry> for ListedStream {
+    fn from(e: &StreamEntry) -> Self {
+        Self {
+            name: e.name.clone(),
+            created_at: e.created_at,
+            deleted_at: e.deleted_at,
+            cipher: e.cipher,
+        }
+    }
 }
 
 /// An issued access token. The secret itself is never stored: whoever presents it is
@@ -167,27 +179,48 @@ impl Catalog {
         self.get(&layout::stream_key(basin, name)).await
     }
 
+    /// Creates the stream's entry, then its listing marker.
     pub async fn create_stream(
         &self,
         basin: &str,
         entry: &StreamEntry,
     ) -> EngineResult<Written<StreamEntry>> {
-        self.create(&layout::stream_key(basin, &entry.name), entry)
-            .await
+        let written = self
+            .create(&layout::stream_key(basin, &entry.name), entry)
+            .await?;
+        if let Written::Done(v) = &written {
+            markers::write_marker(&self.store, basin, &ListedStream::from(&v.entry), &v.etag).await;
+        }
+        Ok(written)
     }
 
+    /// Replaces version `etag` of the stream's entry, then writes the new version's
+    /// listing marker and deletes the replaced version's.
     pub async fn replace_stream(
         &self,
         basin: &str,
         entry: &StreamEntry,
         etag: &ETag,
     ) -> EngineResult<Written<StreamEntry>> {
-        self.replace(&layout::stream_key(basin, &entry.name), entry, etag)
-            .await
+        let written = self
+            .replace(&layout::stream_key(basin, &entry.name), entry, etag)
+            .await?;
+        if let Written::Done(v) = &written {
+            markers::write_marker(&self.store, basin, &ListedStream::from(&v.entry), &v.etag).await;
+            markers::delete_markers(&self.store, basin, &entry.name, etag).await;
+        }
+        Ok(written)
     }
 
-    pub async fn remove_stream(&self, basin: &str, name: &str) -> EngineResult<()> {
-        Ok(self.store.delete(&layout::stream_key(basin, name)).await?)
+    /// Removes the stream's entry, read at version `etag`, then that version's markers.
+    pub async fn remove_stream(&self, basin: &str, name: &str, etag: &ETag) -> EngineResult<()> {
+        self.store.delete(&layout::stream_key(basin, name)).await?;
+        markers::delete_markers(&self.store, basin, name, etag).await;
+        Ok(())
+    }
+
+    pub(super) fn store(&self) -> &DynStore {
+        &self.store
     }
 
     pub async fn access_token(&self, id: &str) -> EngineResult<Option<AccessTokenEntry>> {
@@ -235,26 +268,15 @@ impl Catalog {
         self.fetch_listed(keys).await
     }
 
-    /// Streams of `basin` whose names start with `prefix` and sort after `start_after`.
-    pub async fn list_streams(
-        &self,
-        basin: &str,
-        prefix: &str,
-        start_after: &str,
-        limit: usize,
-    ) -> EngineResult<(Vec<StreamEntry>, bool)> {
-        let keys = self
-            .list_names(&layout::streams_dir(basin), prefix, start_after, limit)
-            .await?;
-        self.fetch_listed(keys).await
-    }
-
-    /// Every stream of `basin`, in name order; for deleting a basin.
+    /// Every stream of `basin` with its whole entry, in name order; for deleting a basin.
     pub async fn all_streams(&self, basin: &str) -> EngineResult<Vec<StreamEntry>> {
         let mut out = Vec::new();
         let mut after = String::new();
         loop {
-            let (page, more) = self.list_streams(basin, "", &after, 1000).await?;
+            let keys = self
+                .list_names(&layout::streams_dir(basin), "", &after, 1000)
+                .await?;
+            let (page, more): (Vec<StreamEntry>, _) = self.fetch_listed(keys).await?;
             if let Some(last) = page.last() {
                 after = last.name.clone();
             }
@@ -368,7 +390,7 @@ mod tests {
                 Written::Done(_)
             ));
         }
-        let names_of = |v: Vec<StreamEntry>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        let names_of = |v: Vec<ListedStream>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
         let mut sorted = names.to_vec();
         sorted.sort();
         let (all, more) = catalog.list_streams("basin", "", "", 100).await.unwrap();

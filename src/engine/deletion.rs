@@ -200,7 +200,10 @@ impl Engine {
         if let Some(v) = self.inner.catalog.stream(basin, &entry.name).await?
             && v.entry.id == entry.id
         {
-            self.inner.catalog.remove_stream(basin, &entry.name).await?;
+            self.inner
+                .catalog
+                .remove_stream(basin, &entry.name, &v.etag)
+                .await?;
         }
         Ok(())
     }
@@ -229,10 +232,13 @@ impl Engine {
                     tokio::spawn(async move { engine.finish_basin_deletion(&name).await });
                     continue;
                 }
-                for s in self.inner.catalog.all_streams(&b.name).await? {
+                let listed = self.inner.catalog.all_listed_streams(&b.name).await?;
+                for l in listed.iter().filter(|l| l.deleted_at.is_some()) {
+                    let Some(s) = self.inner.catalog.stream(&b.name, &l.name).await? else {
+                        continue;
+                    };
+                    let (engine, basin, s) = (self.clone(), b.name.clone(), s.entry);
                     if s.deleted_at.is_some() {
-                        let engine = self.clone();
-                        let basin = b.name.clone();
                         tokio::spawn(
                             async move { engine.resume_stream_deletion(&basin, &s).await },
                         );

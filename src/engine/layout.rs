@@ -5,6 +5,7 @@
 //! |---|---|---|---|---|
 //! | `basins/<encoded name>` | basin catalog entry | control plane | replaced with `If-Match`, created with `If-None-Match` | JSON [`catalog::BasinEntry`](super::catalog::BasinEntry), `version` bumps on every write |
 //! | `streams/<basin>/<encoded name>` | stream catalog entry | control plane | as above | JSON [`catalog::StreamEntry`](super::catalog::StreamEntry) |
+//! | `streams/<basin>/<encoded name><etag hash>_<created>_<deleted or n>_<cipher>` | listing marker of one version of a stream catalog entry: what a stream listing shows of it, for the version whose ETag hashes (xxh3-64) to `<etag hash>`; times in ns since the epoch, cipher `n`/`a`(egis-256)/`g` (aes-256-gcm) | the writer of that version, after writing it; a listing that had to read the entry | empty, never changed; deleted by whoever supersedes or removes that version | the key ([`listing`](super::listing)) |
 //! | `access-tokens/<encoded id>` | access token: its info and the SHA-256 of its secret, never the secret | issue and revoke requests | created with `If-None-Match`, deleted on revoke | JSON [`catalog::AccessTokenEntry`](super::catalog::AccessTokenEntry) |
 //! | `data/<stream-id>/manifest` | stream manifest: tail, fencing token, trim point, config, chunk index, and the bytes of recent small chunks not yet written out in a pack (at most 32 chunks, 1 MiB) | the stream's appender; reconfigure, delete | replaced with `If-Match`, created with `If-None-Match` | [`manifest`](super::manifest) format 1 |
 //! | (inside the manifest) | entry bookkeeping of the Redis surface: the last entry id, command records counted, entries deleted one by one (`XDEL`) as `[start, end)` seq_num ranges, the largest deleted id, where nodes of 100 entries begin (see below) | the appender (ids), `XDEL`/`XTRIM` through [`Engine::modify_entries`](super::Engine::modify_entries) | with the manifest | [`entries::EntryState`](super::entries::EntryState), manifest field 14 |
@@ -138,6 +139,31 @@ pub fn streams_dir(basin: &str) -> String {
 
 pub fn stream_key(basin: &str, stream: &str) -> String {
     format!("{STREAMS}{basin}/{}", encode_name(stream))
+}
+
+/// A listing marker of a stream catalog entry version: the entry's key followed by the
+/// marker's fields ([`listing`](super::listing)), so it sorts right after the entry and
+/// before the next name's.
+pub fn stream_marker_key(basin: &str, stream: &str, fields: &str) -> String {
+    format!("{}{fields}", stream_key(basin, stream))
+}
+
+/// The stream name a key under a basin's streams directory stands for, and the marker
+/// fields after the name if it is no catalog entry key.
+pub fn stream_listing_key(dir: &str, key: &str) -> Option<(String, Option<String>)> {
+    let rest = key.strip_prefix(dir)?;
+    let end = rest.find(TERMINATOR)? + TERMINATOR.len_utf8();
+    let (encoded, fields) = rest.split_at(end);
+    let name = decode_name(encoded)?;
+    Some((name, (!fields.is_empty()).then(|| fields.to_owned())))
+}
+
+/// Whether `key` is a stream listing marker (under `streams/<basin>/`, after a name).
+pub fn is_stream_marker(key: &str) -> bool {
+    key.strip_prefix(STREAMS)
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(_, rest)| stream_listing_key("", rest))
+        .is_some_and(|(_, fields)| fields.is_some())
 }
 
 pub fn access_tokens_dir() -> &'static str {
@@ -360,6 +386,33 @@ mod tests {
         assert!(usage_key("minutes", 7200, "a") > usage_key("minutes", 3600, "z"));
         assert!(usage_period_prefix("minutes", 3599) < key);
         assert!(usage_period_prefix("minutes", 3600) < key);
+    }
+
+    #[test]
+    fn stream_markers_sort_after_their_entry_and_before_the_next_name() {
+        let dir = streams_dir("b");
+        let long = "x".repeat(300);
+        for (a, b) in [
+            ("a", "a-"),
+            ("a", "b"),
+            (long.as_str(), "y"),
+            ("a", "a\u{7f}"),
+        ] {
+            let marker = stream_marker_key("b", a, "00_1_n_n");
+            assert!(stream_key("b", a) < marker && marker < stream_key("b", b));
+            assert_eq!(
+                stream_listing_key(&dir, &marker),
+                Some((a.to_owned(), Some("00_1_n_n".to_owned())))
+            );
+            assert_eq!(
+                stream_listing_key(&dir, &stream_key("b", a)),
+                Some((a.to_owned(), None))
+            );
+        }
+        assert_eq!(stream_listing_key(&dir, "streams/b/zz"), None);
+        assert!(is_stream_marker(&stream_marker_key("b", "a", "00_1_n_n")));
+        assert!(!is_stream_marker(&stream_key("b", "a")));
+        assert!(!is_stream_marker(&basin_key("a")));
     }
 
     #[test]

@@ -190,7 +190,6 @@ impl Engine {
                 } else {
                     engine.maintain_open_streams().await;
                 }
-                engine.evict_idle_streams();
             }
         });
     }
@@ -211,16 +210,21 @@ impl Engine {
         loop {
             let (basins, more) = self.inner.catalog.list_basins("", &after, 1000).await?;
             for b in basins.iter().filter(|b| b.deleted_at.is_none()) {
-                for s in self.inner.catalog.all_streams(&b.name).await? {
+                for s in self.inner.catalog.all_listed_streams(&b.name).await? {
                     if s.deleted_at.is_some() {
                         continue;
                     }
+                    let was_open = self.is_open(&b.name, &s.name);
                     match self.open(&b.name, &s.name, super::AutoCreate::No).await {
                         Ok(h) => {
                             if let Err(e) = self.maintain(&h).await {
                                 warn!(basin = %b.name, stream = %s.name, error = %e, "stream upkeep failed");
                             }
                             self.sample_usage(&b.name, &s.name, &h.core.current().manifest);
+                            drop(h);
+                            if !was_open {
+                                self.release_if_unused(&b.name, &s.name);
+                            }
                         }
                         Err(e) => {
                             debug!(basin = %b.name, stream = %s.name, error = %e, "skipping upkeep")
@@ -321,7 +325,7 @@ mod tests {
         let id = handle.core.id.clone();
         drop(handle);
         for _ in 0..2 {
-            engine.evict_idle_streams();
+            engine.evict_idle_streams(Duration::ZERO);
             engine.maintain_all_streams().await.unwrap();
         }
         let left: Vec<u64> = chunk_keys(&store, &id)

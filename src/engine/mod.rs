@@ -19,6 +19,7 @@
 //! | `entries.rs`, `entry_ops.rs` | Redis entry ids and deletions kept in the manifest | appender, the Redis commands |
 //! | `group_state.rs`, `group_log.rs`, `groups.rs` | consumer groups: the state machine, the formats of its root, checkpoints and log, and their reads and writes | the Redis commands |
 //! | `catalog.rs` | catalog objects (basins, streams, tokens), conditional writes | control plane files |
+//! | `listing.rs`, `markers.rs` | stream listings from LIST alone; the entries' listing markers | `streams.rs`, `maintenance.rs`, `deletion.rs`; `catalog.rs` |
 //! | `manifest.rs` | the per-stream manifest and index segments, with their invariants | appender, reader, upkeep |
 //! | `chunk.rs`, `record.rs` | the chunk format; append batches as received | appender, reader, surfaces |
 //! | `crypt.rs` | encrypted streams: records sealed on the way in, opened on the way out | the surfaces, `data.rs`, `reader.rs` |
@@ -54,8 +55,10 @@ mod group_state;
 mod groups;
 mod handle;
 pub(crate) mod layout;
+mod listing;
 mod maintenance;
 pub(crate) mod manifest;
+mod markers;
 mod metrics;
 pub mod notices;
 mod random;
@@ -86,6 +89,7 @@ pub use self::{
     group_log::GroupDelta,
     group_state::{ClaimOptions, ClaimTime, GroupState, StreamFacts},
     groups::{GroupLog, LoadedGroup},
+    markers::ListedStream,
     random::Random,
     reader::{ReadBatch, ReadOutput, ReadSession, read_unary},
     record::{
@@ -133,6 +137,9 @@ pub struct EngineConfig {
     /// How often open streams get their upkeep (retention, trimming, `delete_on_empty`,
     /// garbage); every stream in the catalog gets it every tenth time.
     pub maintenance_interval: Duration,
+    /// How long a stream nothing on this node uses stays open here before it is released
+    /// (`registry.rs`); checked every quarter of it (between 250 ms and 15 s).
+    pub stream_idle_release: Duration,
     /// How long an object must have been unreachable before upkeep deletes it.
     pub gc_grace: Duration,
     /// How old an object nothing references must be before upkeep's orphan sweep deletes
@@ -164,6 +171,7 @@ impl Default for EngineConfig {
             deletion_grace: Duration::from_secs(1),
             heartbeat: Duration::from_secs(5)..Duration::from_secs(15),
             maintenance_interval: Duration::from_secs(60),
+            stream_idle_release: Duration::from_secs(60),
             gc_grace: maintenance::DEFAULT_GC_GRACE,
             orphan_grace: maintenance::DEFAULT_ORPHAN_GRACE,
             max_deleted_ranges: 10_000,
@@ -251,6 +259,7 @@ impl Engine {
             }),
         };
         engine.spawn_background();
+        engine.spawn_idle_release();
         engine.spawn_usage_flush(flush_every);
         engine
     }

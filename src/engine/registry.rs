@@ -1,7 +1,16 @@
 //! The streams opened on this node: one [`StreamHandle`] per stream, shared by its
-//! appender, readers and followers, and dropped when nothing uses it.
+//! appender, readers and followers, and released once nothing has used it for
+//! [`EngineConfig::stream_idle_release`](super::EngineConfig::stream_idle_release): its
+//! appender ends, its manifest and everything derived from it are freed, and the next
+//! request opens it afresh from the manifest in the bucket. A released stream holds no
+//! memory on the node but its share of the caches, which are bounded on their own.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    sync::{Arc, OnceLock, Weak},
+    time::Duration,
+};
+
+use tokio::time::Instant;
 
 use s2_common::encryption::EncryptionKey;
 
@@ -19,6 +28,8 @@ use super::{
 pub struct StreamHandle {
     pub core: Arc<StreamCore>,
     appender: OnceLock<Appender>,
+    /// When the registry last handed the handle out.
+    last_used: parking_lot::Mutex<Instant>,
 }
 
 impl StreamHandle {
@@ -26,7 +37,20 @@ impl StreamHandle {
         Self {
             core: Arc::new(core),
             appender: OnceLock::new(),
+            last_used: parking_lot::Mutex::new(Instant::now()),
         }
+    }
+
+    fn touch(&self) {
+        *self.last_used.lock() = Instant::now();
+    }
+
+    /// Nothing but the registry holds the handle, no follower waits on the stream, and
+    /// the registry last handed it out at least `idle` ago.
+    fn idle_for(self: &Arc<Self>, idle: Duration) -> bool {
+        Arc::strong_count(self) == 1
+            && self.core.follower_count() == 0
+            && self.last_used.lock().elapsed() >= idle
     }
 
     /// What a request with `key` (its `s2-encryption-key`) may do with the stream's
@@ -59,10 +83,11 @@ impl StreamHandle {
 impl Engine {
     pub(super) fn cached_handle(&self, basin: &str, name: &str) -> Option<Arc<StreamHandle>> {
         let streams = self.inner.streams.lock();
-        streams
+        let handle = streams
             .get(&(basin.to_owned(), name.to_owned()))
-            .filter(|h| !h.core.is_stale())
-            .cloned()
+            .filter(|h| !h.core.is_stale())?;
+        handle.touch();
+        Some(handle.clone())
     }
 
     pub(super) fn forget_stream(&self, basin: &str, name: &str) {
@@ -158,10 +183,126 @@ impl Engine {
         Ok(slot.clone())
     }
 
-    /// Drops opened streams nothing on this node uses.
-    pub(super) fn evict_idle_streams(&self) {
-        self.inner.streams.lock().retain(|_, h| {
-            !h.core.is_stale() && (Arc::strong_count(h) > 1 || h.core.follower_count() > 0)
+    /// Drops opened streams nothing on this node has used for `idle`, and stale ones.
+    pub(super) fn evict_idle_streams(&self, idle: Duration) {
+        self.inner
+            .streams
+            .lock()
+            .retain(|_, h| !h.core.is_stale() && !h.idle_for(idle));
+    }
+
+    /// Whether the stream is open on this node (without counting as a use).
+    pub(super) fn is_open(&self, basin: &str, name: &str) -> bool {
+        let key = (basin.to_owned(), name.to_owned());
+        self.inner.streams.lock().contains_key(&key)
+    }
+
+    /// Releases the stream at once if nothing on this node uses it: for streams opened
+    /// only for upkeep.
+    pub(super) fn release_if_unused(&self, basin: &str, name: &str) {
+        let key = (basin.to_owned(), name.to_owned());
+        let mut streams = self.inner.streams.lock();
+        if streams
+            .get(&key)
+            .is_some_and(|h| h.idle_for(Duration::ZERO))
+        {
+            streams.remove(&key);
+        }
+    }
+
+    /// Streams opened on this node.
+    pub fn open_streams(&self) -> usize {
+        self.inner.streams.lock().len()
+    }
+
+    /// Releases idle streams every quarter of the idle time (between 250 ms and 15 s),
+    /// until the engine is dropped.
+    pub(super) fn spawn_idle_release(&self) {
+        let idle = self.inner.config.stream_idle_release;
+        let weak: Weak<_> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let period = (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                Engine { inner }.evict_idle_streams(idle);
+            }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use s2_common::config::{BasinConfig, OptionalStreamConfig};
+
+    use super::*;
+    use crate::{
+        engine::{EngineConfig, testing::*},
+        storage,
+    };
+
+    #[tokio::test]
+    async fn an_idle_stream_is_released_and_reopens_at_its_tail() {
+        let engine = Engine::new(
+            storage::memory(),
+            EngineConfig {
+                poll: None,
+                maintenance_interval: Duration::from_secs(3600),
+                stream_idle_release: Duration::from_millis(300),
+                ..EngineConfig::default()
+            },
+        );
+        engine
+            .create_basin("b", BasinConfig::default(), None)
+            .await
+            .unwrap();
+        engine
+            .create_stream("b", "s", OptionalStreamConfig::default(), None)
+            .await
+            .unwrap();
+        let h = engine.open("b", "s", AutoCreate::No).await.unwrap();
+        engine.append(&h, batch(&[b"a", b"b"]), None).await.unwrap();
+        let core = Arc::downgrade(&h.core);
+
+        // Held, it stays however long it has been idle.
+        engine.evict_idle_streams(Duration::ZERO);
+        assert!(engine.is_open("b", "s"));
+        drop(h);
+        // Unused but used recently, it stays.
+        engine.evict_idle_streams(Duration::from_secs(3600));
+        assert!(engine.is_open("b", "s"));
+
+        // The background release drops it, and with it the core its appender shared.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while engine.is_open("b", "s") || core.strong_count() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the idle stream was not released"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(engine.open_streams(), 0);
+
+        let h = engine.open("b", "s", AutoCreate::No).await.unwrap();
+        assert_eq!(h.core.current().tail().seq_num, 2);
+        let ack = engine.append(&h, batch(&[b"c"]), None).await.unwrap();
+        assert_eq!((ack.start.seq_num, ack.tail.seq_num), (2, 3));
+        assert_eq!(read_all(&engine, &h).await, [b"a", b"b", b"c"]);
+    }
+
+    #[tokio::test]
+    async fn a_followed_stream_is_not_released() {
+        let (engine, h) = engine_with_stream(storage::memory(), Duration::ZERO).await;
+        let follower = h.core.subscribe();
+        drop(h);
+        engine.evict_idle_streams(Duration::ZERO);
+        assert!(engine.is_open("test-basin", "s"));
+        drop(follower);
+        engine.evict_idle_streams(Duration::ZERO);
+        assert!(!engine.is_open("test-basin", "s"));
     }
 }

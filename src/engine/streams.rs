@@ -10,6 +10,7 @@ use super::{
     handle::{StorageClass, config_json, parse_config},
     layout,
     manifest::Manifest,
+    markers::ListedStream,
     retry::Races,
 };
 use crate::storage::PutOutcome;
@@ -61,13 +62,16 @@ impl StreamEntry {
 }
 
 impl Engine {
+    /// Streams of `basin` whose names start with `prefix` and sort after `start_after`, in
+    /// name order, at most `limit`, and whether more match; from LIST requests alone
+    /// where every entry has its listing marker ([`super::listing`]).
     pub async fn list_streams(
         &self,
         basin: &str,
         prefix: &str,
         start_after: &str,
         limit: usize,
-    ) -> EngineResult<(Vec<StreamEntry>, bool)> {
+    ) -> EngineResult<(Vec<ListedStream>, bool)> {
         self.basin(basin).await?;
         self.inner
             .catalog

@@ -71,7 +71,11 @@ pub(super) async fn stream_owners(store: &DynStore) -> EngineResult<HashMap<Stri
     loop {
         let page = store.list("streams/", after.as_deref(), PAGE).await?;
         after = page.keys.last().cloned();
-        keys.extend(page.keys);
+        keys.extend(
+            page.keys
+                .into_iter()
+                .filter(|k| !layout::is_stream_marker(k)),
+        );
         if !page.truncated {
             break;
         }

@@ -308,7 +308,12 @@ fn move_into_place(spare: &FsPath, target: &FsPath, _: Expect) -> std::io::Resul
 impl Store for LocalStore {
     async fn get(&self, key: &str) -> StorageResult<Option<Object>> {
         let _shared = self.share_key(key).await;
-        self.read(key).await
+        let obj = self.read(key).await?;
+        // No write can run under the shared lock: this is the current version.
+        if let Some(o) = &obj {
+            self.versions.lock().insert(key.to_owned(), o.etag.clone());
+        }
+        Ok(obj)
     }
 
     async fn get_bytes(&self, key: &str) -> StorageResult<Option<Bytes>> {
@@ -415,6 +420,12 @@ impl Store for LocalStore {
         objects.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         let truncated = objects.len() > limit;
         objects.truncate(limit);
+        // `object_store`'s tags here are not this backend's versions; only a version this
+        // process wrote or read is known without reading the file.
+        let versions = self.versions.lock();
+        for o in &mut objects {
+            o.etag = versions.get(&o.key).cloned();
+        }
         Ok(MetaPage { objects, truncated })
     }
 

@@ -86,6 +86,10 @@ pub struct ListedObject {
     /// `None` where the backend cannot tell. Verification and the orphan sweep judge an
     /// unreferenced object's age by it ([`crate::engine::reach`]).
     pub modified_ms: Option<u64>,
+    /// The object's version as a read would report it, where the listing tells it
+    /// (S3 and memory always; the local directory for objects this process wrote):
+    /// [`crate::engine::listing`] serves stream listings from the LIST alone by it.
+    pub etag: Option<ETag>,
 }
 
 /// One page of a listing with metadata, in byte order of keys.
@@ -162,6 +166,7 @@ pub trait Store: Send + Sync + 'static {
                     key,
                     size: 0,
                     modified_ms: None,
+                    etag: None,
                 })
                 .collect(),
             truncated: page.truncated,

@@ -161,6 +161,7 @@ pub(super) fn listed(meta: &object_store::ObjectMeta) -> ListedObject {
         key: meta.location.to_string(),
         size: meta.size,
         modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).ok(),
+        etag: meta.e_tag.clone().map(ETag::new),
     }
 }
 

@@ -28,5 +28,6 @@ mod restart;
 mod sdk_unary;
 mod sessions;
 mod storage_conformance;
+mod stream_listing;
 mod usage_metrics;
 mod verify;

@@ -38,8 +38,10 @@ pub(super) struct Catalog {
 async fn fetch_all(
     ctx: &Ctx<'_>,
     prefix: &str,
+    keep: impl Fn(&str) -> bool,
 ) -> EngineResult<Vec<(ListedObject, Option<Bytes>)>> {
-    let listed = list_all(ctx.store, prefix).await?;
+    let mut listed = list_all(ctx.store, prefix).await?;
+    listed.retain(|o| keep(&o.key));
     futures::stream::iter(listed)
         .map(|o| async move {
             let bytes = ctx.get(&o.key).await?;
@@ -93,7 +95,7 @@ fn pending_deletion(
 pub(super) async fn walk(ctx: &Ctx<'_>) -> EngineResult<(Catalog, Findings)> {
     let mut f = Findings::default();
     let mut basins: BTreeMap<String, bool> = BTreeMap::new();
-    for (o, bytes) in fetch_all(ctx, layout::basins_dir()).await? {
+    for (o, bytes) in fetch_all(ctx, layout::basins_dir(), |_| true).await? {
         let key = o.key.as_str();
         let Some(bytes) = bytes else { continue };
         let Some(name) = key
@@ -126,7 +128,8 @@ pub(super) async fn walk(ctx: &Ctx<'_>) -> EngineResult<(Catalog, Findings)> {
     }
 
     let mut catalog = Catalog::default();
-    for (o, bytes) in fetch_all(ctx, "streams/").await? {
+    // Listing markers are empty objects that only ever speed up listings.
+    for (o, bytes) in fetch_all(ctx, "streams/", |k| !layout::is_stream_marker(k)).await? {
         let key = o.key.as_str();
         let Some(bytes) = bytes else { continue };
         let parsed = key
@@ -200,7 +203,7 @@ pub(super) async fn walk(ctx: &Ctx<'_>) -> EngineResult<(Catalog, Findings)> {
         }
     }
 
-    for (o, bytes) in fetch_all(ctx, layout::access_tokens_dir()).await? {
+    for (o, bytes) in fetch_all(ctx, layout::access_tokens_dir(), |_| true).await? {
         let key = o.key.as_str();
         let Some(bytes) = bytes else { continue };
         let Some(id) = key
