@@ -29,7 +29,8 @@ use tokio::{
 /// A RESP2 reply.
 #[derive(Debug)]
 enum Value {
-    Simple(String),
+    /// A status reply (`+OK`); its text is not needed.
+    Simple,
     Error(String),
     Int(i64),
     Bulk(Option<Vec<u8>>),
@@ -104,7 +105,7 @@ impl Conn {
                     .map_err(|_| std::io::Error::other(format!("bad reply line {line:?}")))
             };
             let mut value = match kind {
-                "+" => Value::Simple(rest.to_owned()),
+                "+" => Value::Simple,
                 "-" => Value::Error(rest.to_owned()),
                 ":" => Value::Int(number()?),
                 "$" => match number()? {
