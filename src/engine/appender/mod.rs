@@ -2,11 +2,6 @@
 //!
 //! While a commit is in flight, new requests queue; the next commit takes everything
 //! queued (up to a size cap), so under load each manifest write carries many batches.
-//! When the last commit in flight lands, the requests it acked are likely followed by
-//! their senders' next ones; the next commit waits for as many to arrive, for at most
-//! half as long as that commit took ([`Regroup`]), rather than leave at once with only
-//! the ones that queued meanwhile — which would split the writers into groups whose
-//! commits alternate, each carrying part of them.
 //! A commit writes one chunk, then the manifest with `If-Match` on the version the
 //! commit was planned against; success is durability, and only then are requests acked.
 //! A small chunk instead travels inside the manifest, so the commit is that one write;
@@ -34,7 +29,6 @@ mod spill;
 mod tests;
 
 use std::{
-    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -42,10 +36,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::{
-    sync::{mpsc, oneshot},
-    time::Instant,
-};
+use tokio::sync::{mpsc, oneshot};
 
 #[cfg(test)]
 pub(crate) use self::spill::SPILL_MIN_CHUNKS;
@@ -181,9 +172,6 @@ async fn run(w: Writer, mut rx: mpsc::Receiver<AppendRequest>, settings: Appende
     let mut pipe = Pipeline::new(w);
     let mut batch = Batch::default();
     let mut input_open = true;
-    // Requests and start of each commit in the pipeline, oldest first.
-    let mut staged: VecDeque<(usize, Instant)> = VecDeque::new();
-    let mut regroup: Option<Regroup> = None;
     loop {
         if !input_open && batch.is_empty() && pipe.is_empty() {
             return;
@@ -197,70 +185,32 @@ async fn run(w: Writer, mut rx: mpsc::Receiver<AppendRequest>, settings: Appende
             }
         }
         let full = batch.bytes >= settings.max_commit_bytes;
-        let now = Instant::now();
-        let urgent = full || !input_open || batch.bytes >= settings.linger_commit_bytes;
-        let due = !batch.is_empty() && (urgent || now >= batch.deadline);
-        let held = regroup
-            .as_ref()
-            .filter(|r| !urgent && pipe.is_empty() && r.holds(&batch, now));
-        if due && held.is_none() && may_stage(&pipe, &batch) {
+        let due = !batch.is_empty()
+            && (full
+                || !input_open
+                || batch.bytes >= settings.linger_commit_bytes
+                || tokio::time::Instant::now() >= batch.deadline);
+        if due && may_stage(&pipe, &batch) {
             let pending = batch.take();
-            let (requests, before) = (pending.len(), pipe.len());
             if pipe.is_empty() {
                 pipe.push_first(pending).await;
             } else {
                 pipe.push_stacked(pending);
             }
-            if pipe.len() > before {
-                staged.push_back((requests, Instant::now()));
-            }
-            regroup = None;
             continue;
         }
         pipe.start_head();
         let receiving = input_open && !full;
-        let deadline = (!batch.is_empty() && may_stage(&pipe, &batch))
-            .then(|| held.map_or(batch.deadline, |r| r.until.max(batch.deadline)));
+        let deadline = (!batch.is_empty() && may_stage(&pipe, &batch)).then_some(batch.deadline);
         tokio::select! {
             biased;
-            finished = pipe.head_finished(), if !pipe.is_empty() => {
-                let before = pipe.len();
-                pipe.settle_head(finished).await;
-                let settled = staged.drain(..before - pipe.len());
-                let (acked, started) = settled.fold((0, None), |(n, _), (k, at)| (n + k, Some(at)));
-                if let (true, Some(started)) = (pipe.is_empty(), started) {
-                    regroup = Some(Regroup::after(acked, started, &batch));
-                }
-            }
+            finished = pipe.head_finished(), if !pipe.is_empty() => pipe.settle_head(finished).await,
             req = rx.recv(), if receiving => match req {
                 Some(req) => batch.add(req, linger(&core, &settings)),
                 None => input_open = false,
             },
             () = sleep_until_opt(deadline) => {}
         }
-    }
-}
-
-/// The wait, once the pipeline empties, for the senders of the requests just acked.
-struct Regroup {
-    /// Requests the next commit waits to hold: those just acked plus those queued then.
-    wanted: usize,
-    until: Instant,
-}
-
-impl Regroup {
-    /// After a commit begun at `started` landed, acking `acked` requests, with `batch`
-    /// queued meanwhile.
-    fn after(acked: usize, started: Instant, batch: &Batch) -> Self {
-        Self {
-            wanted: acked + batch.requests.len(),
-            until: Instant::now() + started.elapsed() / 2,
-        }
-    }
-
-    /// Whether the next commit should keep waiting for more requests.
-    fn holds(&self, batch: &Batch, now: Instant) -> bool {
-        batch.requests.len() < self.wanted && now < self.until
     }
 }
 
@@ -281,7 +231,7 @@ struct Batch {
     bytes: usize,
     /// When the batch should be committed, whatever its size: its first request's arrival
     /// plus the storage class's linger.
-    deadline: Instant,
+    deadline: tokio::time::Instant,
 }
 
 impl Default for Batch {
@@ -289,7 +239,7 @@ impl Default for Batch {
         Self {
             requests: Vec::new(),
             bytes: 0,
-            deadline: Instant::now(),
+            deadline: tokio::time::Instant::now(),
         }
     }
 }
@@ -301,7 +251,7 @@ impl Batch {
 
     fn add(&mut self, req: AppendRequest, linger: Duration) {
         if self.requests.is_empty() {
-            self.deadline = Instant::now() + linger;
+            self.deadline = tokio::time::Instant::now() + linger;
         }
         self.bytes += req.input.batch.metered_bytes();
         self.requests.push(req);
