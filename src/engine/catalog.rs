@@ -296,18 +296,7 @@ impl Catalog {
         start_after: &str,
         limit: usize,
     ) -> EngineResult<(Vec<String>, bool)> {
-        // Names sort like their keys, so start the listing at the later of the two bounds.
-        let encoded_prefix = format!("{dir}{}", layout::encode_name_prefix(prefix));
-        let mut offset =
-            (!start_after.is_empty()).then(|| format!("{dir}{}", layout::encode_name(start_after)));
-        if !prefix.is_empty()
-            && offset
-                .as_deref()
-                .is_none_or(|o| o < encoded_prefix.as_str())
-        {
-            // No key equals an unterminated encoded prefix, so "after" it means "from" it.
-            offset = Some(encoded_prefix.clone());
-        }
+        let (encoded_prefix, mut offset) = list_start(dir, prefix, start_after);
         let mut keys = Vec::new();
         loop {
             let page = self
@@ -354,6 +343,24 @@ impl Catalog {
             more,
         ))
     }
+}
+
+/// Where a listing of the names in `dir` that start with `prefix` and sort after
+/// `start_after` begins: the encoded prefix every listed key starts with, and the LIST
+/// offset. Names sort like their keys, so the listing starts at the later of the two
+/// bounds; no key equals an unterminated encoded prefix, so "after" it means "from" it.
+pub(super) fn list_start(dir: &str, prefix: &str, start_after: &str) -> (String, Option<String>) {
+    let encoded_prefix = format!("{dir}{}", layout::encode_name_prefix(prefix));
+    let mut offset =
+        (!start_after.is_empty()).then(|| format!("{dir}{}", layout::encode_name(start_after)));
+    if !prefix.is_empty()
+        && offset
+            .as_deref()
+            .is_none_or(|o| o < encoded_prefix.as_str())
+    {
+        offset = Some(encoded_prefix.clone());
+    }
+    (encoded_prefix, offset)
 }
 
 #[cfg(test)]

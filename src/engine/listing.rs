@@ -143,17 +143,8 @@ impl Catalog {
         start_after: &str,
         limit: usize,
     ) -> EngineResult<(Vec<Resolved>, bool)> {
-        let encoded_prefix = format!("{dir}{}", layout::encode_name_prefix(prefix));
         // The markers of `start_after` sort after its entry key, and are skipped by name.
-        let mut offset =
-            (!start_after.is_empty()).then(|| format!("{dir}{}", layout::encode_name(start_after)));
-        if !prefix.is_empty()
-            && offset
-                .as_deref()
-                .is_none_or(|o| o < encoded_prefix.as_str())
-        {
-            offset = Some(encoded_prefix.clone());
-        }
+        let (encoded_prefix, mut offset) = super::catalog::list_start(dir, prefix, start_after);
         let mut out = Vec::new();
         let mut group: Option<Group> = None;
         let finish = |group: Option<Group>, out: &mut Vec<Resolved>| {
