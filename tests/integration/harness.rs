@@ -390,6 +390,22 @@ impl TestServer {
     }
 
     /// A plain HTTP/1.1 client.
+    /// The value of one series of the node's `/metrics` (`name{labels}` as exposed).
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self
+            .http()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    }
+
     pub fn http(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .timeout(Duration::from_secs(90))

@@ -68,21 +68,6 @@ async fn until_closed(conn: &mut TcpStream, within: Duration) -> (Duration, usiz
     }
 }
 
-async fn metric(server: &TestServer, name: &str) -> u64 {
-    let text = server
-        .http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
-
 async fn healthy(server: &TestServer) {
     let r = server
         .http()
@@ -478,17 +463,17 @@ async fn readers_that_never_read_are_cut_off_and_their_buffers_freed() {
         .unwrap();
     assert_eq!(stalled.status(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(metric(&server, "sluice_read_buffered_bytes").await > 0);
+    assert!(server.metric("sluice_read_buffered_bytes").await > 0);
     // Others are served meanwhile.
     healthy(&server).await;
     tokio::time::sleep(timeout + SLACK).await;
 
     assert_eq!(
-        metric(&server, "sluice_read_buffered_bytes").await,
+        server.metric("sluice_read_buffered_bytes").await,
         0,
         "buffers freed"
     );
-    assert!(metric(&server, "sluice_read_sessions_cut_off_total").await >= 1);
+    assert!(server.metric("sluice_read_sessions_cut_off_total").await >= 1);
     let (_, got) = until_closed(&mut h1, SLACK).await;
     assert!(
         got < total,
@@ -653,7 +638,7 @@ async fn appends_beyond_the_budget_wait_then_are_refused_retryably() {
     assert_eq!(r.json()["error"]["code"], "unavailable");
     let r = plate.command(&["XADD", "s", "*", "f", "refused"]).await;
     assert_eq!(r.unwrap_err().0, 503);
-    assert!(metric(&server, "sluice_append_admission_refused_total").await >= 6);
+    assert!(server.metric("sluice_append_admission_refused_total").await >= 6);
 
     // Once the holder's append lands, appends are admitted again; nothing refused was
     // applied.
@@ -663,12 +648,12 @@ async fn appends_beyond_the_budget_wait_then_are_refused_retryably() {
         .await
         .assert_status(200);
     assert_eq!(plate.command(&["XLEN", "s"]).await, Ok(json!(3)));
-    assert_eq!(metric(&server, "sluice_append_inflight_bytes").await, 0);
+    assert_eq!(server.metric("sluice_append_inflight_bytes").await, 0);
 }
 
 async fn eventually_in_flight(server: &TestServer, bytes: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(server, "sluice_append_inflight_bytes").await < bytes {
+    while server.metric("sluice_append_inflight_bytes").await < bytes {
         assert!(Instant::now() < deadline, "the budget was never spent");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

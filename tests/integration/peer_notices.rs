@@ -20,21 +20,6 @@ use crate::{
 /// Polling so rare that a test would time out long before a follower's poll.
 const NEVER: Duration = Duration::from_secs(3600);
 
-async fn metric(server: &TestServer, series: &str) -> u64 {
-    let text = server
-        .http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
-}
-
 const ADOPTED: &str = "sluice_peer_notices_total{outcome=\"adopted\"}";
 const FAILED: &str = "sluice_peer_watches_total{result=\"failed\"}";
 
@@ -113,8 +98,8 @@ async fn a_follower_sees_another_nodes_commit_through_its_notice() {
             .assert_status(200);
         until_record(&mut events, &format!("notice-{i}")).await;
     }
-    assert!(metric(&b, ADOPTED).await >= 1, "adopted A's states");
-    assert_eq!(metric(&b, FAILED).await, 0);
+    assert!(b.metric(ADOPTED).await >= 1, "adopted A's states");
+    assert_eq!(b.metric(FAILED).await, 0);
 }
 
 /// B's only peer is down: its watch fails, and its followers poll at the usual rate, so
@@ -143,9 +128,9 @@ async fn with_the_peer_down_polling_still_delivers() {
         .await
         .assert_status(200);
     until_record(&mut events, "polled").await;
-    assert_eq!(metric(&b, ADOPTED).await, 0, "nothing came as a notice");
+    assert_eq!(b.metric(ADOPTED).await, 0, "nothing came as a notice");
     assert!(
-        metric(&b, FAILED).await >= 1,
+        b.metric(FAILED).await >= 1,
         "the watch of the closed port failed"
     );
 }
