@@ -16,10 +16,12 @@ use super::ids::EntryId;
 /// Hints kept per stream: the most recent ones, as consumers of one stream read near one
 /// another.
 const PER_STREAM: usize = 8;
-/// Streams whose hints a process keeps; past it, all are dropped and learnt again.
+/// Streams whose hints an engine keeps; past it, all are dropped and learnt again.
 const STREAMS_KEPT: usize = 4096;
 
-type Hints = HashMap<(u64, String), Vec<(u64, EntryId)>>;
+/// By engine instance, then stream data id (looked up by `&str`, so a lookup allocates
+/// nothing).
+type Hints = HashMap<u64, HashMap<String, Vec<(u64, EntryId)>>>;
 
 static HINTS: LazyLock<parking_lot::Mutex<Hints>> = LazyLock::new(Default::default);
 
@@ -27,10 +29,14 @@ static HINTS: LazyLock<parking_lot::Mutex<Hints>> = LazyLock::new(Default::defau
 /// `instance`) carries `id`.
 pub fn learn(instance: u64, stream: &str, seq: u64, id: EntryId) {
     let mut hints = HINTS.lock();
-    if hints.len() >= STREAMS_KEPT && !hints.contains_key(&(instance, stream.to_owned())) {
-        hints.clear();
+    let streams = hints.entry(instance).or_default();
+    if !streams.contains_key(stream) && streams.len() >= STREAMS_KEPT {
+        streams.clear();
     }
-    let known = hints.entry((instance, stream.to_owned())).or_default();
+    if !streams.contains_key(stream) {
+        streams.insert(stream.to_owned(), Vec::with_capacity(PER_STREAM));
+    }
+    let known = streams.get_mut(stream).expect("inserted above");
     if let Some(at) = known.iter().position(|(s, _)| *s == seq) {
         known.remove(at);
     } else if known.len() == PER_STREAM {
@@ -47,7 +53,7 @@ pub fn bounds(instance: u64, stream: &str, id: EntryId, lo: u64, hi: u64) -> (u6
     let within = lo..hi;
     let (mut lo, mut hi) = (lo, hi);
     let hints = HINTS.lock();
-    if let Some(known) = hints.get(&(instance, stream.to_owned())) {
+    if let Some(known) = hints.get(&instance).and_then(|streams| streams.get(stream)) {
         for &(seq, at) in known.iter().filter(|(seq, _)| within.contains(seq)) {
             if at < id {
                 lo = lo.max(seq + 1);
