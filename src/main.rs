@@ -188,6 +188,10 @@ struct ServeArgs {
     /// also the longest this node holds its peers' watches.
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration, env = "SLUICE_PEER_WATCH_HOLD")]
     peer_watch_hold: Duration,
+    /// With `--peers`, do not send a Redis key's writes and group commands to its home
+    /// node: each node then runs them itself, racing the others' conditional writes.
+    #[arg(long, env = "SLUICE_NO_KEY_HOMES", value_parser = clap::builder::FalseyValueParser::new())]
+    no_key_homes: bool,
     #[command(flatten)]
     tls: TlsArgs,
     /// Send no CORS headers: browsers on other origins cannot call the node. By default
@@ -435,6 +439,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
             None => None,
         },
         hold: args.peer_watch_hold,
+        key_homes: !args.no_key_homes,
     };
     if let (false, Backend::Local(_)) = (config.peers.peers.is_empty(), &backend) {
         return Err("--peers needs a bucket: a local directory has one node"

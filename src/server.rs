@@ -134,6 +134,8 @@ pub struct Node {
     pub app: axum::Router,
     pub auth: crate::http::auth::Authenticator,
     pub draining: Draining,
+    /// With `--peers`, where each Redis key's commands run.
+    pub homes: Option<Arc<redis::Homes>>,
 }
 
 pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
@@ -166,18 +168,35 @@ pub fn build_node_on(store: DynStore, config: &ServerConfig) -> Node {
             .map(|t| Arc::new(PeerSecret::new(t)))
     });
     peers::spawn_watches(&engine, &config.peers, peer_secret.clone(), &draining);
-    let peer_routes = peers::routes(
+    // Built even without peers: a node serves forwarded commands to the peers that name it.
+    let homes = config
+        .peers
+        .key_homes
+        .then(|| redis::Homes::new(&config.peers.peers, peer_secret.clone()));
+    let mut peer_routes = peers::routes(
         engine.clone(),
         draining.clone(),
         peer_secret,
         config.peers.hold,
     );
+    if let Some(homes) = &homes {
+        homes.spawn_probes(&draining);
+        peer_routes = peer_routes.merge(redis::homes::routes(
+            engine.clone(),
+            auth.clone(),
+            homes.clone(),
+        ));
+    }
+    let app = app(state, config.cors)
+        .layer(axum::Extension(redis::http::KeyHomes(homes.clone())))
+        .merge(peer_routes);
     Node {
         engine,
         store,
-        app: app(state, config.cors).merge(peer_routes),
+        app,
         auth,
         draining,
+        homes,
     }
 }
 
@@ -192,6 +211,7 @@ pub fn spawn_resp(
     tokio::spawn(redis::resp::serve(
         listener,
         node.engine.clone(),
+        node.homes.clone(),
         node.auth.clone(),
         config,
         node.draining.clone(),

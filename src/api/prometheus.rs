@@ -1,6 +1,7 @@
 //! `GET /metrics`: this node's counters and histograms in the Prometheus text format.
 
 use axum::{
+    Extension,
     extract::State,
     response::{IntoResponse, Response},
 };
@@ -8,11 +9,15 @@ use http::{HeaderValue, header};
 
 use crate::http::AppState;
 use crate::metrics::Exposition;
+use crate::redis::http::KeyHomes;
 
 /// Exposed latencies are in seconds; histograms observe microseconds.
 const MICROS_PER_SECOND: f64 = 1e6;
 
-pub async fn prometheus(State(state): State<AppState>) -> Response {
+pub async fn prometheus(
+    State(state): State<AppState>,
+    homes: Option<Extension<KeyHomes>>,
+) -> Response {
     let counters = state.engine.store_counters();
     let c = counters.snapshot();
     let latency = &counters.latency;
@@ -93,6 +98,17 @@ pub async fn prometheus(State(state): State<AppState>) -> Response {
             ("result=\"answered\"", notices.watches_answered),
         ],
     );
+    if let Some(Extension(KeyHomes(Some(homes)))) = homes {
+        let (forwarded, ran_here) = homes.counts();
+        e.counter(
+            "sluice_redis_key_homes_total",
+            "Redis commands this node sent to their key's home node, and ones it ran itself because the home could not be reached.",
+            &[
+                ("outcome=\"forwarded\"", forwarded),
+                ("outcome=\"ran_here\"", ran_here),
+            ],
+        );
+    }
     e.gauge(
         "sluice_cache_chunk_bytes",
         "Bytes of chunks held in this node's cache.",

@@ -25,6 +25,7 @@ use http::{HeaderMap, Uri, header};
 use ring::digest::{SHA256, digest};
 
 pub use self::serve::routes;
+pub(crate) use self::watch::connect;
 use crate::{engine::Engine, http::Draining};
 
 /// The default of `--peer-watch-hold`.
@@ -41,6 +42,9 @@ pub struct PeerSettings {
     /// How long a watch is held before it is answered empty and asked again; also the
     /// longest this node holds its peers' watches.
     pub hold: Duration,
+    /// Whether a Redis key's writes and group commands run on its home node
+    /// ([`crate::redis::homes`]).
+    pub key_homes: bool,
 }
 
 impl Default for PeerSettings {
@@ -49,6 +53,7 @@ impl Default for PeerSettings {
             peers: Vec::new(),
             secret: None,
             hold: DEFAULT_HOLD,
+            key_homes: true,
         }
     }
 }
@@ -129,7 +134,12 @@ impl PeerSecret {
         }
     }
 
-    fn admits(&self, headers: &HeaderMap) -> bool {
+    /// The `Authorization` value this node presents to its peers.
+    pub(crate) fn bearer(&self) -> Option<http::HeaderValue> {
+        self.bearer.clone()
+    }
+
+    pub(crate) fn admits(&self, headers: &HeaderMap) -> bool {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

@@ -165,7 +165,7 @@ impl PeerWatch {
 }
 
 /// An HTTP/2 (prior knowledge) connection to `peer`.
-async fn connect(peer: &PeerAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+pub(crate) async fn connect(peer: &PeerAddr) -> Result<SendRequest<Full<Bytes>>, String> {
     let tcp = TcpStream::connect(&peer.0)
         .await
         .map_err(|e| format!("connect: {e}"))?;

@@ -442,6 +442,8 @@ mod tests {
             caller,
             plate: "test-plate".into(),
             max_block: None,
+            homes: None,
+            credential: None,
         }
     }
 

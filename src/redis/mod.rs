@@ -13,6 +13,7 @@
 //! | `group_commit.rs` | a node's concurrent changes to one group as one log record write | `groups.rs` |
 //! | `keyspace.rs` | keys as Redis sees them: opening with access checks, snapshots, entries by id (binary search over seq_nums) | `streams.rs`, `groups.rs` |
 //! | `seek_hints.rs` | where recently read entries sit, bounding the binary search of later seeks | `keyspace.rs` |
+//! | `homes/` | with `--peers`, each key's home node: commands that change a key run there | [`execute`], `server.rs` |
 //! | `reply.rs` | typed replies and their JSON form | everything above, front doors |
 //! | `error.rs` | Redis's error replies and the service's errors | everything above, front doors |
 //! | `http/` | the plate HTTP surface (`/{plate}/streams/…`): bodies to argument lists, the envelope | `server.rs` |
@@ -22,6 +23,7 @@ pub(crate) mod cmd;
 pub(crate) mod error;
 mod group_commit;
 mod groups;
+pub mod homes;
 pub(crate) mod http;
 pub(crate) mod ids;
 mod keyspace;
@@ -31,10 +33,11 @@ mod seek_hints;
 mod streams;
 
 pub use error::{RedisError, RedisResult};
+pub use homes::Homes;
 pub use reply::Reply;
 pub use streams::Started;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
@@ -50,12 +53,24 @@ pub struct Context {
     /// The longest a `BLOCK` waits (`BLOCK 0` included); `None` waits without end. After
     /// it a blocked read answers nil.
     pub max_block: Option<Duration>,
+    /// With `--peers`: where each key's commands run ([`homes`]); `None` runs every
+    /// command here.
+    pub homes: Option<Arc<Homes>>,
+    /// The `Authorization` the caller presented, which a command forwarded to its key's
+    /// home carries there.
+    pub credential: Option<::http::HeaderValue>,
 }
 
 /// Parses and runs one command (`argv[0]` is its name).
 pub async fn execute(ctx: &Context, argv: &[Bytes]) -> RedisResult<Reply> {
     use cmd::Command as C;
-    match cmd::parse(argv)? {
+    let command = cmd::parse(argv)?;
+    if let Some(homes) = &ctx.homes
+        && let Some(answered) = homes.run_at_home(ctx, &command, argv).await
+    {
+        return answered;
+    }
+    match command {
         C::Xadd(c) => streams::xadd(ctx, &c).await,
         C::Xlen(c) => streams::xlen(ctx, &c.key).await,
         C::Xrange(c) => streams::xrange(ctx, &c).await,
@@ -78,6 +93,14 @@ pub async fn execute(ctx: &Context, argv: &[Bytes]) -> RedisResult<Reply> {
 /// must run alone through [`execute`].
 pub async fn start(ctx: &Context, argv: &[Bytes]) -> Option<RedisResult<Started>> {
     match cmd::parse(argv) {
+        Ok(cmd::Command::Xadd(c))
+            if ctx
+                .homes
+                .as_ref()
+                .is_some_and(|h| h.is_elsewhere(&ctx.plate, &c.key)) =>
+        {
+            None
+        }
         Ok(cmd::Command::Xadd(c)) => streams::xadd_start(ctx, &c).await,
         Ok(_) => None,
         Err(e) => Some(Err(e)),

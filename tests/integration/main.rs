@@ -12,6 +12,7 @@ mod dashboard;
 mod data_plane;
 mod encryption;
 mod faults;
+mod key_homes;
 mod limits;
 mod linearizability;
 mod linearizable_workload;

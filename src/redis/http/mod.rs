@@ -9,7 +9,7 @@
 //! A plate is a basin; its name may carry one leading `$` (the service's documented
 //! examples write `/$[id]/streams/...`). Key names in paths are percent-decoded.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -22,7 +22,7 @@ use http::{HeaderMap, StatusCode, Uri, request::Parts};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Context, RedisError, execute};
+use super::{Context, Homes, RedisError, execute};
 use bodies::*;
 
 mod bodies;
@@ -64,6 +64,11 @@ pub fn routes() -> Router<AppState> {
         .route("/{plate}/streams/command", on(post(command)))
         .route("/{plate}/streams/{key}/command", on(post(key_command)))
 }
+
+/// The request extension by which the plate routes learn where each key's commands run
+/// (set over the node's whole app; absent, every command runs here).
+#[derive(Clone, Default)]
+pub struct KeyHomes(pub Option<Arc<Homes>>);
 
 /// Whether a path no route takes is under a plate (`/{plate}/streams[/...]`, `/v1` aside),
 /// so that its 404 is in this surface's envelope.
@@ -485,6 +490,8 @@ impl Argv {
 /// that a bad one is this surface's error), and the URI for the query.
 struct Incoming {
     headers: HeaderMap,
+    /// With `--peers`, where each key's commands run ([`crate::redis::homes`]).
+    homes: Option<Arc<Homes>>,
     params: Result<RawPathParams, RawPathParamsRejection>,
     uri: Uri,
 }
@@ -498,6 +505,7 @@ impl FromRequestParts<AppState> for Incoming {
     ) -> Result<Self, Self::Rejection> {
         Ok(Self {
             headers: parts.headers.clone(),
+            homes: parts.extensions.get::<KeyHomes>().and_then(|h| h.0.clone()),
             params: RawPathParams::from_request_parts(parts, state).await,
             uri: parts.uri.clone(),
         })
@@ -583,6 +591,8 @@ async fn run(
         caller,
         plate,
         max_block: Some(MAX_BLOCK),
+        homes: req.homes.clone(),
+        credential: req.headers.get(http::header::AUTHORIZATION).cloned(),
     };
     match execute(&ctx, &argv).await {
         Ok(reply) => Ok(reply.to_json()),

@@ -64,7 +64,7 @@ use tracing::{debug, info, warn};
 use crate::{
     engine::Engine,
     http::{Draining, auth::Authenticator},
-    redis::cmd::is,
+    redis::{Homes, cmd::is},
 };
 use codec::{Decoder, FrameLimits, Protocol, encode, encode_error};
 use session::{Session, Step};
@@ -115,6 +115,8 @@ impl Default for RespConfig {
 /// What every connection of the listener shares.
 pub struct Shared {
     engine: Engine,
+    /// With `--peers`, where each key's commands run ([`crate::redis::homes`]).
+    homes: Option<Arc<Homes>>,
     auth: Authenticator,
     /// Whether the node has a root token: then connections must `AUTH`.
     auth_required: bool,
@@ -133,6 +135,7 @@ const FLUSH_AT: usize = 64 * 1024;
 pub async fn serve(
     listener: TcpListener,
     engine: Engine,
+    homes: Option<Arc<Homes>>,
     auth: Authenticator,
     config: RespConfig,
     draining: Draining,
@@ -142,6 +145,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         auth_required: auth.required(),
         engine,
+        homes,
         auth,
         connected: AtomicUsize::new(0),
         started: Instant::now(),

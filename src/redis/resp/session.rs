@@ -89,6 +89,14 @@ struct Login {
     checked: Instant,
 }
 
+impl Login {
+    /// The token as an `Authorization` value, as a forwarded command carries it.
+    fn credential(&self) -> Option<HeaderValue> {
+        let token = self.token.as_deref()?;
+        HeaderValue::from_str(&format!("Bearer {token}")).ok()
+    }
+}
+
 /// A connection's state.
 pub struct Session {
     pub id: u64,
@@ -176,6 +184,8 @@ impl Session {
             caller: login.caller.clone(),
             plate: login.plate.clone(),
             max_block: None,
+            homes: shared.homes.clone(),
+            credential: login.credential(),
         };
         match start(&ctx, argv).await {
             None => Step::Alone,
@@ -224,6 +234,8 @@ impl Session {
             // A RESP client waits as long as it asked to; a blocked read ends when data
             // comes, its timeout passes, or the connection closes (see `super`).
             max_block: None,
+            homes: shared.homes.clone(),
+            credential: login.credential(),
         };
         match execute(&ctx, argv).await {
             Ok(reply) => Answer::reply(reply),
