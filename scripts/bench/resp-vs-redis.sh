@@ -12,9 +12,13 @@
 #                            redis      redis-server on this machine's disk
 #                            local      one Sluice node on a local directory
 #                            ministack  one Sluice node on ministack (scripts/ministack.sh)
-#                            cluster    three Sluice nodes on one ministack bucket; clients
-#                                       take the nodes' RESP ports in turn (no balancer
-#                                       in front: nginx here proxies HTTP only)
+#                            cluster    three Sluice nodes on one ministack bucket, each
+#                                       naming the others in --peers (so each key has a
+#                                       home node); clients take the nodes' RESP ports in
+#                                       turn (no balancer in front: nginx here proxies
+#                                       HTTP only). CLUSTER_ARGS adds flags to its nodes
+#                            racing     the cluster with --no-key-homes: each node runs
+#                                       every command itself, racing the others' writes
 #                          A Sluice target may name its own binary, <target>@<path>
 #                          ("local@/tmp/old/sluice"): two builds side by side.
 #   RESP_BENCH_PARTS       default "xadd groups": which parts run
@@ -60,7 +64,8 @@ start_redis() {
 }
 # sluice_node <dir> <serve args...>: one node; appends its RESP port to $ports.
 sluice_node() {
-  local dir="$1" port http; shift; mkdir -p "$dir"; port=$(free_port); http=$(free_port)
+  local dir="$1" port http="${NODE_HTTP_PORT:-}"; shift; mkdir -p "$dir"; port=$(free_port)
+  [[ -n "$http" ]] || http=$(free_port)
   "$bin" serve --host 127.0.0.1 --port "$http" --redis-port "$port" --redis-plate resp-bench \
     "$@" >"$dir/log" 2>&1 &
   pids+=($!)
@@ -75,13 +80,23 @@ start_s3() { # round nodes
   ministack_dir="$work/ministack-$1"
   eval "$(scripts/ministack.sh start "$ministack_dir" resp-bench)"
   ports=
+  # Every node's HTTP port is chosen first: with several, each names the others in --peers
+  # (so each key has a home node, as scripts/cluster.sh runs them).
+  local -a https=() peers
+  local i j others
+  for i in $(seq 1 "$2"); do https+=("$(free_port)"); done
   for i in $(seq 1 "$2"); do
-    AWS_ENDPOINT_URL_S3="$MINISTACK_ENDPOINT" AWS_ENDPOINT_URL="$MINISTACK_ENDPOINT" \
-      sluice_node "$work/s3-$1-$i" --bucket resp-bench --path "round-$1"
+    others=
+    for j in $(seq 1 "$2"); do (( j == i )) || others+="${others:+,}http://127.0.0.1:${https[j-1]}"; done
+    peers=(); [[ -z "$others" ]] || peers=(--peers "$others")
+    # shellcheck disable=SC2086 # CLUSTER_ARGS: extra flags, word-split on purpose
+    AWS_ENDPOINT_URL_S3="$MINISTACK_ENDPOINT" AWS_ENDPOINT_URL="$MINISTACK_ENDPOINT" NODE_HTTP_PORT="${https[i-1]}" \
+      sluice_node "$work/s3-$1-$i" --bucket resp-bench --path "round-$1" ${CLUSTER_ARGS:-} "${peers[@]}"
   done
 }
 start_ministack() { start_s3 "$1" 1; }
 start_cluster() { start_s3 "$1" 3; }
+start_racing() { CLUSTER_ARGS="--no-key-homes ${CLUSTER_ARGS:-}" start_s3 "$1" 3; }
 
 # bench_xadd <ports> <clients> <pipeline> <requests>: one redis-benchmark per port, the
 # connections and requests shared out; ops/s summed, the largest p50 and p99.
@@ -110,7 +125,7 @@ for round in $(seq 1 "$rounds"); do
     [[ "$target" == *@* ]] && bin=${target#*@}
     "start_${target%%@*}" "$round-$(( ++started ))" # fresh data for each target and round
     printf 'round %s %-9s load average %s\n' "$round" "$target" "$(cut -d' ' -f1-3 /proc/loadavg)"
-    slow=$([[ "${target%%@*}" == ministack || "${target%%@*}" == cluster ]] && echo 1 || echo 0)
+    slow=$([[ "${target%%@*}" == ministack || "${target%%@*}" == cluster || "${target%%@*}" == racing ]] && echo 1 || echo 0)
     for run in "${xadd_runs[@]}"; do
       [[ "$parts" == *" xadd "* ]] || break
       c=${run%:*} p=${run#*:}
