@@ -192,6 +192,11 @@ struct ServeArgs {
     /// node: each node then runs them itself, racing the others' conditional writes.
     #[arg(long, env = "SLUICE_NO_KEY_HOMES", value_parser = clap::builder::FalseyValueParser::new())]
     no_key_homes: bool,
+    /// On a local directory: the size of the write journal (manifests and other
+    /// conditional writes, one append and one fdatasync each) at which it is folded into
+    /// the objects' files; the memory of the versions it holds is bounded by about twice it.
+    #[arg(long, default_value_t = sluice::storage::DEFAULT_LOCAL_JOURNAL_BYTES, value_parser = parse_positive_bytes, env = "SLUICE_LOCAL_JOURNAL_BYTES")]
+    local_journal_bytes: u64,
     #[command(flatten)]
     tls: TlsArgs,
     /// Send no CORS headers: browsers on other origins cannot call the node. By default
@@ -429,6 +434,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     config.limits = args.limits.limits();
     config.tls = args.tls.tls()?;
     config.cors = !args.no_cors;
+    config.local_journal_bytes = args.local_journal_bytes;
     config.peers = PeerSettings {
         peers: args.peers.0.clone(),
         secret: match args.peer_secret.as_deref().filter(|s| !s.is_empty()) {
@@ -569,6 +575,10 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A count of at least one.
+fn parse_positive_bytes(s: &str) -> Result<u64, String> {
+    parse_positive(s).map(|n| n as u64)
+}
+
 fn parse_positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),

@@ -79,6 +79,9 @@ pub struct ServerConfig {
     /// The other nodes on the bucket, told of this node's commits and telling it of
     /// theirs ([`crate::peers`]).
     pub peers: PeerSettings,
+    /// On a local directory, the journal's size at which it is folded into the files
+    /// (`--local-journal-bytes`; [`crate::storage::LocalStore`]).
+    pub local_journal_bytes: u64,
 }
 
 impl ServerConfig {
@@ -105,6 +108,7 @@ impl ServerConfig {
             tls: None,
             cors: true,
             peers: PeerSettings::default(),
+            local_journal_bytes: crate::storage::DEFAULT_LOCAL_JOURNAL_BYTES,
         }
     }
 }
@@ -120,8 +124,17 @@ pub fn default_standard_linger(backend: &Backend) -> Duration {
 }
 
 pub fn open_store(backend: &Backend) -> Result<DynStore, StorageError> {
+    open_store_with(backend, crate::storage::DEFAULT_LOCAL_JOURNAL_BYTES)
+}
+
+/// [`open_store`], a local directory's journal folded whenever it passes
+/// `local_journal_bytes`.
+pub fn open_store_with(
+    backend: &Backend,
+    local_journal_bytes: u64,
+) -> Result<DynStore, StorageError> {
     Ok(match backend {
-        Backend::Local(root) => Arc::new(LocalStore::open(root)?),
+        Backend::Local(root) => Arc::new(LocalStore::open_with(root, local_journal_bytes)?),
         Backend::S3 { settings, prefix } => Arc::new(RemoteStore::s3(settings, prefix.as_deref())?),
     })
 }
@@ -139,7 +152,10 @@ pub struct Node {
 }
 
 pub fn build_node(config: &ServerConfig) -> Result<Node, StorageError> {
-    Ok(build_node_on(open_store(&config.backend)?, config))
+    Ok(build_node_on(
+        open_store_with(&config.backend, config.local_journal_bytes)?,
+        config,
+    ))
 }
 
 /// A node over an already opened store (tests wrap stores, e.g. to inject faults).

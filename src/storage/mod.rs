@@ -18,7 +18,7 @@ use std::{fmt, sync::Arc};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use local::LocalStore;
+pub use local::{DEFAULT_LOCAL_JOURNAL_BYTES, LocalStore};
 pub use remote::{RemoteStore, S3Settings};
 
 /// Version tag of a stored object: the HTTP ETag on S3, a content hash elsewhere.
