@@ -21,7 +21,7 @@
 use std::{
     collections::HashMap,
     fs::{File, OpenOptions},
-    io::{Read, Write as _},
+    io::Read,
     path::{Path as FsPath, PathBuf},
     sync::{
         Arc, Weak,
@@ -43,6 +43,10 @@ const FILE_PREFIX: &str = ".sluice-journal.";
 pub const DEFAULT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 /// One append gathers at most this many bytes of records.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// A journal file is written with zeros this far ahead of its records, so that an append
+/// overwrites blocks the file already has and its `fdatasync` changes no metadata (no
+/// file-system journal commit); replay ends at the first zero length.
+const ZEROED_AHEAD: u64 = 16 * 1024 * 1024;
 const CONTENT: u8 = 1;
 const TOMBSTONE: u8 = 2;
 
@@ -99,6 +103,7 @@ impl Journal {
             generation: next,
             file: None,
             size: 0,
+            zeroed: 0,
             rotate_bytes,
             rotations,
         };
@@ -190,7 +195,10 @@ struct Writer {
     root: PathBuf,
     generation: u64,
     file: Option<File>,
+    /// Where the next record goes.
     size: u64,
+    /// How far the file holds zeros (or records).
+    zeroed: u64,
     rotate_bytes: u64,
     rotations: Sender<u64>,
 }
@@ -227,25 +235,44 @@ impl Writer {
     }
 
     fn append(&mut self, batch: &[Append]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
         if self.file.is_none() {
             let path = journal_path(&self.root, self.generation);
             let file = OpenOptions::new()
-                .append(true)
+                .write(true)
                 .create_new(true)
                 .open(&path)?;
             File::open(&self.root)?.sync_all()?;
             self.file = Some(file);
             self.size = 0;
+            self.zeroed = 0;
         }
-        let file = self.file.as_mut().expect("opened above");
         let mut buf = Vec::with_capacity(batch.iter().map(|a| a.record.len()).sum());
         for append in batch {
             buf.extend_from_slice(&append.record);
         }
-        file.write_all(&buf)?;
+        let end = self.size + buf.len() as u64;
+        if end > self.zeroed {
+            self.zero_until(end + ZEROED_AHEAD.min(self.rotate_bytes))?;
+        }
+        let file = self.file.as_ref().expect("opened above");
+        file.write_all_at(&buf, self.size)?;
         file.sync_data()?;
-        self.size += buf.len() as u64;
+        self.size = end;
         Ok(())
+    }
+
+    /// Writes zeros from the zeroed end to `end`, synced.
+    fn zero_until(&mut self, end: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = self.file.as_ref().expect("an open journal file");
+        let zeros = vec![0u8; 1024 * 1024];
+        while self.zeroed < end {
+            let n = (end - self.zeroed).min(zeros.len() as u64) as usize;
+            file.write_all_at(&zeros[..n], self.zeroed)?;
+            self.zeroed += n as u64;
+        }
+        file.sync_data()
     }
 
     /// Moves appends to the next generation (its file is made by the next append) and
@@ -435,10 +462,15 @@ fn encode(key: &str, content: Option<&Bytes>) -> Bytes {
     payload.freeze()
 }
 
-/// The records of one journal file, and whether it ended in a damaged one.
+/// The records of one journal file, and whether it ended in a damaged one (rather than
+/// the zeros written ahead of the records, or the file's end).
 fn decode_all(mut file: Bytes) -> (Vec<(String, Option<Bytes>)>, bool) {
     let mut records = Vec::new();
     while file.has_remaining() {
+        if file.len() >= 4 && file[..4] == [0; 4] {
+            // A zero length: the zeros ahead of the records, unless something follows.
+            return (records, file.iter().any(|&b| b != 0));
+        }
         match decode_one(&mut file) {
             Some(record) => records.push(record),
             None => return (records, true),
@@ -498,6 +530,9 @@ mod tests {
             assert!(torn, "cut at {cut}");
             assert_eq!(records.len(), 2, "cut at {cut}");
         }
+        let mut zeroed = BytesMut::from(&whole[..]);
+        zeroed.put_bytes(0, 4096);
+        assert_eq!(decode_all(zeroed.freeze()), (records.clone(), false));
         let mut flipped = BytesMut::from(&whole[..]);
         let at = a.len() + 14;
         flipped[at] ^= 1;
