@@ -186,6 +186,69 @@ async fn a_blocked_group_read_forwarded_to_the_home_waits_as_long_as_asked() {
     assert_eq!(reply[key.as_str()][0][0], id, "{reply}");
 }
 
+/// More blocked group reads than one HTTP/2 connection carries at once, forwarded to the
+/// home: an add through the same node is not held behind them (it takes another
+/// connection), and wakes one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blocked_reads_forwarded_by_the_hundred_do_not_hold_up_other_commands() {
+    const READERS: usize = 120;
+    let (_a, b, plate, key) = two_nodes_and_a_key_homed_on_a().await;
+    let on_b = Api::plate(&b, &plate);
+    on_b.command(&["XGROUP", "CREATE", &key, "g", "$"])
+        .await
+        .unwrap();
+    let readers: Vec<_> = (0..READERS)
+        .map(|r| {
+            let (on_b, key) = (Api::plate(&b, &plate), key.clone());
+            tokio::spawn(async move {
+                let consumer = format!("c{r}");
+                on_b.command(&[
+                    "XREADGROUP",
+                    "GROUP",
+                    "g",
+                    &consumer,
+                    "BLOCK",
+                    "0",
+                    "STREAMS",
+                    &key,
+                    ">",
+                ])
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    // Every read is waiting on the home once B has forwarded them all.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while b.metric(FORWARDED).await < READERS as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reads were not forwarded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = tokio::time::timeout(
+        Duration::from_secs(3),
+        on_b.command(&["XADD", &key, "*", "wake", "1"]),
+    )
+    .await
+    .expect("an add is not held behind blocked reads")
+    .unwrap();
+    let woken = loop {
+        if let Some(done) = readers.iter().position(|r| r.is_finished()) {
+            break done;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no read woke");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut readers = readers;
+    let reply = readers.swap_remove(woken).await.unwrap();
+    assert_eq!(reply[key.as_str()][0][0], id, "{reply}");
+    for r in readers {
+        r.abort();
+    }
+}
+
 /// With its home stopped, a key's commands run on the node they reach.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_its_home_gone_a_keys_commands_run_where_they_arrive() {

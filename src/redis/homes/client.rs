@@ -4,7 +4,7 @@
 //! retryable error rather than run again here.
 
 use std::{
-    sync::atomic::Ordering,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use tracing::{debug, warn};
 
 use super::{
-    Home, Homes, Peer,
+    Conn, Home, Homes, Peer,
     wire::{
         BLOCK_CAP_HEADER, COMMAND_PATH, CREDENTIAL_HEADER, NODE_PATH, PLATE_HEADER, decode_result,
         encode_argv,
@@ -37,6 +37,9 @@ const BLOCK_SLICE: Duration = Duration::from_secs(5);
 /// How long a forwarded command may take beyond its blocking, before its answer counts
 /// as lost: above the engine's own retry budgets.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests one connection to a peer carries at once, below the streams a node admits on
+/// one HTTP/2 connection (`server::http_builder`); past it another connection is made.
+const REQUESTS_PER_CONNECTION: usize = 90;
 
 /// What became of a command sent to its home.
 enum Forwarded {
@@ -133,7 +136,7 @@ impl Homes {
         if let Some(cap) = block_cap {
             headers.insert(BLOCK_CAP_HEADER, HeaderValue::from(cap.as_millis() as u64));
         }
-        let Some(mut sender) = self.sender(peer).await else {
+        let Some(mut held) = self.sender(peer).await else {
             return Forwarded::NotSent;
         };
         self.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -145,7 +148,7 @@ impl Homes {
             ))))
         };
         let answer = async {
-            let response = sender.send_request(request).await.map_err(|e| {
+            let response = held.conn.sender.send_request(request).await.map_err(|e| {
                 if e.is_canceled() {
                     None
                 } else {
@@ -165,11 +168,11 @@ impl Homes {
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => lost(format!("no answer within {timeout:?}")),
             Ok(Err(None)) => {
-                *peer.conn.lock().await = None;
+                forget(peer, &held).await;
                 Forwarded::NotSent
             }
             Ok(Err(Some(e))) => {
-                *peer.conn.lock().await = None;
+                forget(peer, &held).await;
                 lost(e)
             }
             Ok(Ok((StatusCode::OK, body))) => match decode_result(body) {
@@ -189,9 +192,9 @@ impl Homes {
     /// Asks `peer` for its id.
     pub(super) async fn probe(&self, peer: &Peer) -> Option<u64> {
         let request = self.request(peer, NODE_PATH, Bytes::new());
-        let mut sender = self.sender(peer).await?;
+        let mut held = self.sender(peer).await?;
         let asked = async {
-            let response = sender.send_request(request).await.ok()?;
+            let response = held.conn.sender.send_request(request).await.ok()?;
             if response.status() != StatusCode::OK {
                 return None;
             }
@@ -201,7 +204,7 @@ impl Homes {
         match tokio::time::timeout(CONNECT_TIMEOUT, asked).await {
             Ok(Some(id)) => Some(id),
             _ => {
-                *peer.conn.lock().await = None;
+                forget(peer, &held).await;
                 None
             }
         }
@@ -219,26 +222,37 @@ impl Homes {
         request
     }
 
-    /// A connection to `peer` ready for a request, made if there is none; `None` (and the
-    /// peer counted down) if it cannot be.
-    async fn sender(
-        &self,
-        peer: &Peer,
-    ) -> Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>> {
-        let mut slot = peer.conn.lock().await;
-        let mut sender = match slot.as_ref() {
-            Some(s) if !s.is_closed() => s.clone(),
-            _ => match tokio::time::timeout(CONNECT_TIMEOUT, connect(&peer.addr)).await {
-                Ok(Ok(s)) => slot.insert(s).clone(),
+    /// A connection to `peer` ready for one more request, made if every one open carries
+    /// [`REQUESTS_PER_CONNECTION`]; `None` (and the peer counted down) if it cannot be.
+    async fn sender(&self, peer: &Peer) -> Option<Held> {
+        let mut conns = peer.conns.lock().await;
+        conns.retain(|c| !c.sender.is_closed());
+        let free = conns
+            .iter()
+            .find(|c| c.in_flight.load(Ordering::Relaxed) < REQUESTS_PER_CONNECTION)
+            .cloned();
+        let conn = match free {
+            Some(conn) => conn,
+            None => match tokio::time::timeout(CONNECT_TIMEOUT, connect(&peer.addr)).await {
+                Ok(Ok(sender)) => {
+                    let conn = Conn {
+                        sender,
+                        in_flight: Arc::default(),
+                    };
+                    conns.push(conn.clone());
+                    conn
+                }
                 Ok(Err(e)) => return self.down(peer, &e),
                 Err(_) => return self.down(peer, "no connection within the timeout"),
             },
         };
-        drop(slot);
-        match sender.ready().await {
-            Ok(()) => Some(sender),
+        drop(conns);
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut held = Held { conn };
+        match held.conn.sender.ready().await {
+            Ok(()) => Some(held),
             Err(e) => {
-                *peer.conn.lock().await = None;
+                forget(peer, &held).await;
                 self.down(peer, &e.to_string())
             }
         }
@@ -250,4 +264,23 @@ impl Homes {
         }
         None
     }
+}
+
+/// A connection with one request of this node's on it, counted until dropped.
+struct Held {
+    conn: Conn,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Stops using the connection `held` is on: it failed.
+async fn forget(peer: &Peer, held: &Held) {
+    peer.conns
+        .lock()
+        .await
+        .retain(|c| !Arc::ptr_eq(&c.in_flight, &held.conn.in_flight));
 }

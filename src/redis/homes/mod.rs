@@ -58,11 +58,19 @@ pub struct Homes {
 }
 
 /// One peer: where it listens, its id while it answers probes (0 while it does not), and
-/// the HTTP/2 connection both the probes and forwarded commands use.
+/// the HTTP/2 connections the probes and forwarded commands share.
 struct Peer {
     addr: PeerAddr,
     id: AtomicU64,
-    conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    conns: Mutex<Vec<Conn>>,
+}
+
+/// One HTTP/2 connection to a peer, and how many requests it carries now: a node admits
+/// a bounded number at once on one connection, and a blocked read holds its request.
+#[derive(Clone)]
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Where a key's commands run.
@@ -86,7 +94,7 @@ impl Homes {
                 .map(|addr| Peer {
                     addr: addr.clone(),
                     id: AtomicU64::new(0),
-                    conn: Mutex::new(None),
+                    conns: Mutex::new(Vec::new()),
                 })
                 .collect(),
             secret,
