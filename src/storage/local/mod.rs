@@ -308,6 +308,14 @@ enum Expect {
     Existing,
 }
 
+/// Whether a file write is synced on its own, or left to one sync of the whole file
+/// system later ([`journal`]'s folds, whose journal keeps every version until then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sync {
+    Each,
+    Later,
+}
+
 /// Writes `bytes` into `target`'s spare file (created on first use, written over in place
 /// after), syncs its data, swaps it with `target` (or moves it there if `target` does not
 /// exist yet), then syncs the directory. A crash leaves `target` whole, old or new; the
@@ -319,6 +327,12 @@ enum Expect {
 /// writes the data alone. `fdatasync` still writes a changed size or new blocks, so the
 /// spare's content is durable either way before it is moved into place.
 fn replace_durably(target: &FsPath, bytes: &[u8], expect: Expect) -> std::io::Result<()> {
+    replace_file(target, bytes, expect, Sync::Each)
+}
+
+/// [`replace_durably`], or with [`Sync::Later`] the same moves unsynced: a crash may
+/// then leave `target` torn, which only a caller holding the content elsewhere may allow.
+fn replace_file(target: &FsPath, bytes: &[u8], expect: Expect, sync: Sync) -> std::io::Result<()> {
     use std::io::Write;
     let dir = target.parent().expect("keys have a parent directory");
     let spare = sibling(target, SPARE_SUFFIX);
@@ -328,10 +342,15 @@ fn replace_durably(target: &FsPath, bytes: &[u8], expect: Expect) -> std::io::Re
     if old_len > bytes.len() as u64 {
         file.set_len(bytes.len() as u64)?;
     }
-    file.sync_data()?;
+    if sync == Sync::Each {
+        file.sync_data()?;
+    }
     drop(file);
     move_into_place(&spare, target, expect)?;
-    File::open(dir)?.sync_all()
+    if sync == Sync::Each {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Moves `spare` to `target`. Where `target` exists, the two are exchanged atomically, so
