@@ -59,7 +59,8 @@ impl StreamHandle {
         Encryption::resolve(self.core.cipher, key, &self.core.id)
     }
 
-    /// The stream's appender, started on first use; it ends when this handle is dropped.
+    /// The stream's appender, made on first use; its task comes and goes
+    /// ([`Appender`]), and ends at the latest when this handle is dropped.
     pub(super) fn appender(&self, start: impl FnOnce(Arc<StreamCore>) -> Appender) -> &Appender {
         self.appender.get_or_init(|| start(self.core.clone()))
     }
