@@ -134,7 +134,7 @@ struct ServeArgs {
     stream_idle_release: Duration,
     /// How long a stream's appender task waits for the next append before it ends (the
     /// next append starts another); until then it holds its mailbox and task memory.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "SLUICE_APPENDER_IDLE_EXIT")]
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "SLUICE_APPENDER_IDLE_EXIT")]
     appender_idle_exit: Duration,
     /// How often the node writes its usage counts (the metrics API's figures) to the
     /// bucket: one to four writes each time, however busy the node is; figures lag by up

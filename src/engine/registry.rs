@@ -18,7 +18,7 @@ use super::{
     AutoCreate, Engine, EngineError, EngineResult,
     appender::Appender,
     crypt::Encryption,
-    handle::{NodeServices, StorageClass, StreamCore, StreamIdentity, StreamState},
+    handle::{StorageClass, StreamCore, StreamIdentity, StreamState},
     layout,
     manifest::Manifest,
 };
@@ -152,14 +152,6 @@ impl Engine {
             StorageClass::Standard => p.standard,
             StorageClass::Express => p.express,
         });
-        let node = NodeServices {
-            store: self.inner.store.clone(),
-            cache: self.inner.cache.clone(),
-            metrics: self.inner.metrics.clone(),
-            clock: self.clock(),
-            random: self.random().clone(),
-            notices: self.inner.notices.clone(),
-        };
         let identity = StreamIdentity {
             basin: basin.to_owned(),
             name: name.to_owned(),
@@ -167,11 +159,10 @@ impl Engine {
         };
         let core = StreamCore::new(
             identity,
-            node,
+            self.inner.node.clone(),
             self.inner.usage.stream(basin, name),
             state,
             poll,
-            self.inner.config.heartbeat.clone(),
         );
         let handle = Arc::new(StreamHandle::new(core));
         let mut streams = self.inner.streams.lock();

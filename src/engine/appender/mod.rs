@@ -83,7 +83,7 @@ impl Default for AppenderSettings {
 }
 
 /// The default of `--appender-idle-exit`.
-pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(5);
+pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(1);
 
 /// The acknowledgement of one applied batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -165,7 +165,7 @@ async fn small_chunks_travel_in_the_manifest_until_packed() {
     a.append(&on_a, batch(&[b"r0", b"r1"]), None).await.unwrap();
     let state = on_a.core.current();
     let first = state.manifest.inline_refs()[0].clone();
-    let built = on_a.core.cache.chunk(&id, &first).await.unwrap();
+    let built = on_a.core.node.cache.chunk(&id, &first).await.unwrap();
     assert!(
         Arc::ptr_eq(&state.inline[0], &built),
         "the committing node reuses the chunk it built"
@@ -179,7 +179,7 @@ async fn small_chunks_travel_in_the_manifest_until_packed() {
     let kept = on_a.core.current();
     assert_eq!(kept.manifest.inline_refs().len(), n as usize - 1);
     for (r, chunk) in kept.known_inline().take(n as usize - 2) {
-        let previous = on_a.core.cache.chunk(&id, r).await.unwrap();
+        let previous = on_a.core.node.cache.chunk(&id, r).await.unwrap();
         assert!(Arc::ptr_eq(chunk, &previous), "decoded once");
     }
     let records =
