@@ -413,8 +413,11 @@ async fn an_idle_appender_ends_and_the_next_append_starts_another() {
 }
 
 /// Requests submitted one after another are applied in that order while tasks retire
-/// (after every commit, with no idle time) and new ones start between them.
-#[tokio::test]
+/// (after every commit, with no idle time) and new ones start between them, on two
+/// worker threads. The narrowest case, a request that reaches a mailbox between its
+/// task's last look and the close, is left to the `turn` ([`Appender`]): no schedule
+/// here forces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_keep_their_order_while_appender_tasks_come_and_go() {
     let (engine, handle) = engine_with_idle_exit(Duration::ZERO).await;
     let mut acks = Vec::new();
