@@ -3,7 +3,9 @@
 //! [`EngineConfig::stream_idle_release`](super::EngineConfig::stream_idle_release): its
 //! appender ends, its manifest and everything derived from it are freed, and the next
 //! request opens it afresh from the manifest in the bucket. A released stream holds no
-//! memory on the node but its share of the caches, which are bounded on their own.
+//! memory on the node but its share of the caches, which are bounded on their own, and
+//! its usage series in the usage objects this node keeps open (the current and previous
+//! hour's and day's, `usage/`).
 
 use std::{
     sync::{Arc, OnceLock, Weak},
