@@ -132,6 +132,10 @@ struct ServeArgs {
     /// its manifest, by the next request for it.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "SLUICE_STREAM_IDLE_RELEASE")]
     stream_idle_release: Duration,
+    /// How long a stream's appender task waits for the next append before it ends (the
+    /// next append starts another); until then it holds its mailbox and task memory.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "SLUICE_APPENDER_IDLE_EXIT")]
+    appender_idle_exit: Duration,
     /// How often the node writes its usage counts (the metrics API's figures) to the
     /// bucket: one to four writes each time, however busy the node is; figures lag by up
     /// to this much. Also written on graceful shutdown.
@@ -424,6 +428,7 @@ async fn serve(args: ServeArgs) -> anyhow_free::Result {
     config.engine.group_checkpoint_bytes = args.redis_group_checkpoint_bytes as u64;
     config.engine.orphan_grace = args.orphan_grace;
     config.engine.stream_idle_release = args.stream_idle_release;
+    config.engine.appender.idle_exit = args.appender_idle_exit;
     if args.metrics_flush_interval.is_zero() {
         return Err("--metrics-flush-interval must be above zero"
             .to_owned()

@@ -56,11 +56,9 @@ impl Engine {
             input.batch.metered_bytes() as u64,
         );
         let settings = self.inner.config.appender;
-        let mailbox = &handle
-            .appender(|core| Appender::spawn(core, settings))
-            .mailbox;
         let (reply, rx) = oneshot::channel();
-        mailbox
+        handle
+            .appender(|core| Appender::new(core, settings))
             .send(AppendRequest {
                 input,
                 arrival_ms: now_ms,
@@ -68,8 +66,7 @@ impl Engine {
                 session,
                 reply,
             })
-            .await
-            .map_err(|_| EngineError::Storage("appender stopped".into()))?;
+            .await;
         Ok(rx)
     }
 

@@ -167,14 +167,18 @@ struct LastRefresh {
 /// base interval.
 pub const POLL_BACKOFF_LIMIT: u32 = 10;
 
-/// What every stream opened on a node shares with the others.
+/// What every stream opened on a node shares with the others: one per engine, which each
+/// [`StreamCore`] points to rather than holding copies of its own.
 pub struct NodeServices {
     pub store: DynStore,
     pub cache: ObjectCache,
     pub metrics: Arc<EngineMetrics>,
     pub clock: Clock,
     pub random: Random,
+    /// Peers' notices of commits: told of this node's commits, consulted for polling.
     pub notices: Arc<Notices>,
+    /// Gap without records after which followers get a heartbeat.
+    pub heartbeat: std::ops::Range<Duration>,
 }
 
 /// Shared by everything on this node that works with one stream.
@@ -184,15 +188,9 @@ pub struct StreamCore {
     pub id: String,
     /// The stream's cipher, fixed when it was created; `None` for a plain stream.
     pub cipher: Option<EncryptionAlgorithm>,
-    pub(super) store: DynStore,
-    pub(super) cache: ObjectCache,
-    pub(super) metrics: Arc<EngineMetrics>,
+    pub(super) node: Arc<NodeServices>,
     /// This node's usage counts of the stream.
     pub(super) usage: Arc<StreamUsage>,
-    pub(super) clock: Clock,
-    pub(super) random: Random,
-    /// Peers' notices of commits: told of this node's commits, consulted for polling.
-    notices: Arc<Notices>,
     state: watch::Sender<Arc<StreamState>>,
     /// Read sessions waiting at the tail ([`TailFollower`]): what this node asks its
     /// peers to tell it of.
@@ -212,8 +210,6 @@ pub struct StreamCore {
     /// When a read of the manifest last found it changed by someone else (or the stream
     /// was opened here).
     last_outside_change: parking_lot::Mutex<Instant>,
-    /// Gap without records after which followers get a heartbeat.
-    pub(super) heartbeat: std::ops::Range<Duration>,
 }
 
 /// Which stream a [`StreamCore`] is: its names and the cipher its records are sealed with.
@@ -226,11 +222,10 @@ pub struct StreamIdentity {
 impl StreamCore {
     pub fn new(
         identity: StreamIdentity,
-        node: NodeServices,
+        node: Arc<NodeServices>,
         usage: Arc<StreamUsage>,
         state: StreamState,
         poll_base: Option<Duration>,
-        heartbeat: std::ops::Range<Duration>,
     ) -> Self {
         let StreamIdentity {
             basin,
@@ -242,13 +237,8 @@ impl StreamCore {
             name,
             id: state.manifest.stream_id.clone(),
             cipher,
-            store: node.store,
-            cache: node.cache,
-            metrics: node.metrics,
+            node,
             usage,
-            clock: node.clock,
-            random: node.random,
-            notices: node.notices,
             state: watch::Sender::new(Arc::new(state)),
             tail_followers: AtomicUsize::new(0),
             last_refresh: tokio::sync::Mutex::new(LastRefresh {
@@ -259,7 +249,6 @@ impl StreamCore {
             stale: AtomicBool::new(false),
             poll_base,
             last_outside_change: parking_lot::Mutex::new(Instant::now()),
-            heartbeat,
         }
     }
 
@@ -272,7 +261,7 @@ impl StreamCore {
     /// the fallback, at the quiet-stream rate.
     pub fn poll_interval(&self) -> Option<Duration> {
         let base = self.poll_base?;
-        if self.notices.covers(&self.id) {
+        if self.node.notices.covers(&self.id) {
             return Some(base * POLL_BACKOFF_LIMIT);
         }
         let quiet = self.last_outside_change.lock().elapsed();
@@ -282,7 +271,7 @@ impl StreamCore {
     /// Counts a read session as waiting at the tail until the returned guard drops.
     pub fn tail_follower(self: &Arc<Self>) -> TailFollower {
         if self.tail_followers.fetch_add(1, Ordering::Relaxed) == 0 {
-            self.notices.follows_changed();
+            self.node.notices.follows_changed();
         }
         TailFollower(self.clone())
     }
@@ -322,7 +311,8 @@ impl StreamCore {
         next: StoredManifest,
         etag: &ETag,
     ) -> StorageResult<PutOutcome> {
-        self.store
+        self.node
+            .store
             .put_if_match(&self.manifest_key(), next.0, etag)
             .await
     }
@@ -335,7 +325,7 @@ impl StreamCore {
         &self,
         mut change: impl FnMut(&mut Manifest) -> EngineResult<bool>,
     ) -> EngineResult<Arc<StreamState>> {
-        let mut races = Races::new("stream", &self.random);
+        let mut races = Races::new("stream", &self.node.random);
         loop {
             races.next().await?;
             let state = self.refresh().await?;
@@ -361,7 +351,7 @@ impl StreamCore {
     /// known; wakes followers, and the watches of peers this node serves.
     pub fn publish(&self, state: Arc<StreamState>) {
         if self.take(state) {
-            self.notices.committed();
+            self.node.notices.committed();
         }
     }
 
@@ -441,6 +431,7 @@ impl StreamCore {
         let number = self.refreshes_begun.fetch_add(1, Ordering::SeqCst) + 1;
         let known = self.current();
         let result = self
+            .node
             .store
             .revalidate(&self.manifest_key(), &known.etag)
             .await?;
@@ -473,7 +464,7 @@ pub struct TailFollower(Arc<StreamCore>);
 impl Drop for TailFollower {
     fn drop(&mut self) {
         if self.0.tail_followers.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.notices.follows_changed();
+            self.0.node.notices.follows_changed();
         }
     }
 }

@@ -105,7 +105,7 @@ impl Engine {
         if state.manifest.is_deleted() {
             return Ok(());
         }
-        let now = core.clock.now_ms();
+        let now = core.node.clock.now_ms();
         let cutoff = state.expire_before(now);
         if state.manifest.clone().drop_unreadable(cutoff) {
             core.modify_manifest(|m| Ok(m.drop_unreadable(cutoff)))

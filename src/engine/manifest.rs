@@ -95,6 +95,17 @@ pub struct Manifest {
     pub entries: Option<EntryState>,
 }
 
+/// Pushes `item` onto one of a manifest's lists, growing it by an eighth at a time: each
+/// commit pushes once onto a clone of the last manifest, which has no spare room, and the
+/// usual doubling would leave every open stream's state with room for up to twice (for
+/// one reference, four times) the references it holds.
+fn push_snug<T>(list: &mut Vec<T>, item: T) {
+    if list.len() == list.capacity() {
+        list.reserve_exact(1 + list.len() / 8);
+    }
+    list.push(item);
+}
+
 /// Where one commit's records are.
 #[derive(Clone, PartialEq, Message)]
 pub struct ChunkRef {
@@ -374,7 +385,7 @@ impl Manifest {
         self.next_seq = chunk.end_seq();
         self.last_timestamp = chunk.last_timestamp;
         self.last_append_ms = self.last_append_ms.max(chunk.committed_at_ms);
-        self.chunks.push(chunk);
+        push_snug(&mut self.chunks, chunk);
     }
 
     /// Adds a commit's chunk at the tail, its bytes carried in the manifest. The caller
@@ -382,7 +393,7 @@ impl Manifest {
     pub fn push_inline_chunk(&mut self, chunk: ChunkRef, bytes: Bytes) {
         debug_assert!(chunk.inline && chunk.size == bytes.len() as u64);
         self.push_chunk(chunk);
-        self.inline_chunks.push(bytes);
+        push_snug(&mut self.inline_chunks, bytes);
     }
 
     /// The chunks whose bytes are in this manifest: the newest references, oldest first.
@@ -634,6 +645,26 @@ mod tests {
             committed_at_ms: ts,
             inline: false,
             pack: None,
+        }
+    }
+
+    /// Each commit pushes onto a clone of the manifest before it; the lists it grows keep
+    /// room for at most an eighth more (and one) than they hold.
+    #[test]
+    fn commits_leave_the_manifest_lists_snug() {
+        let mut m = Manifest::new("id".into(), "{}".into(), 0);
+        for n in 1..=200usize {
+            let mut next = m.next_version();
+            let (r, b) = inline(next.next_seq, 1, n as u64, n as u64, b"x");
+            next.push_inline_chunk(r, b);
+            let room = n + n / 8 + 1;
+            assert!(
+                next.chunks.capacity() <= room,
+                "{n} refs, room for {}",
+                next.chunks.capacity()
+            );
+            assert!(next.inline_chunks.capacity() <= room);
+            m = next;
         }
     }
 

@@ -227,6 +227,8 @@ struct Inner {
     metrics: Arc<EngineMetrics>,
     usage: usage::Usage,
     notices: Arc<notices::Notices>,
+    /// What every open stream's core points to.
+    node: Arc<handle::NodeServices>,
 }
 
 /// The engine; cheap to clone.
@@ -243,19 +245,29 @@ impl Engine {
         let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let usage = usage::Usage::new(format!("{:016x}", config.random.u64()));
         let flush_every = config.usage_flush_interval;
+        let node = Arc::new(handle::NodeServices {
+            store: store.clone(),
+            cache: ObjectCache::new(store.clone(), config.cache_bytes),
+            metrics: Arc::default(),
+            clock: config.clock,
+            random: config.random.clone(),
+            notices: Arc::default(),
+            heartbeat: config.heartbeat.clone(),
+        });
         let engine = Self {
             inner: Arc::new(Inner {
                 instance,
                 store_counters,
                 catalog: Catalog::new(store.clone()),
-                cache: ObjectCache::new(store.clone(), config.cache_bytes),
+                cache: node.cache.clone(),
                 store,
                 config,
                 streams: Mutex::new(BTreeMap::new()),
                 gc_marks: maintenance::GcMarks::default(),
-                metrics: Arc::default(),
+                metrics: node.metrics.clone(),
                 usage,
-                notices: Arc::default(),
+                notices: node.notices.clone(),
+                node,
             }),
         };
         engine.spawn_background();

@@ -149,11 +149,11 @@ impl ReadPlan {
 
 /// A random gap in `range`, so that many idle sessions do not beat in step.
 fn heartbeat_gap(core: &StreamCore) -> Duration {
-    let range = &core.heartbeat;
+    let range = &core.node.heartbeat;
     if range.is_empty() {
         return range.start;
     }
-    core.random.in_range(range.clone())
+    core.node.random.in_range(range.clone())
 }
 
 pub struct ReadSession {
@@ -228,7 +228,7 @@ impl ReadSession {
         let Some(unary) = self.metered_as_unary else {
             return;
         };
-        let now = self.core.clock.now_ms();
+        let now = self.core.node.clock.now_ms();
         let minute = super::usage::minute_of(now);
         let begins = match self.metered_minute {
             None => true,
@@ -358,12 +358,12 @@ pub async fn chunk_at(
 ) -> EngineResult<Arc<Chunk>> {
     let (chunk_ref, segment) = match state.manifest.locate_seq(seq) {
         Located::Chunk(c) if c.inline => {
-            core.metrics.chunk_read(true);
+            core.node.metrics.chunk_read(true);
             return state.inline_chunk(c);
         }
         Located::Chunk(c) => (c.clone(), None),
         Located::Segment(s) => {
-            let seg = core.cache.segment(&core.id, s).await?;
+            let seg = core.node.cache.segment(&core.id, s).await?;
             let i = seg.chunks.partition_point(|c| c.end_seq() <= seq);
             let chunk_ref = seg
                 .chunks
@@ -379,11 +379,11 @@ pub async fn chunk_at(
             )));
         }
     };
-    if let Some(chunk) = core.cache.cached_chunk(&core.id, &chunk_ref).await {
-        core.metrics.chunk_read(true);
+    if let Some(chunk) = core.node.cache.cached_chunk(&core.id, &chunk_ref).await {
+        core.node.metrics.chunk_read(true);
         return Ok(chunk);
     }
-    core.metrics.chunk_read(false);
+    core.node.metrics.chunk_read(false);
     // Reading from storage: fetch what comes next meanwhile.
     let manifest_chunks = &state.manifest.chunks;
     let following = match &segment {
@@ -393,8 +393,8 @@ pub async fn chunk_at(
             read_ahead(manifest_chunks[i..].iter())
         }
     };
-    core.cache.prefetch(&core.id, following);
-    core.cache.chunk(&core.id, &chunk_ref).await
+    core.node.cache.prefetch(&core.id, following);
+    core.node.cache.chunk(&core.id, &chunk_ref).await
 }
 
 /// The seq_num of the first record with timestamp ≥ `ts`, or the tail if none.
@@ -412,7 +412,7 @@ pub async fn seq_for_timestamp(
         }
         Located::Chunk(c) => c.clone(),
         Located::Segment(s) => {
-            let seg = core.cache.segment(&core.id, s).await?;
+            let seg = core.node.cache.segment(&core.id, s).await?;
             let i = seg.chunks.partition_point(|c| c.last_timestamp < ts);
             match seg.chunks.get(i) {
                 Some(c) => c.clone(),
@@ -421,7 +421,7 @@ pub async fn seq_for_timestamp(
         }
         Located::Tail => return Ok(state.manifest.next_seq),
     };
-    let chunk = core.cache.chunk(&core.id, &chunk_ref).await?;
+    let chunk = core.node.cache.chunk(&core.id, &chunk_ref).await?;
     let i = chunk.index_of_timestamp(ts);
     Ok(chunk.first_seq() + i as u64)
 }

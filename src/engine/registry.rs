@@ -3,7 +3,9 @@
 //! [`EngineConfig::stream_idle_release`](super::EngineConfig::stream_idle_release): its
 //! appender ends, its manifest and everything derived from it are freed, and the next
 //! request opens it afresh from the manifest in the bucket. A released stream holds no
-//! memory on the node but its share of the caches, which are bounded on their own.
+//! memory on the node but its share of the caches, which are bounded on their own, and
+//! its usage series in the usage objects this node keeps open (the current and previous
+//! hour's and day's, `usage/`).
 
 use std::{
     sync::{Arc, OnceLock, Weak},
@@ -18,7 +20,7 @@ use super::{
     AutoCreate, Engine, EngineError, EngineResult,
     appender::Appender,
     crypt::Encryption,
-    handle::{NodeServices, StorageClass, StreamCore, StreamIdentity, StreamState},
+    handle::{StorageClass, StreamCore, StreamIdentity, StreamState},
     layout,
     manifest::Manifest,
 };
@@ -59,7 +61,8 @@ impl StreamHandle {
         Encryption::resolve(self.core.cipher, key, &self.core.id)
     }
 
-    /// The stream's appender, started on first use; it ends when this handle is dropped.
+    /// The stream's appender, made on first use; its task comes and goes
+    /// ([`Appender`]), and ends at the latest when this handle is dropped.
     pub(super) fn appender(&self, start: impl FnOnce(Arc<StreamCore>) -> Appender) -> &Appender {
         self.appender.get_or_init(|| start(self.core.clone()))
     }
@@ -151,14 +154,6 @@ impl Engine {
             StorageClass::Standard => p.standard,
             StorageClass::Express => p.express,
         });
-        let node = NodeServices {
-            store: self.inner.store.clone(),
-            cache: self.inner.cache.clone(),
-            metrics: self.inner.metrics.clone(),
-            clock: self.clock(),
-            random: self.random().clone(),
-            notices: self.inner.notices.clone(),
-        };
         let identity = StreamIdentity {
             basin: basin.to_owned(),
             name: name.to_owned(),
@@ -166,11 +161,10 @@ impl Engine {
         };
         let core = StreamCore::new(
             identity,
-            node,
+            self.inner.node.clone(),
             self.inner.usage.stream(basin, name),
             state,
             poll,
-            self.inner.config.heartbeat.clone(),
         );
         let handle = Arc::new(StreamHandle::new(core));
         let mut streams = self.inner.streams.lock();

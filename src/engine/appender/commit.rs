@@ -89,7 +89,7 @@ pub(super) fn reply(
     outcomes: Vec<Outcome>,
     tail: Position,
 ) {
-    let metrics = &core.metrics;
+    let metrics = &core.node.metrics;
     let acks = match core.current().storage_class() {
         StorageClass::Standard => &metrics.ack_standard,
         StorageClass::Express => &metrics.ack_express,
@@ -136,7 +136,7 @@ async fn reload(core: &StreamCore) -> EngineResult<Arc<StreamState>> {
             Ok(state) => return Ok(state),
             Err(EngineError::Storage(e)) => {
                 last_error = Some(EngineError::Storage(e));
-                STORAGE_BACKOFF.pause(attempt + 1, &core.random).await;
+                STORAGE_BACKOFF.pause(attempt + 1, &core.node.random).await;
             }
             Err(e) => return Err(e),
         }
@@ -179,8 +179,8 @@ pub(super) async fn commit(
         let plan = Plan::build(
             &state,
             &pending,
-            &core.random,
-            core.clock.now_ms(),
+            &core.node.random,
+            core.node.clock.now_ms(),
             &[],
             &spills,
         );
@@ -209,7 +209,7 @@ pub(super) async fn commit(
                 return fail_all(pending, e);
             }
             STORAGE_BACKOFF
-                .pause(storage_failures + 1, &core.random)
+                .pause(storage_failures + 1, &core.node.random)
                 .await;
             continue;
         }
@@ -229,7 +229,7 @@ pub(super) async fn commit(
                 return;
             }
             Ok(PutOutcome::PreconditionFailed) => {
-                core.metrics.lost_race();
+                core.node.metrics.lost_race();
                 conflicts += 1;
                 debug!(stream = %core.name, conflicts, "manifest changed underneath a commit");
             }
@@ -264,7 +264,7 @@ pub(super) async fn commit(
             );
         }
         COMMIT_BACKOFF
-            .pause(conflicts + storage_failures + 1, &core.random)
+            .pause(conflicts + storage_failures + 1, &core.node.random)
             .await;
     }
 }
@@ -300,11 +300,12 @@ async fn committed(
     (chunk_ref, chunk): (&ChunkRef, &Arc<Chunk>),
     segment: Option<(String, Arc<IndexSegment>)>,
 ) {
-    core.metrics.commit_bytes.observe(chunk_ref.size);
-    core.cache
+    core.node.metrics.commit_bytes.observe(chunk_ref.size);
+    core.node
+        .cache
         .insert_chunk(chunk_ref.key(&core.id), chunk.clone())
         .await;
     if let Some((key, segment)) = segment {
-        core.cache.insert_segment(key, segment).await;
+        core.node.cache.insert_segment(key, segment).await;
     }
 }

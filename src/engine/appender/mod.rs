@@ -16,12 +16,14 @@
 //! | file | role |
 //! |---|---|
 //! | `mod.rs` | the task: gathering requests into batches, when a batch goes out |
+//! | `mailbox.rs` | starting the task on demand, ending it once idle, in order |
 //! | `plan.rs` | a commit worked out against one manifest version, without I/O |
 //! | `pipeline.rs` | commits in flight, planned on top of each other |
 //! | `commit.rs` | landing a commit; the retrying path after a race or an unknown outcome |
 //! | `spill.rs` | writing inline chunks out as packs |
 
 mod commit;
+mod mailbox;
 mod pipeline;
 mod plan;
 mod spill;
@@ -38,6 +40,7 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::mailbox::Appender;
 #[cfg(test)]
 pub(crate) use self::spill::SPILL_MIN_CHUNKS;
 use self::{
@@ -61,6 +64,9 @@ pub struct AppenderSettings {
     pub linger_commit_bytes: usize,
     pub max_commit_bytes: usize,
     pub queue_depth: usize,
+    /// The task ends once it has had nothing to do for this long, and the next append
+    /// starts another ([`Appender`]): an idle stream then holds neither.
+    pub idle_exit: Duration,
 }
 
 impl Default for AppenderSettings {
@@ -71,9 +77,13 @@ impl Default for AppenderSettings {
             linger_commit_bytes: 4 * 1024 * 1024,
             max_commit_bytes: 8 * 1024 * 1024,
             queue_depth: 4096,
+            idle_exit: DEFAULT_IDLE_EXIT,
         }
     }
 }
+
+/// The default of `--appender-idle-exit`.
+pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(1);
 
 /// The acknowledgement of one applied batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,48 +128,6 @@ pub struct AppendRequest {
     pub reply: oneshot::Sender<EngineResult<Ack>>,
 }
 
-/// A stream's appender on this node, as its [`StreamHandle`](super::StreamHandle) holds it.
-pub struct Appender {
-    pub(super) mailbox: mpsc::Sender<AppendRequest>,
-    spills: Arc<Spills>,
-}
-
-impl Appender {
-    /// Starts the appender task; it ends once every sender of the mailbox is dropped.
-    pub fn spawn(core: Arc<StreamCore>, settings: AppenderSettings) -> Self {
-        let (tx, rx) = mpsc::channel(settings.queue_depth);
-        let spills = Arc::new(Spills::default());
-        let writer = Writer {
-            core,
-            spills: spills.clone(),
-        };
-        tokio::spawn(run(writer, rx, settings));
-        Self {
-            mailbox: tx,
-            spills,
-        }
-    }
-
-    /// Keys of the packs this appender is writing out, or has written and the manifest
-    /// still carries inline: the orphan sweep leaves them alone.
-    pub fn pack_keys(&self) -> Vec<String> {
-        self.spills
-            .lock()
-            .iter()
-            .map(|s| s.pack.key.clone())
-            .collect()
-    }
-
-    /// Waits until every pack of inline chunks under way has been written.
-    #[cfg(test)]
-    pub(super) async fn spills_settled(&self) {
-        let writes: Vec<_> = self.spills.lock().iter().map(|s| s.done.clone()).collect();
-        for w in writes {
-            w.await;
-        }
-    }
-}
-
 /// What the appender task works with: the stream, and the packs it is writing out.
 #[derive(Clone)]
 struct Writer {
@@ -167,15 +135,24 @@ struct Writer {
     spills: Arc<Spills>,
 }
 
-async fn run(w: Writer, mut rx: mpsc::Receiver<AppendRequest>, settings: AppenderSettings) {
+/// The task: gathers requests into commits until its mailbox closes and everything
+/// queued is settled. Once it has been idle for `settings.idle_exit` it calls `retire`
+/// (which takes its mailbox out of reach of new requests) and closes the mailbox.
+///
+/// Commits are planned and settled in futures of their own (boxed), so that the task's
+/// own state while it waits stays small.
+async fn run(
+    w: Writer,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    settings: AppenderSettings,
+    retire: impl FnOnce(),
+) {
+    let mut retire = Some(retire);
     let core = w.core.clone();
     let mut pipe = Pipeline::new(w);
     let mut batch = Batch::default();
     let mut input_open = true;
     loop {
-        if !input_open && batch.is_empty() && pipe.is_empty() {
-            return;
-        }
         // Take whatever is already queued, without waiting.
         while input_open && batch.bytes < settings.max_commit_bytes {
             match rx.try_recv() {
@@ -183,6 +160,11 @@ async fn run(w: Writer, mut rx: mpsc::Receiver<AppendRequest>, settings: Appende
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => input_open = false,
             }
+        }
+        // Checked after taking what was queued: a mailbox found closed there leaves
+        // nothing for the wait below to wake on.
+        if !input_open && batch.is_empty() && pipe.is_empty() {
+            return;
         }
         let full = batch.bytes >= settings.max_commit_bytes;
         let due = !batch.is_empty()
@@ -193,7 +175,7 @@ async fn run(w: Writer, mut rx: mpsc::Receiver<AppendRequest>, settings: Appende
         if due && may_stage(&pipe, &batch) {
             let pending = batch.take();
             if pipe.is_empty() {
-                pipe.push_first(pending).await;
+                Box::pin(pipe.push_first(pending)).await;
             } else {
                 pipe.push_stacked(pending);
             }
@@ -202,14 +184,24 @@ async fn run(w: Writer, mut rx: mpsc::Receiver<AppendRequest>, settings: Appende
         pipe.start_head();
         let receiving = input_open && !full;
         let deadline = (!batch.is_empty() && may_stage(&pipe, &batch)).then_some(batch.deadline);
+        let idle = input_open && batch.is_empty() && pipe.is_empty() && retire.is_some();
         tokio::select! {
             biased;
-            finished = pipe.head_finished(), if !pipe.is_empty() => pipe.settle_head(finished).await,
+            finished = pipe.head_finished(), if !pipe.is_empty() => {
+                Box::pin(pipe.settle_head(finished)).await;
+            }
             req = rx.recv(), if receiving => match req {
                 Some(req) => batch.add(req, linger(&core, &settings)),
                 None => input_open = false,
             },
             () = sleep_until_opt(deadline) => {}
+            () = tokio::time::sleep(settings.idle_exit), if idle => {
+                // Requests queued before the close are still received, then `None`.
+                if let Some(retire) = retire.take() {
+                    retire();
+                }
+                rx.close();
+            }
         }
     }
 }

@@ -84,14 +84,28 @@ impl Pipeline {
         let core = &self.w.core;
         let mut state = core.current();
         let spills = self.w.spills.lock().clone();
-        let now_ms = core.clock.now_ms();
-        let mut plan = Plan::build(&state, &pending, &self.w.core.random, now_ms, &[], &spills);
+        let now_ms = core.node.clock.now_ms();
+        let mut plan = Plan::build(
+            &state,
+            &pending,
+            &self.w.core.node.random,
+            now_ms,
+            &[],
+            &spills,
+        );
         if plan.has_rejections() {
             state = match core.refresh().await {
                 Ok(s) => s,
                 Err(e) => return fail_all(pending, e),
             };
-            plan = Plan::build(&state, &pending, &self.w.core.random, now_ms, &[], &spills);
+            plan = Plan::build(
+                &state,
+                &pending,
+                &self.w.core.node.random,
+                now_ms,
+                &[],
+                &spills,
+            );
         }
         if state.manifest.is_deleted() {
             core.mark_stale();
@@ -133,8 +147,8 @@ impl Pipeline {
         let plan = Plan::build(
             &projected,
             &pending,
-            &self.w.core.random,
-            self.w.core.clock.now_ms(),
+            &self.w.core.node.random,
+            self.w.core.node.clock.now_ms(),
             &failed,
             &spills,
         );
@@ -241,7 +255,7 @@ impl Pipeline {
                     Some(outcome) => {
                         match &outcome {
                             Ok(_) => {
-                                core.metrics.lost_race();
+                                core.node.metrics.lost_race();
                                 debug!(stream = %core.name, "manifest changed underneath a commit")
                             }
                             Err(e) => {

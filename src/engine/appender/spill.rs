@@ -87,10 +87,10 @@ pub(super) fn spill_inline(w: &Writer, state: &StreamState) {
     {
         return;
     }
-    let Some(pack) = state.manifest.pack_inline(packed, w.core.random.u64()) else {
+    let Some(pack) = state.manifest.pack_inline(packed, w.core.node.random.u64()) else {
         return;
     };
-    let store = w.core.store.clone();
+    let store = w.core.node.store.clone();
     let (key, bytes) = (pack.key.clone(), pack.bytes.clone());
     spills.push(Spill::start(pack, async move {
         store.put(&key, bytes).await.is_ok()
@@ -112,7 +112,7 @@ pub(super) async fn write_objects(w: &Writer, writes: &[(String, Bytes)]) -> Eng
         {
             return Ok(());
         }
-        w.core.store.put(key, bytes.clone()).await.map(drop)
+        w.core.node.store.put(key, bytes.clone()).await.map(drop)
     }))
     .await;
     for r in results {

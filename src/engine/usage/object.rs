@@ -93,10 +93,61 @@ impl Sample {
     }
 }
 
+/// A stream's counts by bucket, in bucket order; stored as a JSON object keyed by bucket.
+///
+/// A sorted list, not a `BTreeMap`: a node keeps one per stream it served in each open
+/// object (the hour's and the day's), usually with one or two buckets, and a map's first
+/// node has room for eleven.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets(Vec<(u32, Counts)>);
+
+impl Buckets {
+    /// The counts of `bucket`, added (zero) if absent.
+    pub fn entry(&mut self, bucket: u32) -> &mut Counts {
+        let i = match self.0.binary_search_by_key(&bucket, |(b, _)| *b) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (bucket, Counts::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, bucket: u32) -> Option<&Counts> {
+        self.0
+            .binary_search_by_key(&bucket, |(b, _)| *b)
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Counts)> {
+        self.0.iter().map(|(b, c)| (*b, c))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Buckets {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(b, c)| (b, c)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Buckets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<u32, Counts>::deserialize(d)?;
+        Ok(Self(map.into_iter().collect()))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamSeries {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub counts: BTreeMap<u32, Counts>,
+    #[serde(default, skip_serializing_if = "Buckets::is_empty")]
+    pub counts: Buckets,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage: Vec<Sample>,
 }
@@ -134,11 +185,7 @@ impl UsageObject {
 
     pub fn add_counts(&mut self, basin: &str, stream: &str, minute: u32, counts: &Counts) {
         let bucket = self.bucket(minute);
-        self.series(basin, stream)
-            .counts
-            .entry(bucket)
-            .or_default()
-            .add(counts);
+        self.series(basin, stream).counts.entry(bucket).add(counts);
     }
 
     pub fn add_op(&mut self, basin: &str, op: &str, minute: u32, n: u64) {
@@ -204,11 +251,26 @@ mod tests {
         day.add_counts("b", "s", 86_400 + 3600, &c);
         day.add_op("", "list-basins", 86_400 + 120, 2);
         let s = &day.streams["b"]["s"];
-        assert_eq!(s.counts[&86_400].append_bytes, 20);
-        assert_eq!(s.counts[&90_000].append_express, 1);
+        assert_eq!(s.counts.get(86_400).unwrap().append_bytes, 20);
+        assert_eq!(s.counts.get(90_000).unwrap().append_express, 1);
         assert_eq!(day.ops[""]["list-basins"][&86_400], 2);
         let back = UsageObject::decode(&day.encode()).unwrap();
         assert_eq!(back, day);
+    }
+
+    /// Buckets are kept in order and stored as the map they were stored as before they
+    /// were a list, so objects written by either read back the same.
+    #[test]
+    fn buckets_are_stored_as_a_map_in_order() {
+        let mut b = Buckets::default();
+        b.entry(120).append_bytes = 2;
+        b.entry(60).append_bytes = 1;
+        b.entry(120).append_bytes += 3;
+        let map: BTreeMap<u32, Counts> = b.iter().map(|(k, c)| (k, *c)).collect();
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(serde_json::to_string(&b).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Buckets>(&json).unwrap(), b);
+        assert_eq!(b.get(120).unwrap().append_bytes, 5);
     }
 
     #[test]

@@ -75,9 +75,9 @@ pub fn accumulate(
             continue;
         };
         for (_, series) in streams.iter().filter(|(n, _)| scope.covers(n)) {
-            for (bucket, counts) in &series.counts {
-                if window.holds(*bucket, o.bucket_secs) {
-                    *sums.entry(window.point(*bucket)).or_default() += pick(counts);
+            for (bucket, counts) in series.counts.iter() {
+                if window.holds(bucket, o.bucket_secs) {
+                    *sums.entry(window.point(bucket)).or_default() += pick(counts);
                 }
             }
         }
@@ -160,8 +160,8 @@ pub fn active_basins(objects: &[UsageObject], window: Window) -> Vec<String> {
             for (name, series) in streams {
                 if series
                     .counts
-                    .keys()
-                    .any(|b| window.holds(*b, o.bucket_secs))
+                    .iter()
+                    .any(|(b, _)| window.holds(b, o.bucket_secs))
                 {
                     active.insert(basin.clone());
                 }
