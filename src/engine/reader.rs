@@ -168,6 +168,9 @@ pub struct ReadSession {
     /// Set once the session reached the tail: from then on it counts as following.
     following: Option<TailFollower>,
     next_heartbeat: Instant,
+    /// When a following session next looks for other nodes' commits; a heartbeat in
+    /// between does not put it off.
+    next_poll: Option<Instant>,
     done: bool,
     /// Opens an encrypted stream's records ([`Self::decrypting`]); without it such a
     /// session yields an error instead of its records.
@@ -193,6 +196,7 @@ impl ReadSession {
             wait_deadline: None,
             following: None,
             next_heartbeat: Instant::now(),
+            next_poll: None,
             done: false,
             encryption: None,
             metered_as_unary: None,
@@ -328,6 +332,12 @@ impl ReadSession {
                 return Ok(Some(ReadOutput::Heartbeat(tail)));
             }
             let poll = self.core.poll_interval();
+            // A shorter interval (others began committing) brings the poll forward.
+            self.next_poll = match (self.next_poll, poll) {
+                (_, None) => None,
+                (Some(due), Some(p)) => Some(due.min(Instant::now() + p)),
+                (None, Some(p)) => Some(Instant::now() + p),
+            };
             let wait_deadline = self.wait_deadline;
             tokio::select! {
                 biased;
@@ -335,13 +345,15 @@ impl ReadSession {
                     if changed.is_err() {
                         return Err(EngineError::Draining);
                     }
+                    self.next_poll = None;
                 }
                 _ = tokio::time::sleep_until(self.next_heartbeat) => {
                     self.next_heartbeat = Instant::now() + heartbeat_gap(&self.core);
                     return Ok(Some(ReadOutput::Heartbeat(tail)));
                 }
                 _ = sleep_until_opt(wait_deadline) => return Ok(None),
-                _ = sleep_until_opt(poll.map(|p| Instant::now() + p)) => {
+                _ = sleep_until_opt(self.next_poll) => {
+                    self.next_poll = None;
                     self.core.refresh_if_older(poll.unwrap_or_default()).await?;
                 }
             }

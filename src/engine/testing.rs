@@ -46,7 +46,7 @@ pub(crate) async fn engine_with_stream(
     store: DynStore,
     gc_grace: Duration,
 ) -> (Engine, Arc<StreamHandle>) {
-    let engine = Engine::new(
+    engine_configured_with_stream(
         store,
         EngineConfig {
             poll: None,
@@ -54,7 +54,16 @@ pub(crate) async fn engine_with_stream(
             maintenance_interval: Duration::from_secs(3600),
             ..EngineConfig::default()
         },
-    );
+    )
+    .await
+}
+
+/// An engine on `config`, and the stream `s` on it.
+pub(crate) async fn engine_configured_with_stream(
+    store: DynStore,
+    config: EngineConfig,
+) -> (Engine, Arc<StreamHandle>) {
+    let engine = Engine::new(store, config);
     engine
         .create_basin("test-basin", BasinConfig::default(), None)
         .await

@@ -99,6 +99,48 @@ impl Api {
         }
     }
 
+    /// `XREADGROUP GROUP group consumer COUNT count STREAMS key >`: the ids delivered,
+    /// `None` when nothing new was left.
+    pub async fn read_new(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Option<Vec<String>> {
+        let count = count.to_string();
+        let args = [
+            "XREADGROUP",
+            "GROUP",
+            group,
+            consumer,
+            "COUNT",
+            &count,
+            "STREAMS",
+            key,
+            ">",
+        ];
+        let reply = self.command(&args).await.expect("xreadgroup");
+        if reply.is_null() {
+            return None;
+        }
+        let entries = reply[key].as_array().expect("the key's entries");
+        Some(
+            entries
+                .iter()
+                .map(|e| e[0].as_str().unwrap().to_owned())
+                .collect(),
+        )
+    }
+
+    /// `XACK key group ids…`, which must ack every one.
+    pub async fn ack_all(&self, key: &str, group: &str, ids: &[String]) {
+        let mut ack = vec!["XACK", key, group];
+        ack.extend(ids.iter().map(String::as_str));
+        let acked = self.command(&ack).await.expect("xack");
+        assert_eq!(acked, ids.len(), "acks of {ids:?}");
+    }
+
     pub fn basin(mut self, basin: &str) -> Self {
         self.basin = Some(basin.to_owned());
         self

@@ -90,34 +90,11 @@ async fn writers_and_consumers_of_one_key_on_two_nodes_never_race() {
     let consumers = (0..CONSUMERS).map(|c| async move {
         let consumer = format!("c{c}");
         let mut got = Vec::new();
-        loop {
-            let args = [
-                "XREADGROUP",
-                "GROUP",
-                "workers",
-                &consumer,
-                "COUNT",
-                "10",
-                "STREAMS",
-                key,
-                ">",
-            ];
-            let reply = nodes[c % 2].command(&args).await.expect("xreadgroup");
-            if reply.is_null() {
-                return got;
-            }
-            let ids: Vec<String> = reply[key]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e[0].as_str().unwrap().to_owned())
-                .collect();
-            let mut ack = vec!["XACK", key, "workers"];
-            ack.extend(ids.iter().map(String::as_str));
-            let acked = nodes[(c + 1) % 2].command(&ack).await.expect("xack");
-            assert_eq!(acked, ids.len(), "acks of {ids:?}");
+        while let Some(ids) = nodes[c % 2].read_new(key, "workers", &consumer, 10).await {
+            nodes[(c + 1) % 2].ack_all(key, "workers", &ids).await;
             got.extend(ids);
         }
+        got
     });
     let delivered: Vec<String> = join_all(consumers).await.into_iter().flatten().collect();
     let delivered_once: BTreeSet<String> = delivered.iter().cloned().collect();

@@ -51,36 +51,13 @@ async fn consumers_on_several_nodes_share_a_group_exactly(backend: Backend) {
         async move {
             let consumer = format!("c{c}");
             let mut got = Vec::new();
-            loop {
-                let args = [
-                    "XREADGROUP",
-                    "GROUP",
-                    "workers",
-                    &consumer,
-                    "COUNT",
-                    "4",
-                    "STREAMS",
-                    "jobs",
-                    ">",
-                ];
-                let reply = plate.command(&args).await.expect("xreadgroup");
-                if reply.is_null() {
-                    return got;
-                }
-                let ids: Vec<String> = reply["jobs"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| e[0].as_str().unwrap().to_owned())
-                    .collect();
+            while let Some(ids) = plate.read_new("jobs", "workers", &consumer, 4).await {
                 // Half the acks go through another node than the read.
                 let acker = &plates[(c + ids.len()) % plates.len()];
-                let mut ack = vec!["XACK", "jobs", "workers"];
-                ack.extend(ids.iter().map(String::as_str));
-                let acked = acker.command(&ack).await.expect("xack");
-                assert_eq!(acked, ids.len(), "acks of {ids:?}");
+                acker.ack_all("jobs", "workers", &ids).await;
                 got.extend(ids);
             }
+            got
         }
     });
     let delivered: Vec<String> = join_all(consumers).await.into_iter().flatten().collect();

@@ -85,27 +85,16 @@ impl Pipeline {
         let mut state = core.current();
         let spills = self.w.spills.lock().clone();
         let now_ms = core.node.clock.now_ms();
-        let mut plan = Plan::build(
-            &state,
-            &pending,
-            &self.w.core.node.random,
-            now_ms,
-            &[],
-            &spills,
-        );
+        let plan_on = |state: &StreamState| {
+            Plan::build(state, &pending, &core.node.random, now_ms, &[], &spills)
+        };
+        let mut plan = plan_on(&state);
         if plan.has_rejections() {
             state = match core.refresh().await {
                 Ok(s) => s,
                 Err(e) => return fail_all(pending, e),
             };
-            plan = Plan::build(
-                &state,
-                &pending,
-                &self.w.core.node.random,
-                now_ms,
-                &[],
-                &spills,
-            );
+            plan = plan_on(&state);
         }
         if state.manifest.is_deleted() {
             core.mark_stale();

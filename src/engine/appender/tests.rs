@@ -359,7 +359,7 @@ async fn packs_are_taken_in_only_while_fresh() {
 /// An engine whose appender tasks end after `idle_exit` without appends, with the stream
 /// `s` open on it.
 async fn engine_with_idle_exit(idle_exit: Duration) -> (Engine, Arc<crate::engine::StreamHandle>) {
-    let engine = Engine::new(
+    engine_configured_with_stream(
         storage::memory(),
         crate::engine::EngineConfig {
             poll: None,
@@ -370,20 +370,8 @@ async fn engine_with_idle_exit(idle_exit: Duration) -> (Engine, Arc<crate::engin
             },
             ..crate::engine::EngineConfig::default()
         },
-    );
-    engine
-        .create_basin("test-basin", BasinConfig::default(), None)
-        .await
-        .unwrap();
-    engine
-        .create_stream("test-basin", "s", OptionalStreamConfig::default(), None)
-        .await
-        .unwrap();
-    let handle = engine
-        .open("test-basin", "s", AutoCreate::No)
-        .await
-        .unwrap();
-    (engine, handle)
+    )
+    .await
 }
 
 /// The task ends once nothing was appended for `idle_exit`; the next append starts
