@@ -9,7 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use tracing::{debug, warn};
 
@@ -91,6 +91,9 @@ impl Homes {
         command: &Command,
         argv: &[Bytes],
     ) -> Option<RedisResult<Reply>> {
+        if self.peers.is_empty() {
+            return None;
+        }
         let (keys, block_ms) = homed_keys(command)?;
         let Home::Peer(addr) = self.home_of_all(&ctx.plate, keys.into_iter())? else {
             return None;
@@ -126,8 +129,7 @@ impl Homes {
         let Ok(plate) = HeaderValue::from_str(&ctx.plate) else {
             return Forwarded::NotSent;
         };
-        let mut request = self.request(peer, COMMAND_PATH, encode_argv(argv));
-        *request.method_mut() = http::Method::POST;
+        let mut request = self.request(peer, Method::POST, COMMAND_PATH, encode_argv(argv));
         let headers = request.headers_mut();
         headers.insert(PLATE_HEADER, plate);
         if let Some(credential) = &ctx.credential {
@@ -191,7 +193,7 @@ impl Homes {
 
     /// Asks `peer` for its id.
     pub(super) async fn probe(&self, peer: &Peer) -> Option<u64> {
-        let request = self.request(peer, NODE_PATH, Bytes::new());
+        let request = self.request(peer, Method::GET, NODE_PATH, Bytes::new());
         let mut held = self.sender(peer).await?;
         let asked = async {
             let response = held.conn.sender.send_request(request).await.ok()?;
@@ -210,8 +212,16 @@ impl Homes {
         }
     }
 
-    fn request(&self, peer: &Peer, path: &str, body: Bytes) -> Request<Full<Bytes>> {
-        let mut request = Request::get(format!("http://{}{path}", peer.addr.0))
+    fn request(
+        &self,
+        peer: &Peer,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Request<Full<Bytes>> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", peer.addr.0))
             .header(header::HOST, &peer.addr.0)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(Full::new(body))

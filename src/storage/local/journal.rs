@@ -8,15 +8,17 @@
 //!   acknowledged once synced, and its content is then served from memory ([`Entry`]).
 //! - When the file passes [`DEFAULT_ROTATE_BYTES`], appends move to a new file (the next
 //!   *generation*) and a checkpointer writes every key whose latest record is in an older
-//!   generation to its own file, durably, then deletes those generations, and only then
-//!   forgets their entries; a key written meanwhile keeps its entry (its latest record is
+//!   generation to its own file (unsynced, then one `syncfs`: until the generations are
+//!   deleted they repair whatever a crash tore), then deletes those generations, and only
+//!   then forgets their entries; a key written meanwhile keeps its entry (its latest record is
 //!   in the newer generation). Until a key's entry is forgotten every write of that key
 //!   goes through the journal, so a record replayed at start can never be older than the
 //!   key's file.
 //! - A store that closes folds the journal into the files (so a directory left by a clean
-//!   stop holds plain files). At start, the generations left are replayed in order (a record whose checksum fails
-//!   ends its file: it is the torn tail of an append that was never acknowledged), every
-//!   key's latest record is written to its file, and the journal files are deleted.
+//!   stop holds plain files). At start, the generations left are replayed in order (a
+//!   record whose checksum fails ends its file: it is the torn tail of an append that was
+//!   never acknowledged), every key's latest record is written to its file, and the
+//!   journal files are deleted.
 
 use std::{
     collections::HashMap,
@@ -248,16 +250,25 @@ impl Writer {
             self.size = 0;
             self.zeroed = 0;
         }
-        let mut buf = Vec::with_capacity(batch.iter().map(|a| a.record.len()).sum());
-        for append in batch {
-            buf.extend_from_slice(&append.record);
-        }
+        // One record (one stream committing) is written as it is; several are joined.
+        let joined;
+        let buf: &[u8] = match batch {
+            [one] => &one.record,
+            many => {
+                joined = many
+                    .iter()
+                    .map(|a| &a.record[..])
+                    .collect::<Vec<_>>()
+                    .concat();
+                &joined
+            }
+        };
         let end = self.size + buf.len() as u64;
         if end > self.zeroed {
             self.zero_until(end + ZEROED_AHEAD.min(self.rotate_bytes))?;
         }
         let file = self.file.as_ref().expect("opened above");
-        file.write_all_at(&buf, self.size)?;
+        file.write_all_at(buf, self.size)?;
         file.sync_data()?;
         self.size = end;
         Ok(())

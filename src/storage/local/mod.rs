@@ -70,7 +70,6 @@ impl Files {
 }
 
 pub struct LocalStore {
-    fs: Arc<LocalFileSystem>,
     root: PathBuf,
     files: Files,
     journal: Arc<Journal>,
@@ -153,7 +152,7 @@ impl LocalStore {
                 .with_automatic_cleanup(true),
         );
         let files = Files {
-            fs: fs.clone(),
+            fs,
             key_locks: Arc::new(
                 (0..KEY_LOCK_STRIPES)
                     .map(|_| Arc::new(RwLock::new(())))
@@ -162,7 +161,6 @@ impl LocalStore {
         };
         let journal = Journal::open(&root, files.clone(), rotate_bytes)?;
         Ok(Self {
-            fs,
             root,
             files,
             journal,
@@ -193,26 +191,10 @@ impl LocalStore {
         self.files.file_path(key)
     }
 
-    /// Whether `key` holds an object: its journaled version, else its file; the caller
-    /// holds its lock.
+    /// Whether `key` holds an object; the caller holds its lock. Only creates ask, of keys
+    /// that are small when they exist (catalog entries, manifests, group records).
     async fn exists(&self, key: &str) -> StorageResult<bool> {
-        if let Some(entry) = self.journal.entry(key) {
-            return Ok(entry.content.is_some());
-        }
-        let file = self.file_path(key)?;
-        match tokio::task::spawn_blocking(move || std::fs::metadata(file)).await {
-            Ok(Ok(meta)) => Ok(meta.is_file()),
-            Ok(Err(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
-                Ok(false)
-            }
-            Ok(Err(e)) => Err(StorageError::Unavailable(format!("reading {key}: {e}"))),
-            Err(e) => Err(StorageError::Unavailable(format!("read task: {e}"))),
-        }
+        Ok(self.read_file(key).await?.is_some())
     }
 
     /// Reads `key` and works out its version; the caller holds its lock.
@@ -223,8 +205,8 @@ impl LocalStore {
         }))
     }
 
-    /// Reads `key`'s latest journaled version, else its file, into a buffer that is not zeroed first (`object_store`'s
-    /// local reads zero it); the caller holds its lock.
+    /// Reads `key`'s latest journaled version, else its file, into a buffer that is not
+    /// zeroed first (`object_store`'s local reads zero it); the caller holds its lock.
     async fn read_file(&self, key: &str) -> StorageResult<Option<Bytes>> {
         if let Some(entry) = self.journal.entry(key) {
             return Ok(entry.content);
@@ -488,6 +470,7 @@ impl Store for LocalStore {
         // Journaled versions first: each names a key's latest version, file or not.
         let journaled = self.journal.entries_under(&under);
         let mut objects: Vec<_> = self
+            .files
             .fs
             .list(Some(&dir))
             .map_ok(|meta| listed(&meta))
@@ -533,7 +516,7 @@ impl Store for LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StorageError::Unavailable(format!("deleting {key}: {e}"))),
         }
-        match self.fs.delete(&path(key)?).await {
+        match self.files.fs.delete(&path(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
