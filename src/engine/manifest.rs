@@ -25,7 +25,9 @@
 //!   stops carrying a chunk's bytes is written only after the pack holding them is.
 //!
 //! Encoding, format 1: magic `SLMF`, format byte, protobuf `Manifest`, xxh3-64 of the
-//! preceding bytes (big-endian).
+//! preceding bytes (big-endian). Format 2 is reserved for the manifest as a checkpoint of
+//! the commit log ([`super::commit_log`], `docs/design/commit-log.md`), which this release
+//! refuses ("unknown format 2") rather than read without the links above it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
@@ -242,41 +244,47 @@ pub struct IndexSegment {
 #[error("corrupt manifest: {0}")]
 pub struct CorruptManifest(pub String);
 
-fn encode_framed(magic: &[u8; 4], msg: &impl Message) -> Bytes {
+/// `magic`, `format`, the message, and xxh3-64 of the preceding bytes (big-endian).
+pub(super) fn encode_framed(magic: &[u8; 4], format: u8, msg: &impl Message) -> Bytes {
     let mut buf = BytesMut::with_capacity(5 + msg.encoded_len() + 8);
     buf.put_slice(magic);
-    buf.put_u8(FORMAT);
+    buf.put_u8(format);
     msg.encode(&mut buf).expect("BytesMut grows");
     let checksum = xxhash_rust::xxh3::xxh3_64(&buf);
     buf.put_u64(checksum);
     buf.freeze()
 }
 
-fn decode_framed<M: Message + Default>(
+/// The message framed by [`encode_framed`] and its format, one of `formats`.
+pub(super) fn decode_framed<M: Message + Default>(
     magic: &[u8; 4],
+    formats: &[u8],
     bytes: &[u8],
-) -> Result<M, CorruptManifest> {
+) -> Result<(M, u8), CorruptManifest> {
     if bytes.len() < 13 || &bytes[..4] != magic {
         return Err(CorruptManifest("bad magic or too short".into()));
     }
-    if bytes[4] != FORMAT {
-        return Err(CorruptManifest(format!("unknown format {}", bytes[4])));
+    let format = bytes[4];
+    if !formats.contains(&format) {
+        return Err(CorruptManifest(format!("unknown format {format}")));
     }
     let body_end = bytes.len() - 8;
     let checksum = u64::from_be_bytes(bytes[body_end..].try_into().expect("8 bytes"));
     if xxhash_rust::xxh3::xxh3_64(&bytes[..body_end]) != checksum {
         return Err(CorruptManifest("checksum mismatch".into()));
     }
-    M::decode(&bytes[5..body_end]).map_err(|e| CorruptManifest(e.to_string()))
+    M::decode(&bytes[5..body_end])
+        .map(|m| (m, format))
+        .map_err(|e| CorruptManifest(e.to_string()))
 }
 
 impl IndexSegment {
     pub fn encode_object(&self) -> Bytes {
-        encode_framed(SEGMENT_MAGIC, self)
+        encode_framed(SEGMENT_MAGIC, FORMAT, self)
     }
 
     pub fn decode_object(bytes: &[u8]) -> Result<Self, CorruptManifest> {
-        decode_framed(SEGMENT_MAGIC, bytes)
+        decode_framed(SEGMENT_MAGIC, &[FORMAT], bytes).map(|(s, _)| s)
     }
 }
 
@@ -304,7 +312,7 @@ impl Manifest {
     }
 
     pub fn encode_object(&self) -> Bytes {
-        encode_framed(MAGIC, self)
+        encode_framed(MAGIC, FORMAT, self)
     }
 
     /// The bytes of a manifest write. Every write of a manifest takes them from here, so
@@ -325,7 +333,7 @@ impl Manifest {
     /// entries, folding) rely on them: on an inline reference without its bytes, say, they
     /// would panic where this returns a clear error.
     pub fn decode_object(bytes: &[u8]) -> Result<Self, CorruptManifest> {
-        let manifest: Self = decode_framed(MAGIC, bytes)?;
+        let (manifest, _): (Self, u8) = decode_framed(MAGIC, &[FORMAT], bytes)?;
         manifest.check_invariants().map_err(CorruptManifest)?;
         Ok(manifest)
     }

@@ -27,7 +27,14 @@ fn commits() -> impl Strategy<Value = Vec<Commit>> {
 
 /// A manifest and the segments folded out of it, built the way the appender does.
 fn history(commits: &[Commit]) -> (Manifest, Vec<IndexSegment>) {
+    let (mut states, segments) = history_of_states(commits);
+    (states.pop().expect("the first state at least"), segments)
+}
+
+/// Every state of [`history`], oldest first.
+fn history_of_states(commits: &[Commit]) -> (Vec<Manifest>, Vec<IndexSegment>) {
     let mut m = Manifest::new("id".into(), "{}".into(), 0);
+    let mut states = vec![m.clone()];
     let mut segments = Vec::new();
     for (i, &(count, kind)) in commits.iter().enumerate() {
         let i = i as u64;
@@ -69,8 +76,23 @@ fn history(commits: &[Commit]) -> (Manifest, Vec<IndexSegment>) {
             segments.push(segment);
         }
         m = next;
+        states.push(m.clone());
     }
-    (m, segments)
+    (states, segments)
+}
+
+/// The successive states of a stream's manifest as the appender and upkeep make them:
+/// commits (own objects, inline, packed, folded), then a trim.
+pub(in crate::engine) fn history_states() -> impl Strategy<Value = Vec<Manifest>> {
+    (commits(), any::<prop::sample::Index>()).prop_map(|(commits, trim)| {
+        let (mut states, _) = history_of_states(&commits);
+        let last = states.last().expect("the first state at least");
+        let mut trimmed = last.next_version();
+        trimmed.trim_point = trim.index(last.next_seq as usize + 1) as u64;
+        trimmed.drop_unreadable(None);
+        states.push(trimmed);
+        states
+    })
 }
 
 /// A valid manifest with the other fields at their edges.
@@ -326,13 +348,13 @@ fn probes() -> impl Strategy<Value = Vec<u64>> {
 }
 
 /// Arbitrary bytes, or arbitrary bytes framed as `magic` with a valid checksum.
-fn framed_or_not(magic: &'static [u8; 4]) -> impl Strategy<Value = Vec<u8>> {
+fn framed_or_not(magic: &'static [u8; 4], format: u8) -> impl Strategy<Value = Vec<u8>> {
     (prop::collection::vec(any::<u8>(), 0..160), any::<bool>()).prop_map(move |(body, framed)| {
         if !framed {
             return body;
         }
         let mut b = magic.to_vec();
-        b.push(FORMAT);
+        b.push(format);
         b.extend(body);
         b.extend([0; 8]);
         reseal_xxh3(&mut b);
@@ -344,7 +366,7 @@ proptest! {
     #![proptest_config(fuzzing::config(1000))]
 
     #[test]
-    fn fuzz_manifest_arbitrary_bytes(bytes in framed_or_not(MAGIC), probes in probes()) {
+    fn fuzz_manifest_arbitrary_bytes(bytes in framed_or_not(MAGIC, FORMAT), probes in probes()) {
         decode_manifest(&bytes, &probes)?;
     }
 
@@ -397,7 +419,7 @@ proptest! {
     }
 
     #[test]
-    fn fuzz_index_segment_arbitrary_bytes(bytes in framed_or_not(SEGMENT_MAGIC), probes in probes()) {
+    fn fuzz_index_segment_arbitrary_bytes(bytes in framed_or_not(SEGMENT_MAGIC, FORMAT), probes in probes()) {
         decode_segment(&bytes, &probes)?;
     }
 
